@@ -1,0 +1,383 @@
+//! One scan of every process: enumerate, read, hash.
+//!
+//! `sysinfo` is the baseline on every platform: it lists the processes and gives what it reads
+//! well (working and root directory, disk I/O counters, and on other platforms everything it
+//! can). On Linux, [`crate::linux`] reads from `/proc` what `sysinfo` lacks or hides (parent,
+//! the six ids, the raw executable link with its ` (deleted)` marker, device and inode, state
+//! letter, threads, nice, CPU times, cgroup) in parallel across cores.
+//!
+//! A scan never fails as a whole: a process that vanishes or cannot be read yields a record
+//! whose unknown fields are `None`, and the problem is counted in [`ScanErrors`].
+//!
+//! What is skipped when nothing changed: an executable whose (device, inode, size, mtime,
+//! ctime) matches the previous scan is not read again (see [`crate::hasher`]); a process seen
+//! before (same PID and start time) keeps its cgroup path from the scan that first saw it, and
+//! `sysinfo` keeps its root directory the same way.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use daemoneye_lib::config::CollectionConfig;
+use daemoneye_lib::models::{ProcessRecord, ScanErrors, ScanSummary};
+use rayon::prelude::*;
+use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
+
+use crate::hasher::{FileKey, HashCache, HashOutcome, hash_file};
+
+/// Limits of one scan.
+#[derive(Debug, Clone)]
+pub struct CollectorOptions {
+    /// Executables larger than this are not hashed.
+    pub hash_max_bytes: u64,
+    /// Time one scan may spend hashing; what is left is hashed by the next scan.
+    pub hash_time_budget: Duration,
+    /// The most bytes of one command line that are kept.
+    pub cmdline_max_bytes: u64,
+}
+
+impl CollectorOptions {
+    /// The options a configuration asks for.
+    pub fn from_config(config: &CollectionConfig) -> Self {
+        Self {
+            hash_max_bytes: config.hash_max_bytes,
+            hash_time_budget: config.hash_time_budget.get(),
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for CollectorOptions {
+    fn default() -> Self {
+        Self {
+            hash_max_bytes: 512 * 1024 * 1024,
+            hash_time_budget: Duration::from_secs(5),
+            cmdline_max_bytes: 128 * 1024,
+        }
+    }
+}
+
+/// The result of one scan.
+#[derive(Debug, Clone)]
+pub struct Scan {
+    /// Totals, as the `scans` table records them.
+    pub summary: ScanSummary,
+    /// Problems by kind.
+    pub errors: ScanErrors,
+    /// Executables read and hashed by this scan.
+    pub hashed_files: u64,
+    /// Executables whose hash came from the cache.
+    pub cached_files: u64,
+    /// One record per process.
+    pub records: Vec<ProcessRecord>,
+}
+
+/// What one process needs hashed, found while reading it.
+#[derive(Debug, Clone)]
+pub(crate) struct ExeRef {
+    /// Where to open the file: `/proc/PID/exe` on Linux, the path elsewhere.
+    pub open_path: PathBuf,
+    /// The file's identity when the process was read.
+    pub key: FileKey,
+}
+
+/// The executable link as the kernel gave it, kept until `on_disk` is decided.
+#[derive(Debug, Clone)]
+pub(crate) struct ExeLink {
+    /// The link target exactly as the kernel gave it, marker included.
+    pub raw: PathBuf,
+    /// Whether the kernel marked the file as deleted (` (deleted)` at the end).
+    pub deleted_marker: bool,
+}
+
+/// A record with what the scan keeps beside it until the end of the scan.
+#[derive(Debug)]
+pub(crate) struct Observed {
+    pub record: ProcessRecord,
+    pub exe: Option<ExeRef>,
+    /// Linux: the raw executable link, for `on_disk`.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub exe_link: Option<ExeLink>,
+    /// Start time in clock ticks after boot; with the PID, the process's identity.
+    pub start_ticks: Option<u64>,
+    /// User plus system CPU time, in clock ticks.
+    pub cpu_ticks: Option<u64>,
+    pub errors: ScanErrors,
+}
+
+/// What is remembered of a process from one scan to the next.
+#[derive(Debug, Clone)]
+pub(crate) struct Previous {
+    pub start_ticks: u64,
+    pub cpu_ticks: Option<u64>,
+    pub cgroup_path: Option<String>,
+}
+
+/// Enumerates processes, remembering what the next scan can reuse.
+pub struct Collector {
+    options: CollectorOptions,
+    system: System,
+    hashes: HashCache,
+    previous: HashMap<u32, Previous>,
+    last_scan: Option<Instant>,
+    next_scan_id: i64,
+    #[cfg(target_os = "linux")]
+    clock: crate::linux::Clock,
+}
+
+impl Collector {
+    /// A collector with an empty cache.
+    pub fn new(options: CollectorOptions) -> anyhow::Result<Self> {
+        let system = System::new().map_err(|err| anyhow::anyhow!("sysinfo: {err:?}"))?;
+        Ok(Self {
+            options,
+            system,
+            hashes: HashCache::default(),
+            previous: HashMap::new(),
+            last_scan: None,
+            next_scan_id: 1,
+            #[cfg(target_os = "linux")]
+            clock: crate::linux::Clock::read()?,
+        })
+    }
+
+    /// Sets the id the next scan gets (scans are numbered by whoever stores them).
+    pub fn set_next_scan_id(&mut self, scan_id: i64) {
+        self.next_scan_id = scan_id;
+    }
+
+    /// Number of executables whose hash is cached.
+    pub fn cached_hashes(&self) -> usize {
+        self.hashes.len()
+    }
+
+    /// Forgets every cached hash and remembered process, as if this were the first scan.
+    pub fn clear_caches(&mut self) {
+        self.hashes = HashCache::default();
+        self.previous.clear();
+    }
+
+    /// Scans every process once.
+    pub fn scan(&mut self) -> Scan {
+        self.scan_with(|| {})
+    }
+
+    /// Scans every process once, calling `after_listing` between listing the processes and
+    /// reading them. This is the seam where processes vanish in real life; tests use it to
+    /// make one vanish on purpose.
+    pub fn scan_with(&mut self, after_listing: impl FnOnce()) -> Scan {
+        let scan_id = self.next_scan_id;
+        self.next_scan_id += 1;
+        let started = Instant::now();
+        let started_at = epoch_millis();
+
+        self.system
+            .refresh_processes_specifics(ProcessesToUpdate::All, true, refresh_kind());
+        let pids: Vec<sysinfo::Pid> = self.system.processes().keys().copied().collect();
+        after_listing();
+
+        let system = &self.system;
+        let previous = &self.previous;
+        let options = &self.options;
+        #[cfg(target_os = "linux")]
+        let clock = &self.clock;
+        let mut observed: Vec<Observed> = pids
+            .par_iter()
+            .filter_map(|pid| {
+                let process = system.process(*pid)?;
+                #[cfg(target_os = "linux")]
+                let seen = crate::linux::observe(process, previous, options, clock);
+                #[cfg(not(target_os = "linux"))]
+                let seen = crate::portable::observe(process, previous, options);
+                Some(seen)
+            })
+            .collect();
+        observed.sort_unstable_by_key(|o| o.record.pid);
+
+        #[cfg(target_os = "linux")]
+        crate::linux::settle_on_disk(&mut observed);
+
+        let mut errors = ScanErrors::default();
+        for o in &observed {
+            errors += &o.errors;
+        }
+        let (hashed_files, cached_files) = self.hash_executables(&mut observed, &mut errors);
+
+        let now = Instant::now();
+        let elapsed = self.last_scan.map(|last| now.duration_since(last));
+        self.last_scan = Some(now);
+        let collected_at = epoch_millis();
+        let mut next_previous = HashMap::with_capacity(observed.len());
+        let records: Vec<ProcessRecord> = observed
+            .into_iter()
+            .map(|o| {
+                let mut record = o.record;
+                record.scan_id = scan_id;
+                record.collected_at = collected_at;
+                if let Some(start_ticks) = o.start_ticks {
+                    let before = self
+                        .previous
+                        .get(&record.pid)
+                        .filter(|p| p.start_ticks == start_ticks);
+                    #[cfg(target_os = "linux")]
+                    if let (Some(before), Some(elapsed)) = (before, elapsed) {
+                        record.cpu_percent = cpu_percent(
+                            before.cpu_ticks,
+                            o.cpu_ticks,
+                            self.clock.ticks_per_second,
+                            elapsed,
+                        );
+                    }
+                    #[cfg(not(target_os = "linux"))]
+                    let _ = (before, elapsed);
+                    next_previous.insert(
+                        record.pid,
+                        Previous {
+                            start_ticks,
+                            cpu_ticks: o.cpu_ticks,
+                            cgroup_path: record.cgroup_path.clone(),
+                        },
+                    );
+                }
+                record
+            })
+            .collect();
+        self.previous = next_previous;
+
+        let finished_at = epoch_millis();
+        tracing::debug!(
+            scan_id,
+            processes = records.len(),
+            errors = errors.total(),
+            hashed_files,
+            cached_files,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "scan finished"
+        );
+        Scan {
+            summary: ScanSummary {
+                scan_id,
+                started_at,
+                finished_at,
+                process_count: records.len() as u64,
+                error_count: errors.total(),
+            },
+            errors,
+            hashed_files,
+            cached_files,
+            records,
+        }
+    }
+
+    /// Fills `exe_sha256` for every record, hashing each distinct executable at most once and
+    /// only if the cache does not know it. Returns (files hashed, files found in the cache).
+    fn hash_executables(&mut self, observed: &mut [Observed], errors: &mut ScanErrors) -> (u64, u64) {
+        // One opener per distinct file: thousands of processes usually run a few hundred files.
+        let mut wanted: HashMap<FileKey, PathBuf> = HashMap::new();
+        for exe in observed.iter().filter_map(|o| o.exe.as_ref()) {
+            wanted
+                .entry(exe.key)
+                .or_insert_with(|| exe.open_path.clone());
+        }
+        let live: HashSet<FileKey> = wanted.keys().copied().collect();
+        let misses: Vec<(FileKey, PathBuf)> = wanted
+            .into_iter()
+            .filter(|(key, _)| self.hashes.get(key).is_none())
+            .collect();
+        let cached = (live.len() - misses.len()) as u64;
+
+        let deadline = Instant::now() + self.options.hash_time_budget;
+        let max_bytes = self.options.hash_max_bytes;
+        let outcomes: Vec<(FileKey, HashOutcome)> = misses
+            .into_par_iter()
+            .map(|(key, path)| (key, hash_file(&path, key, max_bytes, deadline)))
+            .collect();
+        let mut hashed = 0;
+        for (key, outcome) in outcomes {
+            match outcome {
+                HashOutcome::Hashed(hex) => {
+                    hashed += 1;
+                    self.hashes.insert(key, hex);
+                }
+                HashOutcome::TooLarge => errors.hash_too_large += 1,
+                HashOutcome::ChangedDuringRead => errors.hash_changed_during_read += 1,
+                HashOutcome::BudgetExhausted => errors.hash_budget_exhausted += 1,
+                HashOutcome::Unreadable(kind) => {
+                    tracing::debug!(?kind, "executable unreadable");
+                    errors.hash_unreadable += 1;
+                }
+            }
+        }
+        self.hashes.retain(&live);
+        for o in observed.iter_mut() {
+            if let Some(exe) = &o.exe {
+                o.record.exe_sha256 = self.hashes.get(&exe.key).map(str::to_owned);
+            }
+        }
+        (hashed, cached)
+    }
+}
+
+/// What `sysinfo` refreshes on each scan. On Linux the collector reads most fields itself
+/// (bounded, and with the ` (deleted)` marker `sysinfo` strips), so `sysinfo` only lists the
+/// processes and reads working directory, root directory and I/O counters.
+fn refresh_kind() -> ProcessRefreshKind {
+    let kind = ProcessRefreshKind::nothing()
+        .without_tasks()
+        .with_cwd(UpdateKind::Always)
+        .with_root(UpdateKind::OnlyIfNotSet)
+        .with_disk_usage();
+    if cfg!(target_os = "linux") {
+        kind
+    } else {
+        kind.with_cpu()
+            .with_memory()
+            .with_exe(UpdateKind::Always)
+            .with_cmd(UpdateKind::Always)
+            .with_user(UpdateKind::Always)
+    }
+}
+
+/// CPU use in percent of one core between two readings of a process's CPU time.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn cpu_percent(
+    before: Option<u64>,
+    now: Option<u64>,
+    ticks_per_second: u64,
+    elapsed: Duration,
+) -> Option<f64> {
+    let delta = now?.checked_sub(before?)?;
+    let seconds = elapsed.as_secs_f64();
+    if seconds <= 0.0 || ticks_per_second == 0 {
+        return None;
+    }
+    Some(delta as f64 / ticks_per_second as f64 / seconds * 100.0)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn epoch_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_percent_is_time_used_over_time_elapsed() {
+        let check = |before, now, elapsed_ms, want: Option<f64>| {
+            let got = cpu_percent(before, now, 100, Duration::from_millis(elapsed_ms));
+            assert_eq!(got, want, "{before:?} {now:?} {elapsed_ms}");
+        };
+        check(Some(100), Some(150), 1000, Some(50.0));
+        check(Some(100), Some(300), 1000, Some(200.0));
+        check(Some(100), Some(100), 1000, Some(0.0));
+        check(None, Some(100), 1000, None);
+        check(Some(100), None, 1000, None);
+        // A counter that went backwards is a different process, not negative use.
+        check(Some(200), Some(100), 1000, None);
+        check(Some(100), Some(200), 0, None);
+    }
+}
