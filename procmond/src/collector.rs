@@ -1,26 +1,27 @@
 //! One scan of every process: enumerate, read, hash.
 //!
-//! `sysinfo` is the baseline on every platform: it lists the processes and gives what it reads
-//! well (working and root directory, disk I/O counters, and on other platforms everything it
-//! can). On Linux, [`crate::linux`] reads from `/proc` what `sysinfo` lacks or hides (parent,
-//! the six ids, the raw executable link with its ` (deleted)` marker, device and inode, state
-//! letter, threads, nice, CPU times, cgroup) in parallel across cores.
+//! On Linux, `crate::linux` lists `/proc` and reads each process from it, in parallel across
+//! cores (it explains why `sysinfo` is not used for that there). On other platforms `sysinfo`
+//! is the collector, and what it cannot see stays unknown (`crate::portable`).
 //!
 //! A scan never fails as a whole: a process that vanishes or cannot be read yields a record
 //! whose unknown fields are `None`, and the problem is counted in [`ScanErrors`].
 //!
 //! What is skipped when nothing changed: an executable whose (device, inode, size, mtime,
 //! ctime) matches the previous scan is not read again (see [`crate::hasher`]); a process seen
-//! before (same PID and start time) keeps its cgroup path from the scan that first saw it, and
-//! `sysinfo` keeps its root directory the same way.
+//! before (same PID and start time) keeps its cgroup path and root directory from the scan that
+//! first saw it.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+
+use anyhow::Context;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use daemoneye_lib::config::CollectionConfig;
 use daemoneye_lib::models::{ProcessRecord, ScanErrors, ScanSummary};
 use rayon::prelude::*;
+#[cfg(not(target_os = "linux"))]
 use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
 
 use crate::hasher::{FileKey, HashCache, HashOutcome, hash_file};
@@ -111,11 +112,13 @@ pub(crate) struct Previous {
     pub start_ticks: u64,
     pub cpu_ticks: Option<u64>,
     pub cgroup_path: Option<String>,
+    pub root: Option<String>,
 }
 
 /// Enumerates processes, remembering what the next scan can reuse.
 pub struct Collector {
     options: CollectorOptions,
+    #[cfg(not(target_os = "linux"))]
     system: System,
     hashes: HashCache,
     previous: HashMap<u32, Previous>,
@@ -128,10 +131,12 @@ pub struct Collector {
 impl Collector {
     /// A collector with an empty cache.
     pub fn new(options: CollectorOptions) -> anyhow::Result<Self> {
-        let system = System::new().map_err(|err| anyhow::anyhow!("sysinfo: {err:?}"))?;
+        #[cfg(target_os = "linux")]
+        crate::linux::list_pids().context("listing /proc")?;
         Ok(Self {
             options,
-            system,
+            #[cfg(not(target_os = "linux"))]
+            system: System::new().map_err(|err| anyhow::anyhow!("sysinfo: {err:?}"))?,
             hashes: HashCache::default(),
             previous: HashMap::new(),
             last_scan: None,
@@ -171,33 +176,13 @@ impl Collector {
         let started = Instant::now();
         let started_at = epoch_millis();
 
-        self.system
-            .refresh_processes_specifics(ProcessesToUpdate::All, true, refresh_kind());
-        let pids: Vec<sysinfo::Pid> = self.system.processes().keys().copied().collect();
-        after_listing();
-
-        let system = &self.system;
-        let previous = &self.previous;
-        let options = &self.options;
-        #[cfg(target_os = "linux")]
-        let clock = &self.clock;
-        let mut observed: Vec<Observed> = pids
-            .par_iter()
-            .filter_map(|pid| {
-                let process = system.process(*pid)?;
-                #[cfg(target_os = "linux")]
-                let seen = crate::linux::observe(process, previous, options, clock);
-                #[cfg(not(target_os = "linux"))]
-                let seen = crate::portable::observe(process, previous, options);
-                Some(seen)
-            })
-            .collect();
+        let mut errors = ScanErrors::default();
+        let mut observed = self.observe_all(after_listing, &mut errors);
         observed.sort_unstable_by_key(|o| o.record.pid);
 
         #[cfg(target_os = "linux")]
         crate::linux::settle_on_disk(&mut observed);
 
-        let mut errors = ScanErrors::default();
         for o in &observed {
             errors += &o.errors;
         }
@@ -236,6 +221,7 @@ impl Collector {
                             start_ticks,
                             cpu_ticks: o.cpu_ticks,
                             cgroup_path: record.cgroup_path.clone(),
+                            root: record.root.clone(),
                         },
                     );
                 }
@@ -269,18 +255,54 @@ impl Collector {
         }
     }
 
+    /// Lists the processes and reads each one, in parallel.
+    #[cfg(target_os = "linux")]
+    fn observe_all(&mut self, after_listing: impl FnOnce(), errors: &mut ScanErrors) -> Vec<Observed> {
+        let pids = match crate::linux::list_pids() {
+            Ok(pids) => pids,
+            Err(err) => {
+                tracing::error!(%err, "cannot list /proc");
+                errors.unreadable += 1;
+                return Vec::new();
+            }
+        };
+        after_listing();
+        let (previous, options, clock) = (&self.previous, &self.options, &self.clock);
+        pids.par_iter()
+            .map(|&pid| crate::linux::observe(pid, previous, options, clock))
+            .collect()
+    }
+
+    /// Lists the processes and reads each one, in parallel.
+    #[cfg(not(target_os = "linux"))]
+    fn observe_all(&mut self, after_listing: impl FnOnce(), _errors: &mut ScanErrors) -> Vec<Observed> {
+        self.system
+            .refresh_processes_specifics(ProcessesToUpdate::All, true, refresh_kind());
+        let pids: Vec<sysinfo::Pid> = self.system.processes().keys().copied().collect();
+        after_listing();
+        let (system, previous, options) = (&self.system, &self.previous, &self.options);
+        pids.par_iter()
+            .filter_map(|pid| {
+                let process = system.process(*pid)?;
+                Some(crate::portable::observe(process, previous, options))
+            })
+            .collect()
+    }
+
     /// Fills `exe_sha256` for every record, hashing each distinct executable at most once and
     /// only if the cache does not know it. Returns (files hashed, files found in the cache).
     fn hash_executables(&mut self, observed: &mut [Observed], errors: &mut ScanErrors) -> (u64, u64) {
-        // One opener per distinct file: thousands of processes usually run a few hundred files.
-        let mut wanted: HashMap<FileKey, PathBuf> = HashMap::new();
+        // A few openers per distinct file: thousands of processes usually run a few hundred
+        // files, and the process chosen to open one may exit before its turn comes.
+        let mut wanted: HashMap<FileKey, Vec<PathBuf>> = HashMap::new();
         for exe in observed.iter().filter_map(|o| o.exe.as_ref()) {
-            wanted
-                .entry(exe.key)
-                .or_insert_with(|| exe.open_path.clone());
+            let openers = wanted.entry(exe.key).or_default();
+            if openers.len() < OPENERS_PER_FILE {
+                openers.push(exe.open_path.clone());
+            }
         }
         let live: HashSet<FileKey> = wanted.keys().copied().collect();
-        let misses: Vec<(FileKey, PathBuf)> = wanted
+        let misses: Vec<(FileKey, Vec<PathBuf>)> = wanted
             .into_iter()
             .filter(|(key, _)| self.hashes.get(key).is_none())
             .collect();
@@ -290,7 +312,7 @@ impl Collector {
         let max_bytes = self.options.hash_max_bytes;
         let outcomes: Vec<(FileKey, HashOutcome)> = misses
             .into_par_iter()
-            .map(|(key, path)| (key, hash_file(&path, key, max_bytes, deadline)))
+            .map(|(key, openers)| (key, hash_through_any(&openers, key, max_bytes, deadline)))
             .collect();
         let mut hashed = 0;
         for (key, outcome) in outcomes {
@@ -318,24 +340,40 @@ impl Collector {
     }
 }
 
-/// What `sysinfo` refreshes on each scan. On Linux the collector reads most fields itself
-/// (bounded, and with the ` (deleted)` marker `sysinfo` strips), so `sysinfo` only lists the
-/// processes and reads working directory, root directory and I/O counters.
+/// How many processes' links are tried to open one executable.
+const OPENERS_PER_FILE: usize = 4;
+
+/// Hashes a file through the first of its openers that still exists: `/proc/PID/exe` of a
+/// process that exited is gone, while the same file is still reachable through another.
+fn hash_through_any(
+    openers: &[PathBuf],
+    key: FileKey,
+    max_bytes: u64,
+    deadline: Instant,
+) -> HashOutcome {
+    let mut outcome = HashOutcome::Unreadable(std::io::ErrorKind::NotFound);
+    for path in openers {
+        outcome = hash_file(path, key, max_bytes, deadline);
+        if outcome != HashOutcome::Unreadable(std::io::ErrorKind::NotFound) {
+            break;
+        }
+    }
+    outcome
+}
+
+/// What `sysinfo` refreshes on each scan where it is the collector.
+#[cfg(not(target_os = "linux"))]
 fn refresh_kind() -> ProcessRefreshKind {
-    let kind = ProcessRefreshKind::nothing()
+    ProcessRefreshKind::nothing()
         .without_tasks()
         .with_cwd(UpdateKind::Always)
         .with_root(UpdateKind::OnlyIfNotSet)
-        .with_disk_usage();
-    if cfg!(target_os = "linux") {
-        kind
-    } else {
-        kind.with_cpu()
-            .with_memory()
-            .with_exe(UpdateKind::Always)
-            .with_cmd(UpdateKind::Always)
-            .with_user(UpdateKind::Always)
-    }
+        .with_disk_usage()
+        .with_cpu()
+        .with_memory()
+        .with_exe(UpdateKind::Always)
+        .with_cmd(UpdateKind::Always)
+        .with_user(UpdateKind::Always)
 }
 
 /// CPU use in percent of one core between two readings of a process's CPU time.
