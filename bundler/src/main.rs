@@ -14,6 +14,8 @@ struct Args {}
 
 fn main() -> ExitCode {
     let Args {} = Args::parse();
-    eprintln!("daemoneye-bundler: not part of this release yet; run `procmond --once` (see README.md)");
+    eprintln!(
+        "daemoneye-bundler: not part of this release yet; run `procmond --once` (see README.md)"
+    );
     ExitCode::from(2)
 }

@@ -31,7 +31,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "daemoneye-cli", &mut io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "daemoneye-cli",
+                &mut io::stdout(),
+            );
         }
     }
     ExitCode::SUCCESS

@@ -203,10 +203,16 @@ mod tests {
         ] {
             assert_eq!(state.as_i8(), value);
             assert_eq!(serde_json::to_string(&state).unwrap(), value.to_string());
-            assert_eq!(serde_json::from_str::<OnDisk>(&value.to_string()).unwrap(), state);
+            assert_eq!(
+                serde_json::from_str::<OnDisk>(&value.to_string()).unwrap(),
+                state
+            );
         }
         let err = serde_json::from_str::<OnDisk>("2").unwrap_err();
-        assert!(err.to_string().contains("on_disk must be 1, 0 or -1"), "{err}");
+        assert!(
+            err.to_string().contains("on_disk must be 1, 0 or -1"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -92,7 +92,13 @@ fn main() {
     }
     eprintln!("started in {:.1?}", started.elapsed());
     let total = std::fs::read_dir("/proc")
-        .map(|d| d.filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())).count())
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+            })
+            .count()
+        })
         .unwrap_or(0);
 
     let once = time_command(procmond, &["--once", "--format", "json"], runs);
@@ -114,10 +120,23 @@ fn main() {
 
     println!("processes on the machine: {total} ({n} idle started by this bench)");
     println!("ps -eo pid,ppid,uid,stat,comm,args   median of {runs}: {ps:>10.1?}");
-    println!("procmond --once --format json       median of {runs}: {once:>10.1?}  ratio {:.2}", once.as_secs_f64() / ps.as_secs_f64());
-    println!("warm in-process scan                median of {runs}: {warm:>10.1?}  ratio {:.2}", warm.as_secs_f64() / ps.as_secs_f64());
-    println!("procmond --once peak RSS: {:.1} MiB", once_rss_kib as f64 / 1024.0);
-    println!("first scan hashed {} files; warm scans hashed 0 and reused {}", first.hashed_files, collector.cached_hashes());
+    println!(
+        "procmond --once --format json       median of {runs}: {once:>10.1?}  ratio {:.2}",
+        once.as_secs_f64() / ps.as_secs_f64()
+    );
+    println!(
+        "warm in-process scan                median of {runs}: {warm:>10.1?}  ratio {:.2}",
+        warm.as_secs_f64() / ps.as_secs_f64()
+    );
+    println!(
+        "procmond --once peak RSS: {:.1} MiB",
+        once_rss_kib as f64 / 1024.0
+    );
+    println!(
+        "first scan hashed {} files; warm scans hashed 0 and reused {}",
+        first.hashed_files,
+        collector.cached_hashes()
+    );
 
     // An unreaped child's PID cannot be reused, so killing through the handle hits exactly the
     // process started; the start-time check confirms that assumption.

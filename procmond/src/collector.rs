@@ -257,7 +257,11 @@ impl Collector {
 
     /// Lists the processes and reads each one, in parallel.
     #[cfg(target_os = "linux")]
-    fn observe_all(&mut self, after_listing: impl FnOnce(), errors: &mut ScanErrors) -> Vec<Observed> {
+    fn observe_all(
+        &mut self,
+        after_listing: impl FnOnce(),
+        errors: &mut ScanErrors,
+    ) -> Vec<Observed> {
         let pids = match crate::linux::list_pids() {
             Ok(pids) => pids,
             Err(err) => {
@@ -275,7 +279,11 @@ impl Collector {
 
     /// Lists the processes and reads each one, in parallel.
     #[cfg(not(target_os = "linux"))]
-    fn observe_all(&mut self, after_listing: impl FnOnce(), _errors: &mut ScanErrors) -> Vec<Observed> {
+    fn observe_all(
+        &mut self,
+        after_listing: impl FnOnce(),
+        _errors: &mut ScanErrors,
+    ) -> Vec<Observed> {
         self.system
             .refresh_processes_specifics(ProcessesToUpdate::All, true, refresh_kind());
         let pids: Vec<sysinfo::Pid> = self.system.processes().keys().copied().collect();
@@ -291,7 +299,11 @@ impl Collector {
 
     /// Fills `exe_sha256` for every record, hashing each distinct executable at most once and
     /// only if the cache does not know it. Returns (files hashed, files found in the cache).
-    fn hash_executables(&mut self, observed: &mut [Observed], errors: &mut ScanErrors) -> (u64, u64) {
+    fn hash_executables(
+        &mut self,
+        observed: &mut [Observed],
+        errors: &mut ScanErrors,
+    ) -> (u64, u64) {
         // A few openers per distinct file: thousands of processes usually run a few hundred
         // files, and the process chosen to open one may exit before its turn comes.
         let mut wanted: HashMap<FileKey, Vec<PathBuf>> = HashMap::new();

@@ -197,8 +197,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("big");
         std::fs::write(&path, vec![0u8; 2048]).unwrap();
-        assert_eq!(hash_file(&path, key_of(&path), 2047, later()), HashOutcome::TooLarge);
-        assert!(matches!(hash_file(&path, key_of(&path), 2048, later()), HashOutcome::Hashed(_)));
+        assert_eq!(
+            hash_file(&path, key_of(&path), 2047, later()),
+            HashOutcome::TooLarge
+        );
+        assert!(matches!(
+            hash_file(&path, key_of(&path), 2048, later()),
+            HashOutcome::Hashed(_)
+        ));
     }
 
     #[test]
@@ -208,7 +214,10 @@ mod tests {
         std::fs::write(&path, b"abc").unwrap();
         let stale = key_of(&path);
         std::fs::write(&path, b"abcd").unwrap();
-        assert_eq!(hash_file(&path, stale, 1024, later()), HashOutcome::ChangedDuringRead);
+        assert_eq!(
+            hash_file(&path, stale, 1024, later()),
+            HashOutcome::ChangedDuringRead
+        );
     }
 
     #[test]

@@ -137,7 +137,11 @@ pub(crate) fn list_pids() -> io::Result<Vec<u32>> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc")? {
         let entry = entry?;
-        if let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) {
+        if let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        {
             pids.push(pid);
         }
     }
@@ -171,9 +175,7 @@ pub(crate) fn observe(
         };
     };
     let start_ticks = stat.starttime;
-    let same_as_before = previous
-        .get(&pid)
-        .filter(|p| p.start_ticks == start_ticks);
+    let same_as_before = previous.get(&pid).filter(|p| p.start_ticks == start_ticks);
     record.name = Some(stat.comm);
     record.state = Some(stat.state.to_string());
     record.parent = Some(stat.ppid);
@@ -284,6 +286,9 @@ fn read_exe(
     }
 }
 
+/// Root directory, raw executable link, device and inode: what makes two verdicts the same.
+type JudgedKey = (Option<String>, PathBuf, u64, u64);
+
 /// Sets `on_disk` for every record, as osquery defines it and one step stricter: `1` when the
 /// executable's path (seen from the process's own root, so that containers are judged by their
 /// own filesystem) leads to the very file the process runs, `0` when it leads nowhere or to
@@ -291,8 +296,7 @@ fn read_exe(
 ///
 /// Processes that share a root, a path and a file are judged once.
 pub(crate) fn settle_on_disk(observed: &mut [Observed]) {
-    let mut judged: HashMap<(Option<String>, PathBuf, u64, u64), (OnDisk, Option<String>)> =
-        HashMap::new();
+    let mut judged: HashMap<JudgedKey, (OnDisk, Option<String>)> = HashMap::new();
     for o in observed.iter_mut() {
         let (Some(link), Some(exe)) = (&o.exe_link, &o.exe) else {
             continue;

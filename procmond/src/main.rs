@@ -69,7 +69,10 @@ fn main() -> ExitCode {
 
 fn run(args: &Args, options: CollectorOptions) -> anyhow::Result<()> {
     for column in procmond::UNSEEN_COLUMNS {
-        tracing::info!(column, "not available on this platform; reported as unknown");
+        tracing::info!(
+            column,
+            "not available on this platform; reported as unknown"
+        );
     }
     let mut collector = Collector::new(options).context("starting the collector")?;
     let scan = collector.scan();

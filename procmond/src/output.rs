@@ -75,7 +75,9 @@ fn write_table(records: &[ProcessRecord], out: &mut impl Write) -> io::Result<()
             ]
         })
         .collect();
-    let header = ["PID", "PPID", "UID", "S", "ON_DISK", "SHA256", "NAME", "CMDLINE"];
+    let header = [
+        "PID", "PPID", "UID", "S", "ON_DISK", "SHA256", "NAME", "CMDLINE",
+    ];
     let mut widths = header.map(str::len);
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row.iter()) {
@@ -167,7 +169,10 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
-        assert!(lines[0].starts_with("  PID PPID UID S ON_DISK SHA256"), "{text}");
+        assert!(
+            lines[0].starts_with("  PID PPID UID S ON_DISK SHA256"),
+            "{text}"
+        );
         assert!(lines[1].contains("0123456789ab init"), "{text}");
         assert!(lines[1].ends_with("/sbin/init splash"), "{text}");
         assert!(lines[2].starts_with("31337    -   -"), "{text}");

@@ -15,8 +15,18 @@ use crate::hasher::FileKey;
 
 /// Columns this platform leaves unknown.
 pub const UNSEEN_COLUMNS: &[&str] = &[
-    "suid", "sgid", "state", "pgroup", "threads", "nice", "user_time", "system_time",
-    "cgroup_path", "exe_dev", "exe_inode", "on_disk",
+    "suid",
+    "sgid",
+    "state",
+    "pgroup",
+    "threads",
+    "nice",
+    "user_time",
+    "system_time",
+    "cgroup_path",
+    "exe_dev",
+    "exe_inode",
+    "on_disk",
 ];
 
 /// Reads one process from what `sysinfo` collected.

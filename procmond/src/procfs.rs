@@ -232,7 +232,10 @@ mod tests {
         let data = b"7 (a) b) (c d) R 3 7 7 0 -1 0 0 0 0 0 11 12 0 0 20 -5 4 0 99 1000 10 0\n";
         let stat = parse_stat(data).unwrap();
         assert_eq!(stat.comm, "a) b) (c d");
-        assert_eq!((stat.state, stat.ppid, stat.nice, stat.num_threads), ('R', 3, -5, 4));
+        assert_eq!(
+            (stat.state, stat.ppid, stat.nice, stat.num_threads),
+            ('R', 3, -5, 4)
+        );
         assert_eq!((stat.utime, stat.stime, stat.starttime), (11, 12, 99));
     }
 
@@ -267,7 +270,10 @@ mod tests {
         );
         assert_eq!(parse_status_ids(b"Name:\tx\nUid:\t1\t2\n"), None);
         assert_eq!(parse_status_ids(b"Uid:\t1\t2\t3\t4\n"), None);
-        assert_eq!(parse_status_ids(b"Uid:\tx\t2\t3\t4\nGid:\t1\t2\t3\t4\n"), None);
+        assert_eq!(
+            parse_status_ids(b"Uid:\tx\t2\t3\t4\nGid:\t1\t2\t3\t4\n"),
+            None
+        );
     }
 
     #[test]
@@ -288,7 +294,10 @@ mod tests {
         let check = |data: &[u8], want: Option<&str>| {
             assert_eq!(parse_cgroup(data).as_deref(), want, "{data:?}");
         };
-        check(b"0::/system.slice/sshd.service\n", Some("/system.slice/sshd.service"));
+        check(
+            b"0::/system.slice/sshd.service\n",
+            Some("/system.slice/sshd.service"),
+        );
         check(
             b"12:cpu,cpuacct:/user.slice\n1:name=systemd:/user.slice/session-1.scope\n",
             Some("/user.slice/session-1.scope"),

@@ -12,13 +12,24 @@ use procmond::{Collector, CollectorOptions};
 
 /// `sha256sum FILE`, the reference the collector's hashes are checked against.
 fn sha256sum(path: &Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().expect("sha256sum runs");
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum runs");
     assert!(out.status.success(), "sha256sum {path:?} failed");
-    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_owned()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
 }
 
 fn sleep_binary() -> PathBuf {
-    let out = Command::new("sh").args(["-c", "command -v sleep"]).output().unwrap();
+    let out = Command::new("sh")
+        .args(["-c", "command -v sleep"])
+        .output()
+        .unwrap();
     let path = String::from_utf8(out.stdout).unwrap();
     std::fs::canonicalize(path.trim()).expect("sleep is installed")
 }
@@ -37,7 +48,11 @@ impl Drop for Reaped {
 /// executable can be held open for writing by a child forked by another test thread.
 fn spawn(program: &Path, args: &[&str]) -> Reaped {
     for _ in 0..50 {
-        match Command::new(program).args(args).stdin(Stdio::null()).spawn() {
+        match Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .spawn()
+        {
             Ok(child) => return Reaped(child),
             Err(err) if err.raw_os_error() == Some(26) => sleep(Duration::from_millis(20)),
             Err(err) => panic!("spawning {program:?}: {err}"),
@@ -81,14 +96,20 @@ fn a_child_is_found_with_parent_cmdline_path_uid_and_hash() {
     let record = find(&scan.records, pid);
 
     assert_eq!(record.parent, Some(std::process::id()));
-    assert_eq!(record.cmdline.as_deref(), Some(format!("{} 3000.25", program.display()).as_str()));
+    assert_eq!(
+        record.cmdline.as_deref(),
+        Some(format!("{} 3000.25", program.display()).as_str())
+    );
     assert_eq!(record.path.as_deref(), Some(program.to_str().unwrap()));
     assert_eq!(record.name.as_deref(), Some("sleep"));
     assert_eq!(record.uid, Some(my_uid()));
     assert_eq!(record.euid, Some(my_uid()));
     assert_eq!(record.suid, Some(my_uid()));
     assert_eq!(record.on_disk, OnDisk::Present);
-    assert_eq!(record.exe_sha256.as_deref(), Some(sha256sum(&program).as_str()));
+    assert_eq!(
+        record.exe_sha256.as_deref(),
+        Some(sha256sum(&program).as_str())
+    );
     assert_eq!(record.state.as_deref(), Some("S"));
     assert_eq!(record.threads, Some(1));
     assert!(record.start_time.is_some_and(|t| t > 1_600_000_000));
@@ -96,14 +117,23 @@ fn a_child_is_found_with_parent_cmdline_path_uid_and_hash() {
     assert!(record.cgroup_path.is_some());
     let meta = std::fs::metadata(&program).unwrap();
     use std::os::unix::fs::MetadataExt;
-    assert_eq!((record.exe_dev, record.exe_inode), (Some(meta.dev()), Some(meta.ino())));
-    assert_eq!(record.cpu_percent, None, "first sight of a process has no CPU rate");
+    assert_eq!(
+        (record.exe_dev, record.exe_inode),
+        (Some(meta.dev()), Some(meta.ino()))
+    );
+    assert_eq!(
+        record.cpu_percent, None,
+        "first sight of a process has no CPU rate"
+    );
     assert_eq!(record.scan_id, scan.summary.scan_id);
 
     // The second scan finds the same file in the cache and now knows a CPU rate.
     let again = collector.scan();
     let record = find(&again.records, pid);
-    assert_eq!(record.exe_sha256.as_deref(), Some(sha256sum(&program).as_str()));
+    assert_eq!(
+        record.exe_sha256.as_deref(),
+        Some(sha256sum(&program).as_str())
+    );
     assert!(record.cpu_percent.is_some());
     // Other tests start processes meanwhile, so new files may appear and some files of the
     // first scan may no longer run; at least this child's executable comes from the cache.
@@ -146,8 +176,14 @@ fn an_executable_replaced_under_its_name_is_off_disk() {
     let mut collector = Collector::new(CollectorOptions::default()).unwrap();
     let record = find(&collector.scan().records, pid).clone();
     assert_eq!(record.on_disk, OnDisk::Gone);
-    assert_ne!(record.exe_sha256.as_deref(), Some(sha256sum(&copy).as_str()));
-    assert_eq!(record.exe_sha256.as_deref(), Some(sha256sum(&sleep_binary()).as_str()));
+    assert_ne!(
+        record.exe_sha256.as_deref(),
+        Some(sha256sum(&copy).as_str())
+    );
+    assert_eq!(
+        record.exe_sha256.as_deref(),
+        Some(sha256sum(&sleep_binary()).as_str())
+    );
 }
 
 #[test]
@@ -172,7 +208,10 @@ fn a_process_that_exits_during_the_scan_does_not_fail_it() {
     assert!(scan.errors.vanished >= 1, "{:?}", scan.errors);
     assert_eq!(scan.summary.error_count, scan.errors.total());
     let alive = find(&scan.records, survivor.0.id());
-    assert_eq!(alive.exe_sha256.as_deref(), Some(sha256sum(&program).as_str()));
+    assert_eq!(
+        alive.exe_sha256.as_deref(),
+        Some(sha256sum(&program).as_str())
+    );
 }
 
 #[test]
@@ -208,20 +247,41 @@ fn processes_of_another_user_give_records_with_unknown_fields() {
     let out: Output = if my_uid() == 0 {
         Command::new("setpriv")
             .env("HOME", "/nonexistent")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
             .args([procmond, "--once", "--format", "json"])
             .output()
             .expect("setpriv runs")
     } else {
-        Command::new(procmond).args(["--once", "--format", "json"]).output().unwrap()
+        Command::new(procmond)
+            .args(["--once", "--format", "json"])
+            .output()
+            .unwrap()
     };
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let processes = doc["processes"].as_array().unwrap();
-    let init = processes.iter().find(|p| p["pid"] == 1).expect("pid 1 listed");
+    let init = processes
+        .iter()
+        .find(|p| p["pid"] == 1)
+        .expect("pid 1 listed");
     assert!(init["exe_sha256"].is_null(), "{init}");
     assert!(init["exe_inode"].is_null(), "{init}");
     assert!(init["uid"].is_number(), "status is world-readable: {init}");
-    assert!(doc["scan"]["errors"]["permission_denied"].as_u64().unwrap() > 0, "{doc}");
-    assert_eq!(doc["scan"]["process_count"].as_u64().unwrap() as usize, processes.len());
+    assert!(
+        doc["scan"]["errors"]["permission_denied"].as_u64().unwrap() > 0,
+        "{doc}"
+    );
+    assert_eq!(
+        doc["scan"]["process_count"].as_u64().unwrap() as usize,
+        processes.len()
+    );
 }

@@ -26,7 +26,16 @@ fn dependency_names(package: &str) -> Vec<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let output = Command::new(cargo)
         .current_dir(root)
-        .args(["tree", "--offline", "-p", package, "-e", "normal,build", "--prefix", "none"])
+        .args([
+            "tree",
+            "--offline",
+            "-p",
+            package,
+            "-e",
+            "normal,build",
+            "--prefix",
+            "none",
+        ])
         .args(["--format", "{p}"])
         .output()
         .expect("cargo tree runs");
@@ -46,11 +55,18 @@ fn dependency_names(package: &str) -> Vec<String> {
 #[test]
 fn procmond_links_no_sql_database_network_or_tls_crate() {
     let names = dependency_names("procmond");
-    assert!(names.iter().any(|n| n == "sysinfo"), "cargo tree output looks wrong: {names:?}");
+    assert!(
+        names.iter().any(|n| n == "sysinfo"),
+        "cargo tree output looks wrong: {names:?}"
+    );
     let found: Vec<String> = FORBIDDEN
         .iter()
         .filter(|(name, _)| names.iter().any(|n| n == name))
         .map(|(name, why)| format!("{name} ({why})"))
         .collect();
-    assert!(found.is_empty(), "procmond links forbidden crates: {}", found.join(", "));
+    assert!(
+        found.is_empty(),
+        "procmond links forbidden crates: {}",
+        found.join(", ")
+    );
 }

@@ -1,0 +1,778 @@
+//! Configuration loading: turns the layered configuration sources into one validated [`Config`].
+//!
+//! Every DaemonEye binary calls [`load`] once at start-up and then works from the returned
+//! [`Config`], so that all of them agree on what a setting means and where it came from.
+//!
+//! # Precedence
+//!
+//! Layers are merged key by key, from lowest to highest precedence:
+//!
+//! 1. the embedded defaults ([`DEFAULTS`], compiled into the binary);
+//! 2. the system file `/etc/daemoneye/config.toml` (optional: skipped when missing);
+//! 3. the user file `$XDG_CONFIG_HOME/daemoneye/config.toml`, or
+//!    `~/.config/daemoneye/config.toml` when `$XDG_CONFIG_HOME` is unset (optional);
+//! 4. the file named by `--config FILE` (required: a missing file is an error);
+//! 5. environment variables `DAEMONEYE_<SECTION>__<KEY>`, for example
+//!    `DAEMONEYE_COLLECTION__INTERVAL=5s` (a double underscore separates the section from the
+//!    key; variables without one, such as `DAEMONEYE_DATA_DIR`, are not configuration keys and
+//!    are ignored here);
+//! 6. command-line overrides ([`Overrides`]), as dotted keys such as `collection.interval`.
+//!
+//! A higher layer replaces single keys, not whole sections: a user file that sets only
+//! `collection.interval` keeps `collection.hash_max_bytes` from the system file.
+//!
+//! # File format
+//!
+//! Files are TOML with one table per section. Durations are strings with a unit, as accepted
+//! by `humantime` (`"500ms"`, `"10s"`, `"5m"`, `"7d"`). The defaults below are the complete
+//! list of keys; keys shown commented out have no default:
+//!
+//! ```toml
+//! [site]
+//! # id = "plant-7"            # 1 to 64 characters from A-Z, a-z, 0-9, ".", "_" and "-"
+//!
+//! [collection]
+//! interval = "10s"            # time between two process scans; more than zero
+//! hash_max_bytes = 536870912  # larger executables are not hashed; more than zero
+//! hash_time_budget = "5s"     # time one scan may spend hashing executables; more than zero
+//!
+//! [collector]
+//! # user = "daemoneye"        # user the collector drops privileges to
+//! ```
+//!
+//! Values in environment variables are read the way figment reads them: `10` is a number,
+//! `true` a boolean, anything else a string; a value that must stay a string although it looks
+//! like a number is quoted, as in `DAEMONEYE_SITE__ID='"7"'`.
+//!
+//! # Errors
+//!
+//! Every error is a [`ConfigError`] whose message is a single line naming the source (a file
+//! path, an environment variable such as `DAEMONEYE_COLLECTION__INTERVAL`, `command line` or
+//! `embedded defaults`), the full dotted key and the reason, so that an operator can fix the
+//! right place without guessing.
+//!
+//! # What this module must never do
+//!
+//! It never writes, creates or repairs a file, never opens a network connection, never looks up
+//! users (an unset `collector.user` is resolved by the collector, not here), never logs or
+//! prints, and never panics on bad input. It never accepts a configuration it does not fully
+//! understand either: unknown sections and keys, unreadable files and out-of-range values are
+//! errors, because a security tool that silently runs with settings other than the ones its
+//! operator wrote is worse than one that refuses to start.
+
+use std::ffi::OsString;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::error::Kind;
+use figment::providers::{Env, Format, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::{Deserialize, Serialize};
+
+pub use values::{HumanDuration, SiteId};
+use values::{USER_NAME_RULE, is_valid_user_name};
+
+mod values;
+
+/// The embedded defaults, in the file format itself so that they double as documentation.
+///
+/// A unit test checks that they load into exactly [`Config::default()`]; when a key is added,
+/// both must change together.
+pub const DEFAULTS: &str = r#"# DaemonEye built-in defaults. Any configuration layer may override any of these keys.
+
+[site]
+# Identifies this installation in reports and alerts. No default.
+# id = "plant-7"
+
+[collection]
+# Time between two process scans.
+interval = "10s"
+# Executables larger than this many bytes (512 MiB) are not hashed.
+hash_max_bytes = 536870912
+# Time one scan may spend hashing executables; the rest wait for the next scan.
+hash_time_budget = "5s"
+
+[collector]
+# User the collector drops privileges to. Unset means "daemoneye" if that user exists,
+# else "nobody".
+# user = "daemoneye"
+"#;
+
+/// The system-wide configuration file.
+pub const SYSTEM_CONFIG_FILE: &str = "/etc/daemoneye/config.toml";
+
+/// The environment variable that chooses the data directory (see [`resolve_data_dir`]).
+pub const DATA_DIR_ENV: &str = "DAEMONEYE_DATA_DIR";
+
+/// The data directory of a process running as root.
+const SYSTEM_DATA_DIR: &str = "/var/lib/daemoneye";
+
+/// The data directory when nothing better is known; see [`resolve_data_dir`].
+const FALLBACK_DATA_DIR: &str = "/tmp/daemoneye-state";
+
+/// Prefix of the environment variables that set configuration keys.
+const ENV_PREFIX: &str = "DAEMONEYE_";
+
+/// Separator between the section and the key in an environment variable name. A single
+/// underscore cannot be used because key names themselves contain underscores.
+const ENV_SEPARATOR: &str = "__";
+
+/// Source names used in error messages for the layers that are not files.
+const SOURCE_DEFAULTS: &str = "embedded defaults";
+const SOURCE_ENV: &str = "environment";
+const SOURCE_COMMAND_LINE: &str = "command line";
+
+/// Everything that can go wrong while loading the configuration.
+///
+/// Every message is a single line, even when a file name or a key contains control characters,
+/// so that it can go into a log line or a systemd status without being cut.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A configuration file exists (or was named explicitly) but cannot be read.
+    #[error("configuration file {} cannot be read: {reason}", display_path(.path))]
+    Unreadable {
+        /// The file, as it was named.
+        path: PathBuf,
+        /// Why it cannot be read, for example `no such file`.
+        reason: String,
+    },
+    /// A configuration file is not valid TOML.
+    #[error("configuration file {} is not valid TOML: {reason}", display_path(.path))]
+    Syntax {
+        /// The file, as it was named.
+        path: PathBuf,
+        /// Line, column and what the parser expected.
+        reason: String,
+    },
+    /// A key is unknown, has the wrong type or is out of range.
+    #[error("invalid configuration in {source_name}: {key}: {reason}")]
+    Invalid {
+        /// Where the offending value came from: a file path, an environment variable name,
+        /// `command line` or `embedded defaults`.
+        source_name: String,
+        /// The full dotted key, for example `collection.interval`.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A string is not a duration (see [`HumanDuration`]).
+    #[error(
+        "invalid duration {value:?}: expected a number and a unit such as \"500ms\", \"10s\", \
+         \"5m\" or \"7d\""
+    )]
+    InvalidDuration {
+        /// The rejected text.
+        value: String,
+    },
+    /// A string is not a site id (see [`SiteId`]).
+    #[error(
+        "invalid site id {value:?}: expected 1 to 64 characters from A-Z, a-z, 0-9, \".\", \"_\" \
+         and \"-\""
+    )]
+    InvalidSiteId {
+        /// The rejected text.
+        value: String,
+    },
+}
+
+/// The whole configuration, as merged from every layer and validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[site]`: what this installation is.
+    pub site: SiteConfig,
+    /// `[collection]`: how processes are scanned.
+    pub collection: CollectionConfig,
+    /// `[collector]`: how the privileged collector runs.
+    pub collector: CollectorConfig,
+}
+
+/// The `[site]` section.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    /// Identifies this installation in reports and alerts; no default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<SiteId>,
+}
+
+/// The `[collection]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionConfig {
+    /// Time between two process scans (default 10 s).
+    pub interval: HumanDuration,
+    /// Executables larger than this are not hashed (default 512 MiB).
+    pub hash_max_bytes: u64,
+    /// Time one scan may spend hashing executables (default 5 s).
+    pub hash_time_budget: HumanDuration,
+}
+
+impl Default for CollectionConfig {
+    fn default() -> Self {
+        Self {
+            interval: HumanDuration::new(Duration::from_secs(10)),
+            hash_max_bytes: 512 * 1024 * 1024,
+            hash_time_budget: HumanDuration::new(Duration::from_secs(5)),
+        }
+    }
+}
+
+/// The `[collector]` section.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// User the collector drops privileges to. `None` leaves the choice to the collector
+    /// (`daemoneye` if that user exists, else `nobody`); this module never looks users up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// A value that deserialized but is out of range: its key within its section, and why.
+type Problem = (&'static str, String);
+
+impl CollectionConfig {
+    /// The first out-of-range value of this section, if any.
+    fn problem(&self) -> Option<Problem> {
+        let must_be_positive = [
+            ("interval", self.interval.get().is_zero()),
+            ("hash_max_bytes", self.hash_max_bytes == 0),
+            ("hash_time_budget", self.hash_time_budget.get().is_zero()),
+        ];
+        must_be_positive
+            .into_iter()
+            .find(|(_, is_zero)| *is_zero)
+            .map(|(key, _)| (key, "must be greater than zero".to_owned()))
+    }
+}
+
+impl CollectorConfig {
+    /// The first out-of-range value of this section, if any.
+    fn problem(&self) -> Option<Problem> {
+        let user = self.user.as_deref()?;
+        (!is_valid_user_name(user)).then(|| {
+            (
+                "user",
+                format!("invalid user name {user:?}: {USER_NAME_RULE}"),
+            )
+        })
+    }
+}
+
+/// Which configuration sources [`load`] reads, besides the embedded defaults and overrides.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigSources {
+    /// The system file; skipped when it does not exist.
+    pub system_file: Option<PathBuf>,
+    /// The user file; skipped when it does not exist.
+    pub user_file: Option<PathBuf>,
+    /// The file named by `--config`; an error when it does not exist.
+    pub explicit_file: Option<PathBuf>,
+    /// Whether `DAEMONEYE_<SECTION>__<KEY>` environment variables are read.
+    pub use_env: bool,
+}
+
+impl ConfigSources {
+    /// The standard places, reading `$XDG_CONFIG_HOME` / `$HOME` from the process environment.
+    pub fn standard(explicit_file: Option<PathBuf>) -> Self {
+        Self {
+            system_file: Some(PathBuf::from(SYSTEM_CONFIG_FILE)),
+            user_file: user_config_file(
+                std::env::var_os("XDG_CONFIG_HOME"),
+                std::env::var_os("HOME"),
+            ),
+            explicit_file,
+            use_env: true,
+        }
+    }
+
+    /// Only embedded defaults (no files, no environment): for tests and `--no-config`-like uses.
+    pub fn defaults_only() -> Self {
+        Self::default()
+    }
+}
+
+/// The user configuration file for the given `$XDG_CONFIG_HOME` and `$HOME`.
+///
+/// Relative values are ignored, as the XDG base directory specification requires, because they
+/// would make the file depend on the current directory.
+fn user_config_file(xdg_config_home: Option<OsString>, home: Option<OsString>) -> Option<PathBuf> {
+    if let Some(config_home) = absolute(xdg_config_home.map(PathBuf::from)) {
+        return Some(config_home.join("daemoneye/config.toml"));
+    }
+    absolute(home.map(PathBuf::from)).map(|home| home.join(".config/daemoneye/config.toml"))
+}
+
+/// `path` if it is absolute (which also rules out the empty path).
+fn absolute(path: Option<PathBuf>) -> Option<PathBuf> {
+    path.filter(|path| path.is_absolute())
+}
+
+/// Command-line overrides: dotted key paths with values, merged last.
+///
+/// ```
+/// # use daemoneye_lib::config::Overrides;
+/// let mut overrides = Overrides::default();
+/// overrides.set("collection.interval", "5s").set("collection.hash_max_bytes", 1024_u64);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    /// In the order they were set, so that a later setting of the same key wins.
+    entries: Vec<(String, Value)>,
+}
+
+impl Overrides {
+    /// Sets `key` (a dotted path such as `collection.interval`) to `value`.
+    ///
+    /// The key is checked by [`load`], which reports a malformed or unknown key as an error
+    /// from the `command line` source.
+    pub fn set(&mut self, key: &str, value: impl Into<Value>) -> &mut Self {
+        self.entries.push((key.to_owned(), value.into()));
+        self
+    }
+
+    /// Whether no override was set.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The overrides as one nested table.
+    fn to_dict(&self) -> Result<Dict, ConfigError> {
+        let mut dict = Dict::new();
+        for (key, value) in &self.entries {
+            let segments: Vec<&str> = key.split('.').collect();
+            if segments.iter().any(|segment| segment.is_empty()) {
+                return Err(invalid(
+                    SOURCE_COMMAND_LINE,
+                    key,
+                    "a key must be a dotted path such as collection.interval",
+                ));
+            }
+            insert_path(&mut dict, &segments, value.clone());
+        }
+        Ok(dict)
+    }
+}
+
+/// Inserts `value` at the nested position named by `segments`, creating tables on the way.
+fn insert_path(dict: &mut Dict, segments: &[&str], value: Value) {
+    let Some((first, rest)) = segments.split_first() else {
+        return;
+    };
+    if rest.is_empty() {
+        dict.insert((*first).to_owned(), value);
+        return;
+    }
+    let slot = dict
+        .entry((*first).to_owned())
+        .or_insert_with(|| Value::from(Dict::new()));
+    // A deeper key set after a plain value at the same place replaces it, as the later
+    // setting wins everywhere else too.
+    if !matches!(slot, Value::Dict(..)) {
+        *slot = Value::from(Dict::new());
+    }
+    if let Value::Dict(_, inner) = slot {
+        insert_path(inner, rest, value);
+    }
+}
+
+/// Loads, merges and validates the configuration.
+///
+/// See the [module documentation](self) for the order of the layers.
+pub fn load(sources: &ConfigSources, overrides: &Overrides) -> Result<Config, ConfigError> {
+    let figment = layers(sources, overrides)?;
+    let config: Config = figment.extract().map_err(from_figment)?;
+    validate(&config, &figment)?;
+    Ok(config)
+}
+
+/// Builds the figment from every layer, lowest precedence first.
+fn layers(sources: &ConfigSources, overrides: &Overrides) -> Result<Figment, ConfigError> {
+    // A unit test parses the defaults, so this error only exists for a broken build; it is
+    // still returned rather than unwrapped because a panic would hide which layer was at fault.
+    let defaults =
+        parse_toml(DEFAULTS).map_err(|reason| invalid(SOURCE_DEFAULTS, "(whole file)", reason))?;
+    let mut figment = Figment::from(Layer::named(SOURCE_DEFAULTS, defaults));
+
+    let files = [
+        (&sources.system_file, false),
+        (&sources.user_file, false),
+        (&sources.explicit_file, true),
+    ];
+    for (path, required) in files {
+        let Some(path) = path else { continue };
+        if let Some(contents) = read_file(path, required)? {
+            figment = figment.merge(Layer::file(path, &contents)?);
+        }
+    }
+
+    if sources.use_env {
+        figment = figment.merge(EnvLayer::new());
+    }
+
+    if !overrides.is_empty() {
+        figment = figment.merge(Layer::named(SOURCE_COMMAND_LINE, overrides.to_dict()?));
+    }
+    Ok(figment)
+}
+
+/// Reads a configuration file; `None` when an optional file does not exist.
+///
+/// An optional file that exists but cannot be read is still an error: skipping it would run
+/// with settings other than the ones the operator wrote.
+fn read_file(path: &Path, required: bool) -> Result<Option<String>, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(contents) => Ok(Some(contents)),
+        Err(error)
+            if !required
+                && matches!(
+                    error.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+        {
+            Ok(None)
+        }
+        Err(error) => Err(ConfigError::Unreadable {
+            path: path.to_owned(),
+            reason: io_reason(&error),
+        }),
+    }
+}
+
+/// A short lowercase reason for an I/O error.
+fn io_reason(error: &io::Error) -> String {
+    match error.kind() {
+        io::ErrorKind::NotFound => "no such file".to_owned(),
+        io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        io::ErrorKind::IsADirectory => "is a directory".to_owned(),
+        io::ErrorKind::InvalidData => "not valid UTF-8 text".to_owned(),
+        _ => one_line(&error.to_string()),
+    }
+}
+
+/// Parses TOML text into a table, with a one-line reason on failure.
+fn parse_toml(text: &str) -> Result<Dict, String> {
+    Toml::from_str::<Dict>(text).map_err(|error| {
+        // The toml crate's own Display draws the offending line with a caret under it over
+        // several lines; only the position and the message are kept.
+        let message = error
+            .message()
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let message = one_line(&message);
+        match error.span() {
+            Some(span) => {
+                let (line, column) = line_column(text, span.start);
+                format!("line {line}, column {column}: {message}")
+            }
+            None => message,
+        }
+    })
+}
+
+/// The 1-based line and column of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map_or(0, |last| last.chars().count())
+        + 1;
+    (line, column)
+}
+
+/// A layer whose table is already known: the embedded defaults, a file or the overrides.
+///
+/// Files are read and parsed here rather than by figment's `Toml::file`, because that provider
+/// searches parent directories for relative paths and reports syntax errors over several lines.
+struct Layer {
+    metadata: Metadata,
+    dict: Dict,
+}
+
+impl Layer {
+    /// A layer that is not a file, named `name` in error messages.
+    fn named(name: &'static str, dict: Dict) -> Self {
+        Self {
+            metadata: Metadata::named(name).interpolater(dotted_key),
+            dict,
+        }
+    }
+
+    /// A layer read from the TOML file `path`.
+    fn file(path: &Path, contents: &str) -> Result<Self, ConfigError> {
+        let dict = parse_toml(contents).map_err(|reason| ConfigError::Syntax {
+            path: path.to_owned(),
+            reason,
+        })?;
+        Ok(Self {
+            metadata: Metadata::from("TOML file", path).interpolater(dotted_key),
+            dict,
+        })
+    }
+}
+
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        self.metadata.clone()
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.dict.clone()))
+    }
+}
+
+/// How a key is written in a file or on the command line.
+fn dotted_key(_: &Profile, keys: &[&str]) -> String {
+    keys.join(".")
+}
+
+/// The `DAEMONEYE_<SECTION>__<KEY>` environment variables.
+///
+/// It wraps figment's `Env` provider so that error messages can name the variable itself
+/// rather than figment's generic "environment variable(s)".
+struct EnvLayer {
+    env: Env,
+    /// Each variable as a dotted key, with the variable's name, taken when the layer is built.
+    names: Vec<(String, String)>,
+}
+
+impl EnvLayer {
+    fn new() -> Self {
+        // Variables without the separator (DAEMONEYE_DATA_DIR, DAEMONEYE_LOG, ...) belong to
+        // other parts of the program; treating them as keys would make them unknown-key errors.
+        let env = Env::prefixed(ENV_PREFIX)
+            .filter(|key| key.as_str().contains(ENV_SEPARATOR))
+            .split(ENV_SEPARATOR);
+        let names = std::env::vars_os()
+            .filter_map(|(name, _)| {
+                let name = name.to_string_lossy().trim().to_owned();
+                let key = env_key(&name)?;
+                Some((key, name))
+            })
+            .collect();
+        Self { env, names }
+    }
+}
+
+/// The dotted key that the environment variable `name` sets, the way figment's `Env` derives it
+/// (prefix matched without regard to case, keys lowercased).
+fn env_key(name: &str) -> Option<String> {
+    let prefix = name.get(..ENV_PREFIX.len())?;
+    let rest = name.get(ENV_PREFIX.len()..)?;
+    (prefix.eq_ignore_ascii_case(ENV_PREFIX) && rest.contains(ENV_SEPARATOR))
+        .then(|| rest.replace(ENV_SEPARATOR, ".").to_ascii_lowercase())
+}
+
+/// The name of the environment variable that set the dotted key `keys` (or a key below it).
+fn env_var_name(names: &[(String, String)], keys: &[&str]) -> String {
+    let dotted = keys.join(".");
+    let exact = names.iter().find(|(key, _)| *key == dotted);
+    let below = || {
+        names.iter().find(|(key, _)| {
+            key.strip_prefix(dotted.as_str())
+                .is_some_and(|rest| rest.starts_with('.'))
+        })
+    };
+    match exact.or_else(below) {
+        Some((_, name)) => name.clone(),
+        None => {
+            let upper: Vec<String> = keys.iter().map(|key| key.to_ascii_uppercase()).collect();
+            format!("{ENV_PREFIX}{}", upper.join(ENV_SEPARATOR))
+        }
+    }
+}
+
+impl Provider for EnvLayer {
+    fn metadata(&self) -> Metadata {
+        let names = self.names.clone();
+        Metadata::named(SOURCE_ENV)
+            .interpolater(move |_: &Profile, keys: &[&str]| env_var_name(&names, keys))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        self.env.data()
+    }
+}
+
+/// Where the value at `path` came from, for an error message.
+fn source_name(metadata: Option<&Metadata>, path: &[String]) -> String {
+    let Some(metadata) = metadata else {
+        // Only the merged root table has no metadata; no layer can be blamed for it.
+        return "merged configuration".to_owned();
+    };
+    if let Some(file) = metadata
+        .source
+        .as_ref()
+        .and_then(|source| source.file_path())
+    {
+        return display_path(file);
+    }
+    if metadata.name == SOURCE_ENV {
+        // For the environment layer, the key "as written in the source" is the variable name.
+        return one_line(&metadata.interpolate(&Profile::Default, path));
+    }
+    one_line(&metadata.name)
+}
+
+/// Turns a figment extraction error into a one-line [`ConfigError::Invalid`].
+fn from_figment(error: figment::Error) -> ConfigError {
+    // Figment chains one error per failing provider, but our providers never fail and
+    // extraction stops at the first bad value, so the first error is the whole story.
+    let mut path = error.path.clone();
+    let reason = match &error.kind {
+        Kind::UnknownField(_, expected) => {
+            let what = if path.len() <= 1 { "section" } else { "key" };
+            match expected {
+                [] => format!("unknown {what}"),
+                [only] => format!("unknown {what} (expected {only})"),
+                _ => format!("unknown {what} (expected one of {})", expected.join(", ")),
+            }
+        }
+        Kind::MissingField(field) => {
+            path.push(field.to_string());
+            "missing key".to_owned()
+        }
+        Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
+            format!("expected {}, found {actual}", describe_expected(expected))
+        }
+        Kind::Message(message) => message.clone(),
+        other => other.to_string(),
+    };
+    let source = source_name(error.metadata.as_ref(), &path);
+    invalid(source, &path.join("."), reason)
+}
+
+/// Serde's description of an expected type, in configuration words.
+fn describe_expected(expected: &str) -> &str {
+    if expected.starts_with("struct ") {
+        "a table"
+    } else if matches!(expected, "u8" | "u16" | "u32" | "u64") {
+        "a non-negative integer"
+    } else {
+        expected
+    }
+}
+
+/// Checks the values that deserialized but may still be out of range.
+fn validate(config: &Config, figment: &Figment) -> Result<(), ConfigError> {
+    // New sections add their line here.
+    let problems = [
+        ("collection", config.collection.problem()),
+        ("collector", config.collector.problem()),
+    ];
+    for (section, problem) in problems {
+        if let Some((key, reason)) = problem {
+            let path = [section.to_owned(), key.to_owned()];
+            let dotted = path.join(".");
+            // The merged value no longer knows its origin, so the figment is asked which layer
+            // supplied the key: that is the place the operator has to fix.
+            let source = source_name(figment.find_metadata(&dotted), &path);
+            return Err(invalid(source, &dotted, reason));
+        }
+    }
+    Ok(())
+}
+
+/// A [`ConfigError::Invalid`], with every part made safe for one line.
+fn invalid(source: impl AsRef<str>, key: &str, reason: impl AsRef<str>) -> ConfigError {
+    ConfigError::Invalid {
+        source_name: one_line(source.as_ref()),
+        key: one_line(key),
+        reason: one_line(reason.as_ref()),
+    }
+}
+
+/// A path for a one-line message.
+fn display_path(path: &Path) -> String {
+    one_line(&path.display().to_string())
+}
+
+/// `text` with control characters (newlines above all) escaped, so that it fits on one line.
+fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Everything [`resolve_data_dir`] looks at, gathered so that the rule itself stays pure.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DataDirInputs {
+    /// `--data-dir`, if given.
+    pub flag: Option<PathBuf>,
+    /// `$DAEMONEYE_DATA_DIR`.
+    pub env: Option<PathBuf>,
+    /// Whether the process runs as root.
+    pub is_root: bool,
+    /// `$XDG_STATE_HOME`.
+    pub xdg_state_home: Option<PathBuf>,
+    /// `$HOME`.
+    pub home: Option<PathBuf>,
+}
+
+impl DataDirInputs {
+    /// Gathers the inputs from the process environment.
+    pub fn from_env(flag: Option<PathBuf>, is_root: bool) -> Self {
+        let var = |name: &str| std::env::var_os(name).map(PathBuf::from);
+        Self {
+            flag,
+            env: var(DATA_DIR_ENV),
+            is_root,
+            xdg_state_home: var("XDG_STATE_HOME"),
+            home: var("HOME"),
+        }
+    }
+}
+
+/// Chooses the data directory; pure, so that the rule can be tested without touching the
+/// environment.
+///
+/// The first that applies wins: the flag; `$DAEMONEYE_DATA_DIR`; `/var/lib/daemoneye` for root;
+/// `$XDG_STATE_HOME/daemoneye`; `$HOME/.local/state/daemoneye`; `/tmp/daemoneye-state`.
+/// Empty values count as unset, and `$XDG_STATE_HOME` and `$HOME` only count when absolute, so
+/// that the directory never depends on the current directory by accident. The last resort is
+/// shared with every user of the machine: whoever creates it must refuse a directory that
+/// already exists and is owned by someone else.
+pub fn resolve_data_dir(inputs: &DataDirInputs) -> PathBuf {
+    let given = |path: &Option<PathBuf>| {
+        path.as_ref()
+            .filter(|path| !path.as_os_str().is_empty())
+            .cloned()
+    };
+    if let Some(flag) = given(&inputs.flag) {
+        return flag;
+    }
+    if let Some(env) = given(&inputs.env) {
+        return env;
+    }
+    if inputs.is_root {
+        return PathBuf::from(SYSTEM_DATA_DIR);
+    }
+    if let Some(state_home) = absolute(inputs.xdg_state_home.clone()) {
+        return state_home.join("daemoneye");
+    }
+    if let Some(home) = absolute(inputs.home.clone()) {
+        return home.join(".local/state/daemoneye");
+    }
+    PathBuf::from(FALLBACK_DATA_DIR)
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::result_large_err,
+    reason = "figment::Jail fixes the closure's return type to figment::Result"
+)]
+mod tests;
