@@ -71,9 +71,11 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
+pub use data_dir::{DATA_DIR_ENV, DataDirInputs, resolve_data_dir};
 pub use values::{HumanDuration, SiteId};
 use values::{USER_NAME_RULE, is_valid_user_name};
 
+mod data_dir;
 mod values;
 
 /// The embedded defaults, in the file format itself so that they double as documentation.
@@ -102,15 +104,6 @@ hash_time_budget = "5s"
 
 /// The system-wide configuration file.
 pub const SYSTEM_CONFIG_FILE: &str = "/etc/daemoneye/config.toml";
-
-/// The environment variable that chooses the data directory (see [`resolve_data_dir`]).
-pub const DATA_DIR_ENV: &str = "DAEMONEYE_DATA_DIR";
-
-/// The data directory of a process running as root.
-const SYSTEM_DATA_DIR: &str = "/var/lib/daemoneye";
-
-/// The data directory when nothing better is known; see [`resolve_data_dir`].
-const FALLBACK_DATA_DIR: &str = "/tmp/daemoneye-state";
 
 /// Prefix of the environment variables that set configuration keys.
 const ENV_PREFIX: &str = "DAEMONEYE_";
@@ -307,7 +300,7 @@ fn user_config_file(xdg_config_home: Option<OsString>, home: Option<OsString>) -
 }
 
 /// `path` if it is absolute (which also rules out the empty path).
-fn absolute(path: Option<PathBuf>) -> Option<PathBuf> {
+pub(super) fn absolute(path: Option<PathBuf>) -> Option<PathBuf> {
     path.filter(|path| path.is_absolute())
 }
 
@@ -706,68 +699,6 @@ fn one_line(text: &str) -> String {
         }
     }
     out
-}
-
-/// Everything [`resolve_data_dir`] looks at, gathered so that the rule itself stays pure.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DataDirInputs {
-    /// `--data-dir`, if given.
-    pub flag: Option<PathBuf>,
-    /// `$DAEMONEYE_DATA_DIR`.
-    pub env: Option<PathBuf>,
-    /// Whether the process runs as root.
-    pub is_root: bool,
-    /// `$XDG_STATE_HOME`.
-    pub xdg_state_home: Option<PathBuf>,
-    /// `$HOME`.
-    pub home: Option<PathBuf>,
-}
-
-impl DataDirInputs {
-    /// Gathers the inputs from the process environment.
-    pub fn from_env(flag: Option<PathBuf>, is_root: bool) -> Self {
-        let var = |name: &str| std::env::var_os(name).map(PathBuf::from);
-        Self {
-            flag,
-            env: var(DATA_DIR_ENV),
-            is_root,
-            xdg_state_home: var("XDG_STATE_HOME"),
-            home: var("HOME"),
-        }
-    }
-}
-
-/// Chooses the data directory; pure, so that the rule can be tested without touching the
-/// environment.
-///
-/// The first that applies wins: the flag; `$DAEMONEYE_DATA_DIR`; `/var/lib/daemoneye` for root;
-/// `$XDG_STATE_HOME/daemoneye`; `$HOME/.local/state/daemoneye`; `/tmp/daemoneye-state`.
-/// Empty values count as unset, and `$XDG_STATE_HOME` and `$HOME` only count when absolute, so
-/// that the directory never depends on the current directory by accident. The last resort is
-/// shared with every user of the machine: whoever creates it must refuse a directory that
-/// already exists and is owned by someone else.
-pub fn resolve_data_dir(inputs: &DataDirInputs) -> PathBuf {
-    let given = |path: &Option<PathBuf>| {
-        path.as_ref()
-            .filter(|path| !path.as_os_str().is_empty())
-            .cloned()
-    };
-    if let Some(flag) = given(&inputs.flag) {
-        return flag;
-    }
-    if let Some(env) = given(&inputs.env) {
-        return env;
-    }
-    if inputs.is_root {
-        return PathBuf::from(SYSTEM_DATA_DIR);
-    }
-    if let Some(state_home) = absolute(inputs.xdg_state_home.clone()) {
-        return state_home.join("daemoneye");
-    }
-    if let Some(home) = absolute(inputs.home.clone()) {
-        return home.join(".local/state/daemoneye");
-    }
-    PathBuf::from(FALLBACK_DATA_DIR)
 }
 
 #[cfg(test)]
