@@ -8,9 +8,9 @@
 //! whose unknown fields are `None`, and the problem is counted in [`ScanErrors`].
 //!
 //! What is skipped when nothing changed: an executable whose (device, inode, size, mtime,
-//! ctime) matches the previous scan is not read again (see [`crate::hasher`]); a process seen
-//! before (same PID and start time) keeps its cgroup path and root directory from the scan that
-//! first saw it.
+//! ctime) matches the previous scan is not read again (see [`crate::hasher`]). Everything else
+//! is read on every scan: a process can `chroot`, move to another cgroup or change its ids at
+//! any time, and the reads are cheap next to hashing.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -82,23 +82,11 @@ pub(crate) struct ExeRef {
     pub key: FileKey,
 }
 
-/// The executable link as the kernel gave it, kept until `on_disk` is decided.
-#[derive(Debug, Clone)]
-pub(crate) struct ExeLink {
-    /// The link target exactly as the kernel gave it, marker included.
-    pub raw: PathBuf,
-    /// Whether the kernel marked the file as deleted (` (deleted)` at the end).
-    pub deleted_marker: bool,
-}
-
 /// A record with what the scan keeps beside it until the end of the scan.
 #[derive(Debug)]
 pub(crate) struct Observed {
     pub record: ProcessRecord,
     pub exe: Option<ExeRef>,
-    /// Linux: the raw executable link, for `on_disk`.
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-    pub exe_link: Option<ExeLink>,
     /// Start time in clock ticks after boot; with the PID, the process's identity.
     pub start_ticks: Option<u64>,
     /// User plus system CPU time, in clock ticks.
@@ -111,8 +99,6 @@ pub(crate) struct Observed {
 pub(crate) struct Previous {
     pub start_ticks: u64,
     pub cpu_ticks: Option<u64>,
-    pub cgroup_path: Option<String>,
-    pub root: Option<String>,
 }
 
 /// Enumerates processes, remembering what the next scan can reuse.
@@ -178,19 +164,17 @@ impl Collector {
 
         let mut errors = ScanErrors::default();
         let mut observed = self.observe_all(after_listing, &mut errors);
+        // CPU times were read just now; the rate is over the time between two such moments.
+        let observed_at = Instant::now();
         observed.sort_unstable_by_key(|o| o.record.pid);
-
-        #[cfg(target_os = "linux")]
-        crate::linux::settle_on_disk(&mut observed);
 
         for o in &observed {
             errors += &o.errors;
         }
         let (hashed_files, cached_files) = self.hash_executables(&mut observed, &mut errors);
 
-        let now = Instant::now();
-        let elapsed = self.last_scan.map(|last| now.duration_since(last));
-        self.last_scan = Some(now);
+        let elapsed = self.last_scan.map(|last| observed_at.duration_since(last));
+        self.last_scan = Some(observed_at);
         let collected_at = epoch_millis();
         let mut next_previous = HashMap::with_capacity(observed.len());
         let records: Vec<ProcessRecord> = observed
@@ -220,8 +204,6 @@ impl Collector {
                         Previous {
                             start_ticks,
                             cpu_ticks: o.cpu_ticks,
-                            cgroup_path: record.cgroup_path.clone(),
-                            root: record.root.clone(),
                         },
                     );
                 }
@@ -271,9 +253,9 @@ impl Collector {
             }
         };
         after_listing();
-        let (previous, options, clock) = (&self.previous, &self.options, &self.clock);
+        let (options, clock) = (&self.options, &self.clock);
         pids.par_iter()
-            .map(|&pid| crate::linux::observe(pid, previous, options, clock))
+            .map(|&pid| crate::linux::observe(pid, options, clock))
             .collect()
     }
 
@@ -288,11 +270,11 @@ impl Collector {
             .refresh_processes_specifics(ProcessesToUpdate::All, true, refresh_kind());
         let pids: Vec<sysinfo::Pid> = self.system.processes().keys().copied().collect();
         after_listing();
-        let (system, previous, options) = (&self.system, &self.previous, &self.options);
+        let (system, options) = (&self.system, &self.options);
         pids.par_iter()
             .filter_map(|pid| {
                 let process = system.process(*pid)?;
-                Some(crate::portable::observe(process, previous, options))
+                Some(crate::portable::observe(process, options))
             })
             .collect()
     }
@@ -314,10 +296,13 @@ impl Collector {
             }
         }
         let live: HashSet<FileKey> = wanted.keys().copied().collect();
-        let misses: Vec<(FileKey, Vec<PathBuf>)> = wanted
+        let mut misses: Vec<(FileKey, Vec<PathBuf>)> = wanted
             .into_iter()
             .filter(|(key, _)| self.hashes.get(key).is_none())
             .collect();
+        // Smallest first, so that one huge file cannot use up the budget of every scan and
+        // keep all the others unhashed.
+        misses.sort_unstable_by_key(|(key, _)| key.size);
         let cached = (live.len() - misses.len()) as u64;
 
         let deadline = Instant::now() + self.options.hash_time_budget;
@@ -355,8 +340,9 @@ impl Collector {
 /// How many processes' links are tried to open one executable.
 const OPENERS_PER_FILE: usize = 4;
 
-/// Hashes a file through the first of its openers that still exists: `/proc/PID/exe` of a
-/// process that exited is gone, while the same file is still reachable through another.
+/// Hashes a file through the first of its openers that still leads to it: `/proc/PID/exe` of
+/// a process that exited is gone (or, with its PID reused, leads to another file), while the
+/// same file is still reachable through another process.
 fn hash_through_any(
     openers: &[PathBuf],
     key: FileKey,
@@ -366,7 +352,11 @@ fn hash_through_any(
     let mut outcome = HashOutcome::Unreadable(std::io::ErrorKind::NotFound);
     for path in openers {
         outcome = hash_file(path, key, max_bytes, deadline);
-        if outcome != HashOutcome::Unreadable(std::io::ErrorKind::NotFound) {
+        let try_next = matches!(
+            outcome,
+            HashOutcome::Unreadable(std::io::ErrorKind::NotFound) | HashOutcome::ChangedDuringRead
+        );
+        if !try_next {
             break;
         }
     }

@@ -35,6 +35,23 @@ pub struct FileKey {
 }
 
 impl FileKey {
+    /// The key of a file from a raw `stat`.
+    #[allow(
+        clippy::unnecessary_cast,
+        reason = "the widths of the libc stat fields differ between targets"
+    )]
+    pub fn from_stat(stat: &nix::sys::stat::FileStat) -> Self {
+        // The casts widen or reinterpret the kernel's own types; a negative size or device
+        // number does not occur for a file that `stat` succeeded on.
+        Self {
+            dev: stat.st_dev as u64,
+            ino: stat.st_ino as u64,
+            size: stat.st_size as u64,
+            mtime: (stat.st_mtime as i64, stat.st_mtime_nsec as i64),
+            ctime: (stat.st_ctime as i64, stat.st_ctime_nsec as i64),
+        }
+    }
+
     /// The key of a file from its metadata.
     pub fn of(meta: &Metadata) -> Self {
         Self {

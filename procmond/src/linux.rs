@@ -9,23 +9,27 @@
 //! 40 MiB. On Linux `sysinfo` therefore only provides the boot time; on other platforms it is
 //! the whole collector (see `portable.rs`).
 //!
-//! Each process is read from its own `/proc/PID` directory in a fixed order: `stat` first
-//! (which gives the start time, the process's identity together with the PID), then the other
-//! files. Values remembered from an earlier scan (cgroup path, root directory) are reused only
-//! for the same PID *and* start time, so that a reused PID never inherits another process's
-//! facts.
+//! Each process is read through one open handle on its `/proc/PID` directory, `stat` first
+//! (which gives the start time, the process's identity together with the PID). Files opened
+//! relative to that handle belong to the process the handle was opened for: once it exits,
+//! they fail with `ESRCH` even if a new process has taken its PID, so one record never mixes
+//! two processes. An `exec` in the middle of the reads keeps PID and start time; the record
+//! then holds facts from both images of the same process, as any snapshot of `/proc` would.
 
-use std::collections::HashMap;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use daemoneye_lib::models::{OnDisk, ProcessRecord, ScanErrors};
+use nix::fcntl::{OFlag, openat, readlinkat};
+use nix::sys::stat::{FileStat, Mode, fstatat};
 use nix::unistd::{SysconfVar, sysconf};
 
-use crate::collector::{CollectorOptions, ExeLink, ExeRef, Observed, Previous};
+use crate::collector::{CollectorOptions, ExeRef, Observed};
 use crate::hasher::FileKey;
 use crate::procfs;
 
@@ -41,6 +45,9 @@ pub struct Clock {
     pub page_size: u64,
     /// Boot time in seconds since the epoch.
     pub boot_time: u64,
+    /// procmond's own mount namespace (`mnt:[N]`), to tell which processes share its view of
+    /// the filesystem.
+    pub mount_ns: Option<OsString>,
 }
 
 impl Clock {
@@ -57,6 +64,9 @@ impl Clock {
             page_size: positive(SysconfVar::PAGE_SIZE, "_SC_PAGESIZE")?,
             boot_time: sysinfo::System::boot_time()
                 .map_err(|err| anyhow::anyhow!("boot time: {err:?}"))?,
+            mount_ns: std::fs::read_link("/proc/self/ns/mnt")
+                .ok()
+                .map(PathBuf::into_os_string),
         })
     }
 
@@ -101,9 +111,14 @@ impl Problems {
         }
     }
 
-    /// Reads and parses one file, noting why it failed.
-    fn read<T>(&mut self, path: &Path, parse: impl FnOnce(&[u8]) -> Option<T>) -> Option<T> {
-        match procfs::read_small(path) {
+    /// Reads and parses one small file of the process, noting why it failed.
+    fn read<T>(
+        &mut self,
+        dir: &ProcDir,
+        name: &str,
+        parse: impl FnOnce(&[u8]) -> Option<T>,
+    ) -> Option<T> {
+        match dir.read(name, procfs::SMALL_FILE_MAX) {
             Ok(data) => {
                 let parsed = parse(&data);
                 if parsed.is_none() && !data.is_empty() {
@@ -132,6 +147,41 @@ impl Problems {
     }
 }
 
+/// An open `/proc/PID` directory: everything about one process is read relative to it.
+struct ProcDir(OwnedFd);
+
+impl ProcDir {
+    fn open(pid: u32) -> io::Result<Self> {
+        File::open(format!("/proc/{pid}")).map(|dir| Self(OwnedFd::from(dir)))
+    }
+
+    /// Reads at most `max` bytes of one file of the process.
+    fn read(&self, name: &str, max: u64) -> io::Result<Vec<u8>> {
+        let fd = openat(
+            &self.0,
+            name,
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        procfs::read_to_bound(File::from(fd), max)
+    }
+
+    fn read_link(&self, name: &str) -> io::Result<OsString> {
+        Ok(readlinkat(&self.0, name)?)
+    }
+
+    /// `stat` of what a link of the process leads to (`exe`: the file it runs, even deleted).
+    fn stat_target(&self, name: &str) -> io::Result<FileStat> {
+        Ok(fstatat(&self.0, name, nix::fcntl::AtFlags::empty())?)
+    }
+
+    /// Opens the process's root directory, to look paths up as the process sees them.
+    fn open_root(&self) -> io::Result<OwnedFd> {
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        Ok(openat(&self.0, "root", flags, Mode::empty())?)
+    }
+}
+
 /// The PIDs in `/proc` (processes only: threads live under `/proc/PID/task`).
 pub(crate) fn list_pids() -> io::Result<Vec<u32>> {
     let mut pids = Vec::new();
@@ -149,33 +199,28 @@ pub(crate) fn list_pids() -> io::Result<Vec<u32>> {
 }
 
 /// Reads one process. Never fails: what cannot be read stays `None` and is counted.
-pub(crate) fn observe(
-    pid: u32,
-    previous: &HashMap<u32, Previous>,
-    options: &CollectorOptions,
-    clock: &Clock,
-) -> Observed {
-    let dir = PathBuf::from(format!("/proc/{pid}"));
+pub(crate) fn observe(pid: u32, options: &CollectorOptions, clock: &Clock) -> Observed {
     let mut problems = Problems::default();
     let mut record = ProcessRecord {
         pid,
         ..ProcessRecord::default()
     };
-
-    let stat = problems.read(&dir.join("stat"), procfs::parse_stat);
-    let Some(stat) = stat else {
+    let dir = ProcDir::open(pid).map_err(|err| problems.note(classify(&err)));
+    let stat = dir
+        .as_ref()
+        .ok()
+        .and_then(|dir| problems.read(dir, "stat", procfs::parse_stat));
+    let (Ok(dir), Some(stat)) = (dir, stat) else {
         // The process is gone, or its stat is unreadable: a record with only its PID.
         return Observed {
             record,
             exe: None,
-            exe_link: None,
             start_ticks: None,
             cpu_ticks: None,
             errors: problems.into_errors(),
         };
     };
     let start_ticks = stat.starttime;
-    let same_as_before = previous.get(&pid).filter(|p| p.start_ticks == start_ticks);
     record.name = Some(stat.comm);
     record.state = Some(stat.state.to_string());
     record.parent = Some(stat.ppid);
@@ -186,41 +231,33 @@ pub(crate) fn observe(
     record.threads = Some(stat.num_threads);
     record.total_size = Some(stat.vsize);
     record.resident_size = Some(stat.rss_pages.saturating_mul(clock.page_size));
-    let start_epoch = clock.start_epoch(start_ticks);
-    record.start_time = i64::try_from(start_epoch).ok();
+    record.start_time = i64::try_from(clock.start_epoch(start_ticks)).ok();
 
-    record.cwd = read_link_lossy(&dir.join("cwd"), &mut problems);
-    record.root = match same_as_before {
-        Some(before) if before.root.is_some() => before.root.clone(),
-        _ => read_link_lossy(&dir.join("root"), &mut problems),
-    };
+    record.cwd = read_link_lossy(&dir, "cwd", &mut problems);
+    record.root = read_link_lossy(&dir, "root", &mut problems);
 
-    if let Some(ids) = problems.read(&dir.join("status"), procfs::parse_status_ids) {
+    if let Some(ids) = problems.read(&dir, "status", procfs::parse_status_ids) {
         [record.uid, record.euid, record.suid] = ids.uid.map(Some);
         [record.gid, record.egid, record.sgid] = ids.gid.map(Some);
     }
 
-    match procfs::read_bounded(&dir.join("cmdline"), options.cmdline_max_bytes) {
+    match dir.read("cmdline", options.cmdline_max_bytes) {
         Ok(data) => record.cmdline = procfs::parse_cmdline(&data),
         Err(err) => problems.note(classify(&err)),
     }
 
-    if let Some(io) = problems.read(&dir.join("io"), procfs::parse_io) {
+    if let Some(io) = problems.read(&dir, "io", procfs::parse_io) {
         record.disk_bytes_read = Some(io.read_bytes);
         record.disk_bytes_written = Some(io.write_bytes);
     }
 
-    record.cgroup_path = match same_as_before {
-        Some(before) if before.cgroup_path.is_some() => before.cgroup_path.clone(),
-        _ => problems.read(&dir.join("cgroup"), procfs::parse_cgroup),
-    };
+    record.cgroup_path = problems.read(&dir, "cgroup", procfs::parse_cgroup);
 
-    let (exe, exe_link) = read_exe(&dir, &mut record, &mut problems);
+    let exe = read_exe(&dir, pid, &mut record, &mut problems, clock);
 
     Observed {
         record,
         exe,
-        exe_link,
         start_ticks: Some(start_ticks),
         cpu_ticks: Some(stat.utime.saturating_add(stat.stime)),
         errors: problems.into_errors(),
@@ -228,8 +265,8 @@ pub(crate) fn observe(
 }
 
 /// Reads a link such as `cwd` or `root`, noting why it failed.
-fn read_link_lossy(path: &Path, problems: &mut Problems) -> Option<String> {
-    match std::fs::read_link(path) {
+fn read_link_lossy(dir: &ProcDir, name: &str, problems: &mut Problems) -> Option<String> {
+    match dir.read_link(name) {
         Ok(target) => Some(target.to_string_lossy().into_owned()),
         Err(err) => {
             problems.note(classify(&err));
@@ -238,116 +275,100 @@ fn read_link_lossy(path: &Path, problems: &mut Problems) -> Option<String> {
     }
 }
 
-/// Reads the executable link and the file it leads to. Kernel threads and zombies have no
-/// executable; that is not an error.
+/// Reads the executable link and the file it leads to, and decides `on_disk`. Kernel threads
+/// and zombies have no executable; that is not an error.
 fn read_exe(
-    dir: &Path,
+    dir: &ProcDir,
+    pid: u32,
     record: &mut ProcessRecord,
     problems: &mut Problems,
-) -> (Option<ExeRef>, Option<ExeLink>) {
-    let link_path = dir.join("exe");
-    let raw = match std::fs::read_link(&link_path) {
+    clock: &Clock,
+) -> Option<ExeRef> {
+    let raw = match dir.read_link("exe") {
         Ok(raw) => raw,
         Err(err) => {
             let problem = classify(&err);
             if problem != Problem::Vanished {
                 problems.note(problem);
             }
-            return (None, None);
+            return None;
         }
     };
-    let bytes = raw.as_os_str().as_bytes();
+    let bytes = raw.as_bytes();
     let deleted_marker = bytes.ends_with(DELETED_MARKER);
     let shown = if deleted_marker {
         &bytes[..bytes.len() - DELETED_MARKER.len()]
     } else {
         bytes
     };
-    record.path = Some(OsStr::from_bytes(shown).to_string_lossy().into_owned());
-    let link = ExeLink {
-        raw,
-        deleted_marker,
-    };
-    // `stat` through the magic link reaches the file the process runs, even when deleted.
-    match std::fs::metadata(&link_path) {
-        Ok(meta) => {
-            record.exe_dev = Some(meta.dev());
-            record.exe_inode = Some(meta.ino());
-            let exe = ExeRef {
-                open_path: link_path,
-                key: FileKey::of(&meta),
-            };
-            (Some(exe), Some(link))
-        }
+    let shown = Path::new(OsStr::from_bytes(shown));
+    record.path = Some(shown.to_string_lossy().into_owned());
+    let stat = match dir.stat_target("exe") {
+        Ok(stat) => stat,
         Err(err) => {
             problems.note(classify(&err));
-            (None, Some(link))
+            return None;
         }
-    }
+    };
+    let key = FileKey::from_stat(&stat);
+    record.exe_dev = Some(key.dev);
+    record.exe_inode = Some(key.ino);
+    let (on_disk, path) = judge(dir, Path::new(&raw), deleted_marker, shown, key, clock);
+    record.on_disk = on_disk;
+    record.path = Some(path.to_string_lossy().into_owned());
+    Some(ExeRef {
+        open_path: PathBuf::from(format!("/proc/{pid}/exe")),
+        key,
+    })
 }
 
-/// Root directory, raw executable link, device and inode: what makes two verdicts the same.
-type JudgedKey = (Option<String>, PathBuf, u64, u64);
-
-/// Sets `on_disk` for every record, as osquery defines it and one step stricter: `1` when the
-/// executable's path (seen from the process's own root, so that containers are judged by their
-/// own filesystem) leads to the very file the process runs, `0` when it leads nowhere or to
-/// another file (deleted, or replaced under the same name), `-1` when that cannot be told.
+/// Decides `on_disk` as osquery defines it and one step stricter: `1` when the executable's
+/// path leads to the very file the process runs (same device and inode), `0` when it leads
+/// nowhere or to another file (deleted, or replaced under the same name), `-1` when that cannot
+/// be told. Returns the verdict and the path to show.
 ///
-/// Processes that share a root, a path and a file are judged once.
-pub(crate) fn settle_on_disk(observed: &mut [Observed]) {
-    let mut judged: HashMap<JudgedKey, (OnDisk, Option<String>)> = HashMap::new();
-    for o in observed.iter_mut() {
-        let (Some(link), Some(exe)) = (&o.exe_link, &o.exe) else {
-            continue;
-        };
-        let key = (
-            o.record.root.clone(),
-            link.raw.clone(),
-            exe.key.dev,
-            exe.key.ino,
-        );
-        let pid = o.record.pid;
-        let path = o.record.path.clone();
-        let (on_disk, shown) = judged
-            .entry(key)
-            .or_insert_with(|| judge(pid, link, path, exe.key))
-            .clone();
-        o.record.on_disk = on_disk;
-        o.record.path = shown;
-    }
-}
-
-fn judge(pid: u32, link: &ExeLink, path: Option<String>, key: FileKey) -> (OnDisk, Option<String>) {
-    let under_root = |candidate: &Path| {
-        let mut full = PathBuf::from(format!("/proc/{pid}/root"));
-        full.push(candidate.strip_prefix("/").unwrap_or(candidate));
-        std::fs::metadata(full)
+/// The kernel writes the path as seen from procmond's root when the file is reachable from it
+/// (a chrooted daemon in procmond's mount namespace shows `/usr/sbin/sshd`, not a path inside
+/// its chroot), and from the process's own mount otherwise (a container shows its own paths).
+/// So a process in procmond's mount namespace is judged from procmond's root, and any other
+/// from its own root. Deviation: in that second case, absolute symlinks inside the path resolve
+/// against procmond's root, not the process's (`openat2` with `RESOLVE_IN_ROOT` would fix it).
+fn judge<'a>(
+    dir: &ProcDir,
+    raw: &'a Path,
+    deleted_marker: bool,
+    shown: &'a Path,
+    key: FileKey,
+    clock: &Clock,
+) -> (OnDisk, &'a Path) {
+    let own_view = clock.mount_ns.is_some()
+        && dir.read_link("ns/mnt").ok().as_ref() != clock.mount_ns.as_ref();
+    let lookup = |candidate: &Path| -> io::Result<(u64, u64)> {
+        if own_view {
+            let root = dir.open_root()?;
+            let relative = candidate.strip_prefix("/").unwrap_or(candidate);
+            let stat = fstatat(&root, relative, nix::fcntl::AtFlags::empty())?;
+            Ok((stat.st_dev, stat.st_ino))
+        } else {
+            let meta = std::fs::metadata(candidate)?;
+            Ok((meta.dev(), meta.ino()))
+        }
     };
-    let same_file = |meta: &std::fs::Metadata| meta.dev() == key.dev && meta.ino() == key.ino;
+    let same_file = |found: (u64, u64)| found == (key.dev, key.ino);
     // A file whose real name ends in " (deleted)" is not deleted: check the name as given first.
-    if link.deleted_marker
-        && let Ok(meta) = under_root(&link.raw)
-        && same_file(&meta)
-    {
-        return (
-            OnDisk::Present,
-            Some(link.raw.to_string_lossy().into_owned()),
-        );
+    if deleted_marker && lookup(raw).is_ok_and(same_file) {
+        return (OnDisk::Present, raw);
     }
-    let Some(shown) = path else {
-        return (OnDisk::Unknown, None);
-    };
-    let on_disk = match under_root(Path::new(&shown)) {
-        Ok(meta) if same_file(&meta) => OnDisk::Present,
+    let on_disk = match lookup(shown) {
+        Ok(found) if same_file(found) => OnDisk::Present,
         Ok(_) => OnDisk::Gone,
         Err(err)
             if err.kind() == io::ErrorKind::NotFound
                 || err.raw_os_error() == Some(nix::libc::ENOTDIR) =>
         {
-            // "Not found" also comes from a process that exited, whose root is gone with it:
-            // only a root that is still there makes the missing file a verdict.
-            if std::fs::metadata(format!("/proc/{pid}/root")).is_ok() {
+            // "Not found" also comes from a process that exited, whose root went with it:
+            // only a process that is still there makes the missing file a verdict.
+            if dir.read_link("root").is_ok() {
                 OnDisk::Gone
             } else {
                 OnDisk::Unknown
@@ -355,5 +376,5 @@ fn judge(pid: u32, link: &ExeLink, path: Option<String>, key: FileKey) -> (OnDis
         }
         Err(_) => OnDisk::Unknown,
     };
-    (on_disk, Some(shown))
+    (on_disk, shown)
 }

@@ -67,10 +67,11 @@ fn write_table(records: &[ProcessRecord], out: &mut impl Write) -> io::Result<()
                 r.exe_sha256
                     .as_deref()
                     .map_or_else(unknown, |h| h.chars().take(12).collect()),
-                r.name.clone().unwrap_or_else(unknown),
+                r.name.as_deref().map_or_else(unknown, printable),
                 r.cmdline
-                    .clone()
-                    .or_else(|| r.name.as_ref().map(|n| format!("[{n}]")))
+                    .as_deref()
+                    .map(printable)
+                    .or_else(|| r.name.as_deref().map(|n| format!("[{}]", printable(n))))
                     .unwrap_or_else(unknown),
             ]
         })
@@ -105,6 +106,15 @@ fn write_table(records: &[ProcessRecord], out: &mut impl Write) -> io::Result<()
         emit(row.each_ref().map(String::as_str), out)?;
     }
     Ok(())
+}
+
+/// Replaces control characters with `?`, as `ps` does: a process chooses its own name and
+/// command line, and must not be able to move the cursor or forge rows on the operator's
+/// terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 #[cfg(test)]
@@ -143,6 +153,23 @@ mod tests {
         assert_eq!(doc["processes"][0]["pid"], 9);
         assert_eq!(doc["processes"][0]["name"], "x");
         assert!(doc["processes"][0]["parent"].is_null());
+    }
+
+    #[test]
+    fn table_neutralises_control_characters_from_processes() {
+        let scan = scan_of(vec![ProcessRecord {
+            pid: 5,
+            name: Some("ev\u{1b}[2Jil".into()),
+            cmdline: Some("x\n    1    0   0 S 1 fake-row\r".into()),
+            ..ProcessRecord::default()
+        }]);
+        let mut out = Vec::new();
+        write_scan(&scan, Format::Table, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text:?}");
+        assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
+        assert!(text.contains("ev?[2Jil"), "{text:?}");
+        assert!(text.contains("x?    1    0   0 S 1 fake-row?"), "{text:?}");
     }
 
     #[test]

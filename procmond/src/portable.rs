@@ -5,12 +5,11 @@
 //! executable device and inode, and `on_disk` (always `-1`). [`UNSEEN_COLUMNS`] lists them so
 //! that `procmond` can say so at start-up.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use daemoneye_lib::models::{ProcessRecord, ScanErrors};
 
-use crate::collector::{CollectorOptions, ExeRef, Observed, Previous};
+use crate::collector::{CollectorOptions, ExeRef, Observed};
 use crate::hasher::FileKey;
 
 /// Columns this platform leaves unknown.
@@ -30,11 +29,7 @@ pub const UNSEEN_COLUMNS: &[&str] = &[
 ];
 
 /// Reads one process from what `sysinfo` collected.
-pub(crate) fn observe(
-    process: &sysinfo::Process,
-    _previous: &HashMap<u32, Previous>,
-    options: &CollectorOptions,
-) -> Observed {
+pub(crate) fn observe(process: &sysinfo::Process, options: &CollectorOptions) -> Observed {
     let cmdline = process
         .cmd()
         .iter()
@@ -81,7 +76,6 @@ pub(crate) fn observe(
     Observed {
         record,
         exe,
-        exe_link: None,
         start_ticks: Some(process.start_time()),
         cpu_ticks: None,
         errors: ScanErrors::default(),

@@ -16,7 +16,7 @@ use std::path::Path;
 
 /// The most we read of `/proc/PID/stat` or `/proc/PID/status`; both are a few hundred bytes to
 /// a few KiB, so anything longer is not a real procfs file.
-const SMALL_FILE_MAX: u64 = 64 * 1024;
+pub const SMALL_FILE_MAX: u64 = 64 * 1024;
 
 /// Fields of `/proc/PID/stat` (proc(5)) that the collector uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,15 +91,17 @@ pub struct Ids {
 }
 
 /// Parses the `Uid:` and `Gid:` lines of `/proc/PID/status`.
+///
+/// The file is taken as bytes, not text: its `Name:` line carries the process's own `comm`,
+/// which may hold any byte, and must not make the ids unreadable.
 pub fn parse_status_ids(data: &[u8]) -> Option<Ids> {
-    let text = std::str::from_utf8(data).ok()?;
     let mut uid = None;
     let mut gid = None;
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("Uid:") {
-            uid = Some(parse_id_triple(rest)?);
-        } else if let Some(rest) = line.strip_prefix("Gid:") {
-            gid = Some(parse_id_triple(rest)?);
+    for line in data.split(|&b| b == b'\n') {
+        if let Some(rest) = line.strip_prefix(b"Uid:") {
+            uid = Some(parse_id_triple(std::str::from_utf8(rest).ok()?)?);
+        } else if let Some(rest) = line.strip_prefix(b"Gid:") {
+            gid = Some(parse_id_triple(std::str::from_utf8(rest).ok()?)?);
         }
         if uid.is_some() && gid.is_some() {
             break;
@@ -190,14 +192,14 @@ pub fn parse_io(data: &[u8]) -> Option<Io> {
 /// Reads at most `max` bytes of a file. `/proc` files report a size of zero, so the size cannot
 /// be checked up front; the bound is applied while reading.
 pub fn read_bounded(path: &Path, max: u64) -> io::Result<Vec<u8>> {
-    let mut data = Vec::new();
-    File::open(path)?.take(max).read_to_end(&mut data)?;
-    Ok(data)
+    read_to_bound(File::open(path)?, max)
 }
 
-/// Reads a small procfs file (`stat`, `status`, `cgroup`).
-pub fn read_small(path: &Path) -> io::Result<Vec<u8>> {
-    read_bounded(path, SMALL_FILE_MAX)
+/// Reads at most `max` bytes from an open file.
+pub fn read_to_bound(file: impl Read, max: u64) -> io::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    file.take(max).read_to_end(&mut data)?;
+    Ok(data)
 }
 
 #[cfg(test)]
@@ -268,6 +270,14 @@ mod tests {
                 gid: [100, 100, 50],
             })
         );
+        let hostile_name = b"Name:\t\xff\xfe)\nUid:\t1000\t1000\t1000\t1000\nGid:\t5\t5\t5\t5\n";
+        assert_eq!(
+            parse_status_ids(hostile_name),
+            Some(Ids {
+                uid: [1000; 3],
+                gid: [5; 3],
+            })
+        );
         assert_eq!(parse_status_ids(b"Name:\tx\nUid:\t1\t2\n"), None);
         assert_eq!(parse_status_ids(b"Uid:\t1\t2\t3\t4\n"), None);
         assert_eq!(
@@ -324,6 +334,34 @@ mod tests {
         assert_eq!(parse_io(b"read_bytes: 1\n"), None);
         assert_eq!(parse_io(b"read_bytes: -1\nwrite_bytes: 1\n"), None);
         assert_eq!(parse_io(b""), None);
+    }
+
+    proptest::proptest! {
+        /// Hostile bytes never panic a parser, and a parsed stat always took its comm from
+        /// between the first `(` and the last `)`.
+        #[test]
+        fn parsers_survive_arbitrary_bytes(data in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            if let Some(stat) = parse_stat(&data) {
+                let open = data.iter().position(|&b| b == b'(').unwrap();
+                let close = data.iter().rposition(|&b| b == b')').unwrap();
+                proptest::prop_assert_eq!(stat.comm, String::from_utf8_lossy(&data[open + 1..close]));
+            }
+            let _ = parse_status_ids(&data);
+            let _ = parse_cmdline(&data);
+            let _ = parse_cgroup(&data);
+            let _ = parse_io(&data);
+        }
+
+        /// Any comm, however hostile, leaves the fields after it where they belong.
+        #[test]
+        fn any_comm_keeps_the_fields_in_place(comm in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let mut data = b"77 (".to_vec();
+            data.extend_from_slice(&comm);
+            data.extend_from_slice(b") S 1 77 77 0 -1 0 0 0 0 0 5 6 0 0 20 3 2 0 900 4096 9\n");
+            let stat = parse_stat(&data).unwrap();
+            proptest::prop_assert_eq!((stat.ppid, stat.utime, stat.stime, stat.nice), (1, 5, 6, 3));
+            proptest::prop_assert_eq!((stat.num_threads, stat.starttime, stat.vsize, stat.rss_pages), (2, 900, 4096, 9));
+        }
     }
 
     #[test]

@@ -80,6 +80,22 @@ fn find(records: &[ProcessRecord], pid: u32) -> &ProcessRecord {
         .unwrap_or_else(|| panic!("pid {pid} not in the scan"))
 }
 
+/// Options for tests: a generous hashing budget, so that a loaded CI machine does not leave
+/// executables unhashed on a cold first scan.
+fn options() -> CollectorOptions {
+    CollectorOptions {
+        hash_time_budget: Duration::from_secs(120),
+        ..CollectorOptions::default()
+    }
+}
+
+/// A temporary directory by its canonical path, as the kernel reports paths.
+fn tempdir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = std::fs::canonicalize(dir.path()).unwrap();
+    (dir, path)
+}
+
 fn my_uid() -> u32 {
     nix::unistd::getuid().as_raw()
 }
@@ -91,7 +107,7 @@ fn a_child_is_found_with_parent_cmdline_path_uid_and_hash() {
     let pid = child.0.id();
     wait_for_exec(pid, &program);
 
-    let mut collector = Collector::new(CollectorOptions::default()).unwrap();
+    let mut collector = Collector::new(options()).unwrap();
     let scan = collector.scan();
     let record = find(&scan.records, pid);
 
@@ -110,7 +126,11 @@ fn a_child_is_found_with_parent_cmdline_path_uid_and_hash() {
         record.exe_sha256.as_deref(),
         Some(sha256sum(&program).as_str())
     );
-    assert_eq!(record.state.as_deref(), Some("S"));
+    assert!(
+        matches!(record.state.as_deref(), Some("S" | "R" | "D")),
+        "{:?}",
+        record.state
+    );
     assert_eq!(record.threads, Some(1));
     assert!(record.start_time.is_some_and(|t| t > 1_600_000_000));
     assert!(record.resident_size.is_some_and(|b| b > 0));
@@ -143,8 +163,8 @@ fn a_child_is_found_with_parent_cmdline_path_uid_and_hash() {
 
 #[test]
 fn a_deleted_executable_is_off_disk_and_still_hashed() {
-    let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("victim-daemon");
+    let (_dir, dir) = tempdir();
+    let copy = dir.join("victim-daemon");
     std::fs::copy(sleep_binary(), &copy).unwrap();
     let want = sha256sum(&copy);
     let child = spawn(&copy, &["3000.5"]);
@@ -152,7 +172,7 @@ fn a_deleted_executable_is_off_disk_and_still_hashed() {
     wait_for_exec(pid, &copy);
     std::fs::remove_file(&copy).unwrap();
 
-    let mut collector = Collector::new(CollectorOptions::default()).unwrap();
+    let mut collector = Collector::new(options()).unwrap();
     let scan = collector.scan();
     let record = find(&scan.records, pid);
     assert_eq!(record.on_disk, OnDisk::Gone);
@@ -162,18 +182,18 @@ fn a_deleted_executable_is_off_disk_and_still_hashed() {
 
 #[test]
 fn an_executable_replaced_under_its_name_is_off_disk() {
-    let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("replaced");
+    let (_dir, dir) = tempdir();
+    let copy = dir.join("replaced");
     std::fs::copy(sleep_binary(), &copy).unwrap();
     let child = spawn(&copy, &["3000.75"]);
     let pid = child.0.id();
     wait_for_exec(pid, &copy);
     // A new file under the same name: the running image is no longer what the path holds.
-    let staged = dir.path().join("staged");
+    let staged = dir.join("staged");
     std::fs::write(&staged, b"#!/bin/sh\n").unwrap();
     std::fs::rename(&staged, &copy).unwrap();
 
-    let mut collector = Collector::new(CollectorOptions::default()).unwrap();
+    let mut collector = Collector::new(options()).unwrap();
     let record = find(&collector.scan().records, pid).clone();
     assert_eq!(record.on_disk, OnDisk::Gone);
     assert_ne!(
@@ -195,7 +215,7 @@ fn a_process_that_exits_during_the_scan_does_not_fail_it() {
     let survivor = spawn(&program, &["3000.375"]);
     wait_for_exec(survivor.0.id(), &program);
 
-    let mut collector = Collector::new(CollectorOptions::default()).unwrap();
+    let mut collector = Collector::new(options()).unwrap();
     let scan = collector.scan_with(|| {
         doomed.0.kill().unwrap();
         doomed.0.wait().unwrap();
@@ -206,7 +226,6 @@ fn a_process_that_exits_during_the_scan_does_not_fail_it() {
     assert_eq!(gone.exe_sha256, None);
     assert_eq!(gone.name, None);
     assert!(scan.errors.vanished >= 1, "{:?}", scan.errors);
-    assert_eq!(scan.summary.error_count, scan.errors.total());
     let alive = find(&scan.records, survivor.0.id());
     assert_eq!(
         alive.exe_sha256.as_deref(),
@@ -228,11 +247,11 @@ fn scans_survive_a_storm_of_short_lived_processes() {
             spawned
         })
     };
-    let mut collector = Collector::new(CollectorOptions::default()).unwrap();
+    let mut collector = Collector::new(options()).unwrap();
     for _ in 0..10 {
         let scan = collector.scan();
-        find(&scan.records, std::process::id());
-        assert_eq!(scan.summary.process_count, scan.records.len() as u64);
+        let me = find(&scan.records, std::process::id());
+        assert_eq!(me.parent, Some(nix::unistd::getppid().as_raw() as u32));
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(storm.join().unwrap() > 0);
@@ -283,5 +302,43 @@ fn processes_of_another_user_give_records_with_unknown_fields() {
     assert_eq!(
         doc["scan"]["process_count"].as_u64().unwrap() as usize,
         processes.len()
+    );
+}
+
+#[test]
+fn a_chrooted_process_running_a_file_outside_its_root_is_on_disk() {
+    // As sshd's privilege-separated child does: start from a file on the host, then chroot.
+    // The kernel shows the path from procmond's root; judging it inside the chroot would call
+    // the file deleted.
+    let (_dir, jail) = tempdir();
+    let script = format!(
+        "chroot('{}') or die $!; chdir('/'); sleep 3000",
+        jail.display()
+    );
+    let perl = std::fs::canonicalize("/usr/bin/perl").expect("perl is installed");
+    let child = if my_uid() == 0 {
+        spawn(&perl, &["-e", &script])
+    } else {
+        // An ordinary user may chroot inside a user namespace of its own.
+        spawn(
+            Path::new("/usr/bin/unshare"),
+            &["-r", perl.to_str().unwrap(), "-e", &script],
+        )
+    };
+    let pid = child.0.id();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_link(format!("/proc/{pid}/root")).ok() != Some(jail.clone()) {
+        assert!(Instant::now() < deadline, "perl never entered its chroot");
+        sleep(Duration::from_millis(5));
+    }
+    let mut collector = Collector::new(options()).unwrap();
+    let scan = collector.scan();
+    let record = find(&scan.records, pid);
+    assert_eq!(record.root.as_deref(), Some(jail.to_str().unwrap()));
+    assert_eq!(record.path.as_deref(), Some(perl.to_str().unwrap()));
+    assert_eq!(record.on_disk, OnDisk::Present);
+    assert_eq!(
+        record.exe_sha256.as_deref(),
+        Some(sha256sum(&perl).as_str())
     );
 }
