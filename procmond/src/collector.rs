@@ -132,20 +132,9 @@ impl Collector {
         })
     }
 
-    /// Sets the id the next scan gets (scans are numbered by whoever stores them).
-    pub fn set_next_scan_id(&mut self, scan_id: i64) {
-        self.next_scan_id = scan_id;
-    }
-
     /// Number of executables whose hash is cached.
     pub fn cached_hashes(&self) -> usize {
         self.hashes.len()
-    }
-
-    /// Forgets every cached hash and remembered process, as if this were the first scan.
-    pub fn clear_caches(&mut self) {
-        self.hashes = HashCache::default();
-        self.previous.clear();
     }
 
     /// Scans every process once.
