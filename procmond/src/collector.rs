@@ -13,7 +13,7 @@
 //! any time, and the reads are cheap next to hashing.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -275,17 +275,14 @@ impl Collector {
         observed: &mut [Observed],
         errors: &mut ScanErrors,
     ) -> (u64, u64) {
-        // A few openers per distinct file: thousands of processes usually run a few hundred
-        // files, and the process chosen to open one may exit before its turn comes.
-        let mut wanted: HashMap<FileKey, Vec<PathBuf>> = HashMap::new();
+        // Every process that runs a file is a way to open it: thousands of processes usually
+        // run a few hundred files, and any one of them may exit before the file's turn comes.
+        let mut wanted: HashMap<FileKey, Vec<&Path>> = HashMap::new();
         for exe in observed.iter().filter_map(|o| o.exe.as_ref()) {
-            let openers = wanted.entry(exe.key).or_default();
-            if openers.len() < OPENERS_PER_FILE {
-                openers.push(exe.open_path.clone());
-            }
+            wanted.entry(exe.key).or_default().push(&exe.open_path);
         }
         let live: HashSet<FileKey> = wanted.keys().copied().collect();
-        let mut misses: Vec<(FileKey, Vec<PathBuf>)> = wanted
+        let mut misses: Vec<(FileKey, Vec<&Path>)> = wanted
             .into_iter()
             .filter(|(key, _)| self.hashes.get(key).is_none())
             .collect();
@@ -326,20 +323,20 @@ impl Collector {
     }
 }
 
-/// How many processes' links are tried to open one executable.
-const OPENERS_PER_FILE: usize = 4;
-
 /// Hashes a file through the first of its openers that still leads to it: `/proc/PID/exe` of
 /// a process that exited is gone (or, with its PID reused, leads to another file), while the
 /// same file is still reachable through another process.
 fn hash_through_any(
-    openers: &[PathBuf],
+    openers: &[&Path],
     key: FileKey,
     max_bytes: u64,
     deadline: Instant,
 ) -> HashOutcome {
     let mut outcome = HashOutcome::Unreadable(std::io::ErrorKind::NotFound);
     for path in openers {
+        if Instant::now() >= deadline {
+            return HashOutcome::BudgetExhausted;
+        }
         outcome = hash_file(path, key, max_bytes, deadline);
         let try_next = matches!(
             outcome,

@@ -133,7 +133,7 @@ fn a_child_is_found_with_parent_cmdline_path_uid_and_hash() {
     );
     assert_eq!(record.threads, Some(1));
     assert!(record.start_time.is_some_and(|t| t > 1_600_000_000));
-    assert!(record.resident_size.is_some_and(|b| b > 0));
+    assert!(record.resident_size.is_some() && record.total_size.is_some_and(|b| b > 0));
     assert!(record.cgroup_path.is_some());
     let meta = std::fs::metadata(&program).unwrap();
     use std::os::unix::fs::MetadataExt;
