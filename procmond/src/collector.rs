@@ -14,8 +14,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-
-use anyhow::Context;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use daemoneye_lib::config::CollectionConfig;
@@ -118,7 +116,7 @@ impl Collector {
     /// A collector with an empty cache.
     pub fn new(options: CollectorOptions) -> anyhow::Result<Self> {
         #[cfg(target_os = "linux")]
-        crate::linux::list_pids().context("listing /proc")?;
+        crate::linux::list_pids().map_err(|err| anyhow::anyhow!("listing /proc: {err}"))?;
         Ok(Self {
             options,
             #[cfg(not(target_os = "linux"))]

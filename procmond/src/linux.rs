@@ -102,13 +102,17 @@ fn classify(err: &io::Error) -> Problem {
 
 /// Problems of one process; each kind is counted once per process.
 #[derive(Default)]
-struct Problems(Vec<Problem>);
+struct Problems(ScanErrors);
 
 impl Problems {
     fn note(&mut self, problem: Problem) {
-        if !self.0.contains(&problem) {
-            self.0.push(problem);
-        }
+        let count = match problem {
+            Problem::Vanished => &mut self.0.vanished,
+            Problem::Denied => &mut self.0.permission_denied,
+            Problem::Malformed => &mut self.0.malformed,
+            Problem::Unreadable => &mut self.0.unreadable,
+        };
+        *count = 1;
     }
 
     /// Reads and parses one small file of the process, noting why it failed.
@@ -134,16 +138,7 @@ impl Problems {
     }
 
     fn into_errors(self) -> ScanErrors {
-        let mut errors = ScanErrors::default();
-        for problem in self.0 {
-            match problem {
-                Problem::Vanished => errors.vanished = 1,
-                Problem::Denied => errors.permission_denied = 1,
-                Problem::Malformed => errors.malformed = 1,
-                Problem::Unreadable => errors.unreadable = 1,
-            }
-        }
-        errors
+        self.0
     }
 }
 

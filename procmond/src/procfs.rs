@@ -10,9 +10,7 @@
 //! The parsers are pure functions over bytes so that they can be table-tested and fuzzed; the
 //! thin `read_*` wrappers do the I/O.
 
-use std::fs::File;
 use std::io::{self, Read};
-use std::path::Path;
 
 /// The most we read of `/proc/PID/stat` or `/proc/PID/status`; both are a few hundred bytes to
 /// a few KiB, so anything longer is not a real procfs file.
@@ -189,13 +187,8 @@ pub fn parse_io(data: &[u8]) -> Option<Io> {
     })
 }
 
-/// Reads at most `max` bytes of a file. `/proc` files report a size of zero, so the size cannot
-/// be checked up front; the bound is applied while reading.
-pub fn read_bounded(path: &Path, max: u64) -> io::Result<Vec<u8>> {
-    read_to_bound(File::open(path)?, max)
-}
-
-/// Reads at most `max` bytes from an open file.
+/// Reads at most `max` bytes from an open file. `/proc` files report a size of zero, so the
+/// size cannot be checked up front; the bound is applied while reading.
 pub fn read_to_bound(file: impl Read, max: u64) -> io::Result<Vec<u8>> {
     let mut data = Vec::new();
     file.take(max).read_to_end(&mut data)?;
@@ -369,7 +362,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("big");
         std::fs::write(&path, vec![b'x'; 10_000]).unwrap();
-        assert_eq!(read_bounded(&path, 100).unwrap().len(), 100);
-        assert_eq!(read_bounded(&path, 20_000).unwrap().len(), 10_000);
+        let read = |max| read_to_bound(std::fs::File::open(&path).unwrap(), max).unwrap();
+        assert_eq!(read(100).len(), 100);
+        assert_eq!(read(20_000).len(), 10_000);
     }
 }

@@ -77,23 +77,12 @@ impl Serialize for SiteId {
 
 impl<'de> Deserialize<'de> for SiteId {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct SiteIdVisitor;
-
-        impl Visitor<'_> for SiteIdVisitor {
-            type Value = SiteId;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                // Numbers are refused rather than converted, because "007" read as a number
-                // would silently become the different id "7".
-                f.write_str("a site id string (an id made only of digits must be quoted)")
-            }
-
-            fn visit_str<E: de::Error>(self, value: &str) -> Result<SiteId, E> {
-                value.parse().map_err(E::custom)
-            }
-        }
-
-        deserializer.deserialize_str(SiteIdVisitor)
+        // Numbers are refused rather than converted, because "007" read as a number would
+        // silently become the different id "7".
+        from_str_only(
+            deserializer,
+            "a site id string (an id made only of digits must be quoted)",
+        )
     }
 }
 
@@ -156,22 +145,41 @@ impl Serialize for HumanDuration {
 
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct HumanDurationVisitor;
+        from_str_only(
+            deserializer,
+            "a duration such as \"500ms\", \"10s\", \"5m\" or \"7d\"",
+        )
+    }
+}
 
-        impl Visitor<'_> for HumanDurationVisitor {
-            type Value = HumanDuration;
+/// Deserializes a checked value from a string, and only from a string, through its `FromStr`,
+/// so that the configuration and the command line share one parser and one error message.
+fn from_str_only<'de, T, D>(deserializer: D, expecting: &'static str) -> Result<T, D::Error>
+where
+    T: FromStr<Err = ConfigError>,
+    D: Deserializer<'de>,
+{
+    struct StrVisitor<T> {
+        expecting: &'static str,
+        value: std::marker::PhantomData<T>,
+    }
 
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a duration such as \"500ms\", \"10s\", \"5m\" or \"7d\"")
-            }
+    impl<T: FromStr<Err = ConfigError>> Visitor<'_> for StrVisitor<T> {
+        type Value = T;
 
-            fn visit_str<E: de::Error>(self, value: &str) -> Result<HumanDuration, E> {
-                value.parse().map_err(E::custom)
-            }
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.expecting)
         }
 
-        deserializer.deserialize_str(HumanDurationVisitor)
+        fn visit_str<E: de::Error>(self, value: &str) -> Result<T, E> {
+            value.parse().map_err(E::custom)
+        }
     }
+
+    deserializer.deserialize_str(StrVisitor {
+        expecting,
+        value: std::marker::PhantomData,
+    })
 }
 
 #[cfg(test)]
