@@ -6,4 +6,6 @@
 //! HTTP, SMTP or TLS code. This crate must never open a network socket or spawn a process.
 
 pub mod config;
+#[cfg(feature = "ipc")]
+pub mod ipc;
 pub mod models;

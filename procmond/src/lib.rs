@@ -13,7 +13,10 @@ mod linux;
 pub mod output;
 #[cfg(not(target_os = "linux"))]
 mod portable;
+pub mod privilege;
 pub mod procfs;
+pub mod server;
+pub mod tasks;
 
 pub use collector::{Collector, CollectorOptions, Scan};
 

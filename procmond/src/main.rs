@@ -1,22 +1,37 @@
-//! `procmond` command line: parse arguments, load configuration, run one scan, print it.
+//! `procmond` command line: parse arguments, load configuration, then either run one scan and
+//! print it (`--once`) or serve the agent on a socket (`--socket`).
 
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use daemoneye_lib::config::{self, ConfigSources, Overrides};
+use daemoneye_lib::config::{self, Config, ConfigSources, Overrides};
+use daemoneye_lib::ipc::Limits;
+use daemoneye_lib::ipc::transport::{self, PeerPolicy};
 use procmond::output::{self, Format};
+use procmond::privilege::{self, PrivilegeOutcome};
+use procmond::server::{self, ServerState};
 use procmond::{Collector, CollectorOptions};
 
 /// DaemonEye's privileged process collector.
 #[derive(Debug, Parser)]
 #[command(name = "procmond", version, about)]
+#[command(group(clap::ArgGroup::new("mode").required(true).args(["once", "socket"])))]
 struct Args {
     /// Enumerate every process once, hash the executables, print the scan and exit.
-    #[arg(long, required = true)]
+    #[arg(long)]
     once: bool,
+    /// Serve the agent on this socket (normally started by daemoneye-agent, not by hand).
+    /// Run as root, procmond drops to collector.user once the socket is open.
+    #[arg(long, value_name = "PATH", conflicts_with = "once")]
+    socket: Option<PathBuf>,
+    /// Data directory (with --socket).
+    #[arg(long, value_name = "DIR", requires = "socket")]
+    data_dir: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -57,6 +72,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(socket) = &args.socket {
+        return match serve(socket, &config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("procmond: {err:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     match run(&args, CollectorOptions::from_config(&config.collection)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
@@ -89,6 +113,86 @@ fn run(args: &Args, options: CollectorOptions) -> anyhow::Result<()> {
     output::write_scan(&scan, args.format, &mut out).context("writing the scan to stdout")?;
     out.flush().context("writing the scan to stdout")?;
     Ok(())
+}
+
+/// Serves the agent: open the socket, drop privileges, then answer until the agent goes away.
+///
+/// The order matters. The socket is created while still root, in the agent's directory, which
+/// the dropped user cannot write. The privilege drop happens while procmond has one thread,
+/// because capabilities belong to threads: the runtime here is single-threaded, and the scan
+/// threads (tokio's blocking pool, rayon) start after the drop and inherit its reduced sets.
+fn serve(socket: &Path, config: &Config) -> anyhow::Result<()> {
+    let parent = nix::unistd::getppid();
+    let starting_uid = nix::unistd::getuid().as_raw();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let listener = {
+        let _entered = runtime.enter();
+        // The uid procmond was started as is its agent's: the agent starts it.
+        transport::listen(
+            socket,
+            PeerPolicy::new(starting_uid, &config.ipc.allowed_uids),
+        )
+        .context("opening the agent socket")?
+    };
+    let privileges = privilege::drop_privileges(config.collector.user.as_deref())
+        .context("refusing to run: the privilege drop failed")?;
+    match &privileges {
+        PrivilegeOutcome::Dropped { user, uid, gid } => tracing::info!(
+            user,
+            uid,
+            gid,
+            "dropped privileges, keeping CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH"
+        ),
+        PrivilegeOutcome::NotRoot { uid } => tracing::info!(
+            uid,
+            "not started as root: collecting what this user can see"
+        ),
+    }
+    let options = CollectorOptions::from_config(&config.collection);
+    let collector = Collector::new(options.clone()).context("starting the collector")?;
+    let limits = Limits {
+        max_frame_bytes: config.ipc.max_frame_bytes,
+        ..Limits::default()
+    };
+    let state = Arc::new(ServerState::new(collector, options, limits, privileges));
+    tracing::info!(socket = %socket.display(), "serving the agent");
+    runtime.block_on(server::serve(listener, state, stop_signal(parent)));
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT, or when the process that started procmond (its agent) is
+/// gone: procmond is then re-parented, so its parent pid changes.
+async fn stop_signal(parent: nix::unistd::Pid) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot watch for SIGTERM and SIGINT; stopping");
+        return;
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!("SIGTERM: stopping");
+                return;
+            }
+            _ = int.recv() => {
+                tracing::info!("SIGINT: stopping");
+                return;
+            }
+            _ = tick.tick() => {
+                if nix::unistd::getppid() != parent {
+                    tracing::warn!(agent_pid = parent.as_raw(), "the agent went away: stopping");
+                    return;
+                }
+            }
+        }
+    }
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

@@ -38,6 +38,13 @@
 //!
 //! [collector]
 //! # user = "daemoneye"        # user the collector drops privileges to
+//! health_interval = "5s"      # how often the agent checks procmond's health; more than zero
+//! restart_backoff_min = "250ms" # first delay before restarting a crashed procmond
+//! restart_backoff_max = "30s" # the delay doubles per crash up to this; at least the minimum
+//!
+//! [ipc]
+//! max_frame_bytes = 16777216  # largest IPC frame accepted; 65536 to 1073741824
+//! allowed_uids = []           # uids allowed on the sockets besides root and the owner
 //! ```
 //!
 //! Values in environment variables are read the way figment reads them: `10` is a number,
@@ -72,10 +79,12 @@ use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
 pub use data_dir::{DATA_DIR_ENV, DataDirInputs, resolve_data_dir};
+pub use ipc::IpcConfig;
 pub use values::{HumanDuration, SiteId};
 use values::{USER_NAME_RULE, is_valid_user_name};
 
 mod data_dir;
+mod ipc;
 mod values;
 
 /// The embedded defaults, in the file format itself so that they double as documentation.
@@ -100,6 +109,18 @@ hash_time_budget = "5s"
 # User the collector drops privileges to. Unset means "daemoneye" if that user exists,
 # else "nobody".
 # user = "daemoneye"
+# How often the agent asks procmond whether it is healthy.
+health_interval = "5s"
+# A crashed procmond is restarted after a delay that starts here, doubles with each crash in a
+# row (with random jitter of up to a quarter), and never exceeds the maximum.
+restart_backoff_min = "250ms"
+restart_backoff_max = "30s"
+
+[ipc]
+# Largest frame (one message) accepted on the local sockets, in bytes (16 MiB).
+max_frame_bytes = 16777216
+# Users (by uid) allowed to connect besides root and the user that owns the socket.
+allowed_uids = []
 "#;
 
 /// The system-wide configuration file.
@@ -181,6 +202,8 @@ pub struct Config {
     pub collection: CollectionConfig,
     /// `[collector]`: how the privileged collector runs.
     pub collector: CollectorConfig,
+    /// `[ipc]`: the local sockets.
+    pub ipc: IpcConfig,
 }
 
 /// The `[site]` section.
@@ -215,17 +238,34 @@ impl Default for CollectionConfig {
 }
 
 /// The `[collector]` section.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CollectorConfig {
     /// User the collector drops privileges to. `None` leaves the choice to the collector
     /// (`daemoneye` if that user exists, else `nobody`); this module never looks users up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// How often the agent checks procmond's health (default 5 s).
+    pub health_interval: HumanDuration,
+    /// The first delay before restarting a crashed procmond (default 250 ms).
+    pub restart_backoff_min: HumanDuration,
+    /// The longest delay before restarting a crashed procmond (default 30 s).
+    pub restart_backoff_max: HumanDuration,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        Self {
+            user: None,
+            health_interval: HumanDuration::new(Duration::from_secs(5)),
+            restart_backoff_min: HumanDuration::new(Duration::from_millis(250)),
+            restart_backoff_max: HumanDuration::new(Duration::from_secs(30)),
+        }
+    }
 }
 
 /// A value that deserialized but is out of range: its key within its section, and why.
-type Problem = (&'static str, String);
+pub(crate) type Problem = (&'static str, String);
 
 impl CollectionConfig {
     /// The first out-of-range value of this section, if any.
@@ -245,13 +285,33 @@ impl CollectionConfig {
 impl CollectorConfig {
     /// The first out-of-range value of this section, if any.
     fn problem(&self) -> Option<Problem> {
-        let user = self.user.as_deref()?;
-        (!is_valid_user_name(user)).then(|| {
-            (
+        if let Some(user) = self.user.as_deref()
+            && !is_valid_user_name(user)
+        {
+            return Some((
                 "user",
                 format!("invalid user name {user:?}: {USER_NAME_RULE}"),
-            )
-        })
+            ));
+        }
+        if self.health_interval.get().is_zero() {
+            return Some(("health_interval", "must be greater than zero".to_owned()));
+        }
+        if self.restart_backoff_min.get().is_zero() {
+            return Some((
+                "restart_backoff_min",
+                "must be greater than zero".to_owned(),
+            ));
+        }
+        if self.restart_backoff_max.get() < self.restart_backoff_min.get() {
+            return Some((
+                "restart_backoff_max",
+                format!(
+                    "must be at least collector.restart_backoff_min ({})",
+                    self.restart_backoff_min
+                ),
+            ));
+        }
+        None
     }
 }
 
@@ -660,6 +720,7 @@ fn validate(config: &Config, figment: &Figment) -> Result<(), ConfigError> {
     let problems = [
         ("collection", config.collection.problem()),
         ("collector", config.collector.problem()),
+        ("ipc", config.ipc.problem()),
     ];
     for (section, problem) in problems {
         if let Some((key, reason)) = problem {

@@ -140,7 +140,7 @@ fn invalid_values_name_source_key_and_reason() {
             &[],
             "system.toml",
             "colour",
-            "unknown section (expected one of site, collection, collector)",
+            "unknown section (expected one of site, collection, collector, ipc)",
         ),
         bad(
             &[("system.toml", "[site]\nname = \"x\"\n")],
@@ -274,6 +274,37 @@ fn invalid_values_name_source_key_and_reason() {
             "0s",
             "collection.interval",
             "must be greater than zero",
+        ),
+        bad(
+            &[(
+                "user.toml",
+                "[collector]\nrestart_backoff_min = \"1m\"\nrestart_backoff_max = \"10s\"\n",
+            )],
+            &[],
+            "user.toml",
+            "collector.restart_backoff_max",
+            "must be at least collector.restart_backoff_min (1m)",
+        ),
+        bad(
+            &[],
+            &[("DAEMONEYE_COLLECTOR__HEALTH_INTERVAL", "0ms")],
+            "DAEMONEYE_COLLECTOR__HEALTH_INTERVAL",
+            "collector.health_interval",
+            "must be greater than zero",
+        ),
+        bad(
+            &[],
+            &[("DAEMONEYE_IPC__MAX_FRAME_BYTES", "1024")],
+            "DAEMONEYE_IPC__MAX_FRAME_BYTES",
+            "ipc.max_frame_bytes",
+            "must be between 65536 and 1073741824",
+        ),
+        bad(
+            &[("explicit.toml", "[ipc]\nallowed_uids = [\"root\"]\n")],
+            &[],
+            "explicit.toml",
+            "ipc.allowed_uids.0",
+            "expected a non-negative integer, found string \"root\"",
         ),
         bad_override(
             "collection.colour",

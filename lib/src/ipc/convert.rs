@@ -1,0 +1,261 @@
+//! Conversions between the shared models ([`crate::models`]) and their wire messages.
+//!
+//! Every field maps one to one, and unknown (`None`) stays unknown: proto3 `optional` fields
+//! keep "absent" apart from zero. Decoding checks what prost cannot: `on_disk` must be 1, 0 or
+//! -1.
+
+use super::IpcError;
+use super::frame::MessageType;
+use super::proto;
+use crate::models::{OnDisk, ProcessRecord, ScanErrors, ScanSummary};
+
+impl From<&ProcessRecord> for proto::ProcessRecord {
+    fn from(r: &ProcessRecord) -> Self {
+        Self {
+            pid: r.pid,
+            parent: r.parent,
+            name: r.name.clone(),
+            path: r.path.clone(),
+            cmdline: r.cmdline.clone(),
+            cwd: r.cwd.clone(),
+            root: r.root.clone(),
+            state: r.state.clone(),
+            uid: r.uid,
+            gid: r.gid,
+            euid: r.euid,
+            egid: r.egid,
+            suid: r.suid,
+            sgid: r.sgid,
+            on_disk: i32::from(r.on_disk.as_i8()),
+            resident_size: r.resident_size,
+            total_size: r.total_size,
+            user_time: r.user_time,
+            system_time: r.system_time,
+            disk_bytes_read: r.disk_bytes_read,
+            disk_bytes_written: r.disk_bytes_written,
+            start_time: r.start_time,
+            pgroup: r.pgroup,
+            threads: r.threads,
+            nice: r.nice,
+            cgroup_path: r.cgroup_path.clone(),
+            exe_sha256: r.exe_sha256.clone(),
+            exe_dev: r.exe_dev,
+            exe_inode: r.exe_inode,
+            cpu_percent: r.cpu_percent,
+            scan_id: r.scan_id,
+            collected_at: r.collected_at,
+        }
+    }
+}
+
+impl TryFrom<proto::ProcessRecord> for ProcessRecord {
+    type Error = IpcError;
+
+    fn try_from(r: proto::ProcessRecord) -> Result<Self, IpcError> {
+        let on_disk = i8::try_from(r.on_disk)
+            .ok()
+            .and_then(|value| OnDisk::try_from(value).ok())
+            .ok_or_else(|| IpcError::Decode {
+                kind: MessageType::CollectorResponse,
+                reason: format!(
+                    "process {}: on_disk must be 1, 0 or -1, not {}",
+                    r.pid, r.on_disk
+                ),
+            })?;
+        Ok(Self {
+            pid: r.pid,
+            parent: r.parent,
+            name: r.name,
+            path: r.path,
+            cmdline: r.cmdline,
+            cwd: r.cwd,
+            root: r.root,
+            state: r.state,
+            uid: r.uid,
+            gid: r.gid,
+            euid: r.euid,
+            egid: r.egid,
+            suid: r.suid,
+            sgid: r.sgid,
+            on_disk,
+            resident_size: r.resident_size,
+            total_size: r.total_size,
+            user_time: r.user_time,
+            system_time: r.system_time,
+            disk_bytes_read: r.disk_bytes_read,
+            disk_bytes_written: r.disk_bytes_written,
+            start_time: r.start_time,
+            pgroup: r.pgroup,
+            threads: r.threads,
+            nice: r.nice,
+            cgroup_path: r.cgroup_path,
+            exe_sha256: r.exe_sha256,
+            exe_dev: r.exe_dev,
+            exe_inode: r.exe_inode,
+            cpu_percent: r.cpu_percent,
+            scan_id: r.scan_id,
+            collected_at: r.collected_at,
+        })
+    }
+}
+
+impl From<&ScanErrors> for proto::ScanErrors {
+    fn from(e: &ScanErrors) -> Self {
+        Self {
+            vanished: e.vanished,
+            permission_denied: e.permission_denied,
+            malformed: e.malformed,
+            unreadable: e.unreadable,
+            hash_too_large: e.hash_too_large,
+            hash_changed_during_read: e.hash_changed_during_read,
+            hash_budget_exhausted: e.hash_budget_exhausted,
+            hash_unreadable: e.hash_unreadable,
+        }
+    }
+}
+
+impl From<proto::ScanErrors> for ScanErrors {
+    fn from(e: proto::ScanErrors) -> Self {
+        Self {
+            vanished: e.vanished,
+            permission_denied: e.permission_denied,
+            malformed: e.malformed,
+            unreadable: e.unreadable,
+            hash_too_large: e.hash_too_large,
+            hash_changed_during_read: e.hash_changed_during_read,
+            hash_budget_exhausted: e.hash_budget_exhausted,
+            hash_unreadable: e.hash_unreadable,
+        }
+    }
+}
+
+/// A scan's summary as sent over the wire, with its error counts and hashing statistics.
+pub fn scan_summary_to_proto(
+    summary: &ScanSummary,
+    errors: &ScanErrors,
+    hashed_files: u64,
+    cached_files: u64,
+) -> proto::ScanSummary {
+    proto::ScanSummary {
+        scan_id: summary.scan_id,
+        started_at: summary.started_at,
+        finished_at: summary.finished_at,
+        process_count: summary.process_count,
+        error_count: summary.error_count,
+        errors: Some(errors.into()),
+        hashed_files,
+        cached_files,
+    }
+}
+
+/// The summary and error counts of a scan received over the wire.
+pub fn scan_summary_from_proto(summary: proto::ScanSummary) -> (ScanSummary, ScanErrors) {
+    let errors = summary.errors.map(ScanErrors::from).unwrap_or_default();
+    (
+        ScanSummary {
+            scan_id: summary.scan_id,
+            started_at: summary.started_at,
+            finished_at: summary.finished_at,
+            process_count: summary.process_count,
+            error_count: summary.error_count,
+        },
+        errors,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use prost::Message;
+
+    fn record() -> impl Strategy<Value = ProcessRecord> {
+        (
+            any::<u32>(),
+            proptest::option::of(any::<u32>()),
+            proptest::option::of(".{0,20}"),
+            proptest::option::of(any::<u64>()),
+            prop_oneof![
+                Just(OnDisk::Present),
+                Just(OnDisk::Gone),
+                Just(OnDisk::Unknown)
+            ],
+            proptest::option::of(any::<i64>()),
+            proptest::option::of(-1.0e6_f64..1.0e6),
+            proptest::option::of(any::<i32>()),
+        )
+            .prop_map(
+                |(pid, uid, name, size, on_disk, start, cpu, nice)| ProcessRecord {
+                    pid,
+                    uid,
+                    euid: uid.map(|uid| uid ^ 1),
+                    name: name.clone(),
+                    cmdline: name,
+                    resident_size: size,
+                    on_disk,
+                    start_time: start,
+                    cpu_percent: cpu,
+                    nice,
+                    scan_id: -3,
+                    collected_at: 1_700_000_000_000,
+                    ..ProcessRecord::default()
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn records_survive_the_wire(record in record()) {
+            let bytes = proto::ProcessRecord::from(&record).encode_to_vec();
+            let back = ProcessRecord::try_from(proto::ProcessRecord::decode(&bytes[..]).unwrap()).unwrap();
+            prop_assert_eq!(back, record);
+        }
+    }
+
+    #[test]
+    fn unknown_stays_unknown_and_zero_stays_zero() {
+        let record = ProcessRecord {
+            pid: 1,
+            uid: Some(0),
+            ..ProcessRecord::default()
+        };
+        let wire = proto::ProcessRecord::from(&record);
+        assert_eq!(wire.uid, Some(0));
+        assert_eq!(wire.gid, None);
+        assert_eq!(wire.on_disk, -1);
+    }
+
+    #[test]
+    fn an_impossible_on_disk_is_refused() {
+        let wire = proto::ProcessRecord {
+            pid: 9,
+            on_disk: 5,
+            ..proto::ProcessRecord::default()
+        };
+        let err = ProcessRecord::try_from(wire).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("process 9: on_disk must be 1, 0 or -1, not 5"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn scan_summaries_round_trip() {
+        let summary = ScanSummary {
+            scan_id: 4,
+            started_at: 10,
+            finished_at: 20,
+            process_count: 3,
+            error_count: 2,
+        };
+        let errors = ScanErrors {
+            vanished: 1,
+            hash_unreadable: 1,
+            ..ScanErrors::default()
+        };
+        let wire = scan_summary_to_proto(&summary, &errors, 5, 6);
+        assert_eq!((wire.hashed_files, wire.cached_files), (5, 6));
+        assert_eq!(scan_summary_from_proto(wire), (summary, errors));
+    }
+}
