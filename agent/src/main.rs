@@ -1,21 +1,138 @@
-//! `daemoneye-agent`: DaemonEye's detection orchestrator (supervises procmond, runs rules, delivers alerts).
-//!
-//! This release ships only the collector (`procmond`); this binary parses its arguments and
-//! says so, so that packaging and the workspace layout are in place for the work that follows.
+//! `daemoneye-agent` command line: parse arguments, load configuration, run the agent.
 
+use std::ffi::OsString;
+use std::io;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
+use daemoneye_agent::run::{self, AgentOptions};
+use daemoneye_lib::config::{self, ConfigSources, Overrides};
 
-/// DaemonEye's detection orchestrator (supervises procmond, runs rules, delivers alerts).
+/// DaemonEye's detection orchestrator: supervises procmond and scans on an interval.
 #[derive(Debug, Parser)]
 #[command(name = "daemoneye-agent", version, about)]
-struct Args {}
+struct Args {
+    /// Configuration file, read after /etc/daemoneye/config.toml and the user's file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (default: $DAEMONEYE_DATA_DIR, /var/lib/daemoneye as root, else the
+    /// user's state directory).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Seconds between scans (collection.interval).
+    #[arg(long, value_name = "SECONDS")]
+    interval: Option<f64>,
+    /// The procmond executable (default: beside this binary, then $PATH).
+    #[arg(long, value_name = "PATH")]
+    procmond: Option<PathBuf>,
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Less log output (errors only).
+    #[arg(short, long)]
+    quiet: bool,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
 
 fn main() -> ExitCode {
-    let Args {} = Args::parse();
-    eprintln!(
-        "daemoneye-agent: not part of this release yet; run `procmond --once` (see README.md)"
-    );
-    ExitCode::from(2)
+    let args = Args::parse();
+    init_logging(&args);
+    let mut overrides = Overrides::default();
+    if let Some(seconds) = args.interval {
+        if !(seconds.is_finite() && seconds > 0.0 && seconds <= 1e9) {
+            eprintln!(
+                "daemoneye-agent: --interval must be a positive number of seconds, not {seconds}"
+            );
+            return ExitCode::from(2);
+        }
+        let millis = Duration::from_secs_f64(seconds).as_millis();
+        overrides.set("collection.interval", format!("{millis}ms"));
+    }
+    let config = match config::load(&ConfigSources::standard(args.config.clone()), &overrides) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("daemoneye-agent: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let procmond = match run::find_procmond(args.procmond.clone()) {
+        Ok(path) => path,
+        Err(err) => {
+            eprintln!("daemoneye-agent: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = AgentOptions {
+        interval: config.collection.interval.get(),
+        config,
+        data_dir: run::data_dir(args.data_dir.clone()),
+        procmond,
+        procmond_args: procmond_args(&args),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("daemoneye-agent: starting the async runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run::run(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("daemoneye-agent: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The agent's own settings that procmond must share: its configuration file and logging.
+fn procmond_args(args: &Args) -> Vec<OsString> {
+    let mut out = Vec::new();
+    if let Some(config) = &args.config {
+        out.push("--config".into());
+        out.push(config.clone().into());
+    }
+    if args.quiet {
+        out.push("--quiet".into());
+    }
+    for _ in 0..args.verbose {
+        out.push("--verbose".into());
+    }
+    out.push("--log-format".into());
+    out.push(match args.log_format {
+        LogFormat::Human => "human".into(),
+        LogFormat::Json => "json".into(),
+    });
+    out
+}
+
+fn init_logging(args: &Args) {
+    use tracing_subscriber::EnvFilter;
+    let default = if args.quiet {
+        "error"
+    } else {
+        match args.verbose {
+            0 => "info",
+            1 => "debug",
+            _ => "trace",
+        }
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr);
+    match args.log_format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }

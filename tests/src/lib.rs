@@ -1,2 +1,196 @@
-//! Cross-binary end-to-end tests of DaemonEye live in `tests/`; this library is empty on
-//! purpose. The tests start real binaries in temporary directories of their own.
+//! Helpers for DaemonEye's cross-binary end-to-end tests (in `tests/`): find the built
+//! binaries, run an agent in a temporary data directory of its own, ask it for its health, and
+//! wait for conditions with a deadline. Every process started here is killed when its handle is
+//! dropped, even when a test fails.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The directory holding the workspace's built binaries (`target/debug`).
+pub fn bin_dir() -> PathBuf {
+    // Test executables live in target/debug/deps.
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test executables live in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// The path of a workspace binary, built first if `cargo test -p daemoneye-e2e` ran alone.
+pub fn bin(name: &str) -> PathBuf {
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
+        let names = ["procmond", "daemoneye-agent", "daemoneye-cli"];
+        if names.iter().all(|name| bin_dir().join(name).is_file()) {
+            return;
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+            .args([
+                "build",
+                "-p",
+                "procmond",
+                "-p",
+                "daemoneye-agent",
+                "-p",
+                "daemoneye-cli",
+            ])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the binaries failed");
+    });
+    bin_dir().join(name)
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics with `what` after `limit`.
+///
+/// The limit is a safety net against a hung test, never the thing under test.
+pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gave up after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A field of `/proc/PID/status`, such as `Uid` or `CapEff`; `None` once the process is gone.
+pub fn proc_status(pid: u32, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| {
+        line.strip_prefix(field)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .map(|value| value.trim().to_owned())
+    })
+}
+
+/// Whether `pid` has exited (gone, or a zombie waiting for its new parent to reap it).
+pub fn has_exited(pid: u32) -> bool {
+    proc_status(pid, "State").is_none_or(|state| state.starts_with('Z'))
+}
+
+/// Resident memory of `pid` in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    proc_status(pid, "VmRSS")
+        .and_then(|value| value.trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS for pid {pid}"))
+}
+
+/// A running `daemoneye-agent` in a private data directory, killed on drop.
+pub struct Agent {
+    child: Child,
+    /// The temporary directory holding the data directory and the configuration.
+    pub dir: tempfile::TempDir,
+    /// `<dir>/data`.
+    pub data_dir: PathBuf,
+    /// Every line the agent logged (JSON), in order.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Agent {
+    /// Starts an agent with `config` (TOML) and the given scan interval.
+    pub fn start(config: &str, interval_secs: f64) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let data_dir = dir.path().join("data");
+        let config_file = dir.path().join("config.toml");
+        std::fs::write(&config_file, config).expect("writing the configuration");
+        let mut child = Command::new(bin("daemoneye-agent"))
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--config")
+            .arg(&config_file)
+            .args([
+                "--interval",
+                &interval_secs.to_string(),
+                "--log-format",
+                "json",
+            ])
+            .env("RUST_LOG", "info")
+            .env_remove("DAEMONEYE_DATA_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting daemoneye-agent");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        Self {
+            child,
+            dir,
+            data_dir,
+            log,
+        }
+    }
+
+    /// The agent's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `daemoneye-cli health-check --format json` for this agent; `None` if it does not answer.
+    pub fn health(&self) -> Option<Value> {
+        let output = Command::new(bin("daemoneye-cli"))
+            .args(["health-check", "--format", "json", "--data-dir"])
+            .arg(&self.data_dir)
+            .env_remove("DAEMONEYE_DATA_DIR")
+            .output()
+            .expect("running daemoneye-cli");
+        serde_json::from_slice(&output.stdout).ok()
+    }
+
+    /// Waits until procmond answers and returns the health report.
+    pub fn wait_for_procmond(&self) -> Value {
+        wait_for("procmond to answer", Duration::from_secs(60), || {
+            self.health()
+                .filter(|h| h["procmond"]["pid"].is_u64() && h["procmond"]["uid"].is_u64())
+        })
+    }
+
+    /// The log lines (parsed) whose message is `message`.
+    pub fn logged(&self, message: &str) -> Vec<Value> {
+        self.log
+            .lock()
+            .expect("log lock")
+            .iter()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|entry| entry["fields"]["message"] == message)
+            .collect()
+    }
+
+    /// Kills the agent with SIGKILL and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // A procmond left behind by a failed test would keep running as root.
+        let procmond = self.health().and_then(|h| h["procmond"]["pid"].as_u64());
+        self.kill();
+        if let Some(pid) = procmond.and_then(|pid| i32::try_from(pid).ok()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}

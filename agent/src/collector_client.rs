@@ -1,0 +1,184 @@
+//! The agent's end of the procmond link: requests, and the answers put back together.
+//!
+//! Every answer is checked as if procmond were hostile (it is the privileged side, and a
+//! compromised collector must not be able to crash the agent): the request id must match,
+//! a scan arrives in at most [`MAX_SCAN_RECORDS`] records, and every record must convert.
+
+use std::path::Path;
+
+use daemoneye_lib::ipc::proto::{
+    self, Role, collector_request, collector_response::Kind as ResponseKind,
+};
+use daemoneye_lib::ipc::transport::{self, LocalStream, PeerPolicy};
+use daemoneye_lib::ipc::{Connection, IpcError, Limits, MessageType, convert};
+use daemoneye_lib::models::{ProcessRecord, ScanErrors, ScanSummary};
+
+/// The most records one scan may have: Linux's highest possible pid count (`PID_MAX_LIMIT`).
+pub const MAX_SCAN_RECORDS: usize = 4 * 1024 * 1024;
+
+/// A scan received from procmond.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivedScan {
+    /// Totals.
+    pub summary: ScanSummary,
+    /// Problems by kind.
+    pub errors: ScanErrors,
+    /// Executables procmond read for this scan.
+    pub hashed_files: u64,
+    /// Executables whose hash came from procmond's cache.
+    pub cached_files: u64,
+    /// One record per process.
+    pub records: Vec<ProcessRecord>,
+}
+
+/// A handshaken connection to procmond.
+#[derive(Debug)]
+pub struct CollectorClient {
+    conn: Connection<LocalStream>,
+    next_id: u64,
+}
+
+impl CollectorClient {
+    /// Connects to procmond's socket as the agent.
+    pub async fn connect(
+        path: &Path,
+        limits: Limits,
+        policy: &PeerPolicy,
+    ) -> Result<Self, IpcError> {
+        let (stream, _server) = transport::connect(path, policy).await?;
+        let conn =
+            Connection::client_handshake(stream, limits, Role::Agent, Role::Collector).await?;
+        Ok(Self { conn, next_id: 1 })
+    }
+
+    /// procmond's pid, as it said in the handshake.
+    pub fn server_pid(&self) -> Option<u32> {
+        self.conn.negotiated().peer_pid
+    }
+
+    /// Asks procmond how it is.
+    pub async fn health(&mut self) -> Result<proto::CollectorHealth, IpcError> {
+        let id = self
+            .send(collector_request::Kind::Health(proto::HealthRequest {}))
+            .await?;
+        match self.recv(id).await? {
+            ResponseKind::Health(health) => Ok(health),
+            _ => Err(unexpected("CollectorHealth")),
+        }
+    }
+
+    /// Asks procmond for a scan of every process.
+    pub async fn enumerate(&mut self) -> Result<ReceivedScan, IpcError> {
+        self.scan(proto::TaskType::EnumerateProcesses, None).await
+    }
+
+    /// Runs a scan task (`ENUMERATE_PROCESSES` or `MONITOR_PROCESS_TREE`) and reassembles its
+    /// parts.
+    pub async fn scan(
+        &mut self,
+        task_type: proto::TaskType,
+        filter: Option<proto::ProcessFilter>,
+    ) -> Result<ReceivedScan, IpcError> {
+        let task = proto::DetectionTask {
+            task_id: format!("scan-{}", self.next_id),
+            task_type: task_type as i32,
+            process_filter: filter,
+            ..proto::DetectionTask::default()
+        };
+        let id = self.send(collector_request::Kind::Task(task)).await?;
+        let mut records = Vec::new();
+        loop {
+            let ResponseKind::Result(part) = self.recv(id).await? else {
+                return Err(unexpected("DetectionResult"));
+            };
+            if records.len() + part.processes.len() > MAX_SCAN_RECORDS {
+                return Err(IpcError::Decode {
+                    kind: MessageType::CollectorResponse,
+                    reason: format!("a scan of more than {MAX_SCAN_RECORDS} processes"),
+                });
+            }
+            for wire in part.processes {
+                records.push(ProcessRecord::try_from(wire)?);
+            }
+            if !part.more {
+                let summary = part.scan.ok_or_else(|| IpcError::Decode {
+                    kind: MessageType::CollectorResponse,
+                    reason: "the last part of a scan has no summary".into(),
+                })?;
+                let (hashed_files, cached_files) = (summary.hashed_files, summary.cached_files);
+                let (summary, errors) = convert::scan_summary_from_proto(summary);
+                return Ok(ReceivedScan {
+                    summary,
+                    errors,
+                    hashed_files,
+                    cached_files,
+                    records,
+                });
+            }
+        }
+    }
+
+    /// Runs a hashing task (`CHECK_PROCESS_HASH` or `VERIFY_EXECUTABLE`).
+    pub async fn hash(
+        &mut self,
+        task_type: proto::TaskType,
+        check: proto::HashCheck,
+    ) -> Result<proto::HashResult, IpcError> {
+        let task = proto::DetectionTask {
+            task_id: format!("hash-{}", self.next_id),
+            task_type: task_type as i32,
+            hash_check: Some(check),
+            ..proto::DetectionTask::default()
+        };
+        let id = self.send(collector_request::Kind::Task(task)).await?;
+        match self.recv(id).await? {
+            ResponseKind::Result(proto::DetectionResult {
+                hash_result: Some(found),
+                ..
+            }) => Ok(found),
+            _ => Err(unexpected("DetectionResult with a hash")),
+        }
+    }
+
+    async fn send(&mut self, kind: collector_request::Kind) -> Result<u64, IpcError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let request = proto::CollectorRequest {
+            request_id: id,
+            kind: Some(kind),
+        };
+        self.conn
+            .send(MessageType::CollectorRequest, &request)
+            .await?;
+        Ok(id)
+    }
+
+    async fn recv(&mut self, id: u64) -> Result<ResponseKind, IpcError> {
+        let response: proto::CollectorResponse =
+            self.conn.recv(MessageType::CollectorResponse).await?;
+        if response.request_id != id {
+            return Err(IpcError::Decode {
+                kind: MessageType::CollectorResponse,
+                reason: format!(
+                    "an answer to request {} while waiting for request {id}",
+                    response.request_id
+                ),
+            });
+        }
+        match response.kind {
+            Some(ResponseKind::Error(err)) => Err(IpcError::Refused {
+                code: err.code(),
+                message: err.message,
+            }),
+            Some(kind) => Ok(kind),
+            None => Err(unexpected("a response")),
+        }
+    }
+}
+
+fn unexpected(what: &str) -> IpcError {
+    IpcError::Decode {
+        kind: MessageType::CollectorResponse,
+        reason: format!("the response is not {what}"),
+    }
+}

@@ -1,0 +1,360 @@
+//! The agent's side of the CLI link (`<data_dir>/run/agent.sock`) and the health report.
+//!
+//! The CLI connects as `ROLE_CLI`; each connection is checked (peer uid), handshaken, then
+//! served request by request. Later issues add queries, alerts, rules, bundles and audit
+//! requests here; this one answers health.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use daemoneye_lib::ipc::proto::{
+    self, ErrorCode, Role, Status as Level, agent_request, agent_response,
+};
+use daemoneye_lib::ipc::transport::{LocalStream, SocketListener};
+use daemoneye_lib::ipc::{Connection, IpcError, Limits, MessageType};
+use tokio::sync::Semaphore;
+
+use crate::supervisor::{State, Status, Supervisor};
+
+/// The most CLI connections served at once.
+const MAX_CONNECTIONS: usize = 16;
+
+/// What the agent knows of its scans.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanStats {
+    /// Scans received from procmond.
+    pub completed: u64,
+    /// Unix milliseconds when the last scan ended.
+    pub last_at: Option<i64>,
+    /// Processes in the last scan.
+    pub last_processes: Option<u64>,
+    /// Why the last attempt failed, if it did (cleared by the next success).
+    pub last_error: Option<String>,
+}
+
+/// What the CLI server shares with the rest of the agent.
+pub struct AgentState {
+    started: Instant,
+    supervisor: Supervisor,
+    limits: Limits,
+    /// Updated by the scan loop.
+    pub scans: Mutex<ScanStats>,
+}
+
+impl AgentState {
+    /// The state of an agent that supervises procmond through `supervisor`.
+    pub fn new(supervisor: Supervisor, limits: Limits) -> Self {
+        Self {
+            started: Instant::now(),
+            supervisor,
+            limits,
+            scans: Mutex::new(ScanStats::default()),
+        }
+    }
+
+    /// The scan statistics, even if a panic poisoned their lock (they are plain counters).
+    pub fn scans(&self) -> std::sync::MutexGuard<'_, ScanStats> {
+        self.scans
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The health report the CLI shows.
+    pub fn health(&self) -> proto::AgentHealth {
+        let status = self.supervisor.status();
+        let scans = self.scans().clone();
+        let uptime_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let components = assess(&status, &scans, uptime_ms, Instant::now());
+        let overall = components
+            .iter()
+            .map(|c| c.status())
+            .max_by_key(|level| severity(*level))
+            .unwrap_or(Level::Ok);
+        proto::AgentHealth {
+            overall: overall as i32,
+            components,
+            agent_pid: std::process::id(),
+            software_version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_ms,
+            collector_pid: match status.state {
+                State::Running { pid, .. } => Some(pid),
+                _ => None,
+            },
+            collector_restarts: status.restarts,
+            collector_last_exit: status.last_exit,
+            collector: status.last_health,
+            scans_completed: scans.completed,
+            last_scan_at: scans.last_at,
+            last_scan_processes: scans.last_processes,
+        }
+    }
+}
+
+fn severity(level: Level) -> u8 {
+    match level {
+        Level::Ok => 0,
+        Level::Degraded => 1,
+        Level::Failed | Level::Unspecified => 2,
+    }
+}
+
+fn component(name: &str, status: Level, detail: String) -> proto::ComponentHealth {
+    proto::ComponentHealth {
+        name: name.to_owned(),
+        status: status as i32,
+        detail,
+    }
+}
+
+/// Judges each component from what the agent knows; pure, so that every case is tested.
+pub fn assess(
+    status: &Status,
+    scans: &ScanStats,
+    uptime_ms: u64,
+    now: Instant,
+) -> Vec<proto::ComponentHealth> {
+    let agent = component(
+        "agent",
+        Level::Ok,
+        format!("pid {}, up {} s", std::process::id(), uptime_ms / 1000),
+    );
+    let restarts = match (&status.last_exit, status.restarts) {
+        (_, 0) => String::new(),
+        (Some(why), n) => format!(", {n} restarts (last: {why})"),
+        (None, n) => format!(", {n} restarts"),
+    };
+    let procmond = match &status.state {
+        State::Running { pid, .. } => match &status.last_health {
+            Some(health) => {
+                let privileges = health.privileges.unwrap_or_default();
+                let who = if privileges.dropped {
+                    format!(
+                        "uid {}, capabilities {:#x}, no_new_privs {}",
+                        privileges.euid, privileges.effective_caps, privileges.no_new_privs
+                    )
+                } else {
+                    format!(
+                        "uid {} (not started as root: sees only its own user's processes)",
+                        privileges.euid
+                    )
+                };
+                component("procmond", Level::Ok, format!("pid {pid}, {who}{restarts}"))
+            }
+            None => component(
+                "procmond",
+                Level::Ok,
+                format!("pid {pid}, answering{restarts}"),
+            ),
+        },
+        State::Starting => component("procmond", Level::Degraded, format!("starting{restarts}")),
+        State::Restarting { at } => component(
+            "procmond",
+            Level::Degraded,
+            format!(
+                "down, restarting in {} ms{restarts}",
+                at.saturating_duration_since(now).as_millis()
+            ),
+        ),
+        State::Stopped => component("procmond", Level::Failed, format!("stopped{restarts}")),
+    };
+    let scan = match (&scans.last_error, scans.completed) {
+        (Some(err), _) => component(
+            "scans",
+            Level::Degraded,
+            format!(
+                "{} completed; the last attempt failed: {err}",
+                scans.completed
+            ),
+        ),
+        (None, 0) => component("scans", Level::Ok, "no scan yet".to_owned()),
+        (None, n) => component(
+            "scans",
+            Level::Ok,
+            format!(
+                "{n} completed, the last with {} processes",
+                scans.last_processes.unwrap_or(0)
+            ),
+        ),
+    };
+    vec![agent, procmond, scan]
+}
+
+/// Serves CLI connections until `until` completes.
+pub async fn serve(
+    listener: SocketListener,
+    state: Arc<AgentState>,
+    until: impl Future<Output = ()>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(until);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut until => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                tracing::warn!(error = %err, "accepting a CLI connection failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let limits = state.limits;
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tokio::spawn(Connection::refuse_unaccepted(
+                stream,
+                limits,
+                ErrorCode::Busy,
+                "too many connections",
+            ));
+            continue;
+        };
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let _slot = slot;
+            if let Err(err) = peer {
+                tracing::warn!(error = %err, "refusing a CLI connection");
+                Connection::refuse_unaccepted(stream, limits, err.code(), &err.to_string()).await;
+                return;
+            }
+            match serve_connection(stream, &state).await {
+                Ok(()) | Err(IpcError::Closed) => {}
+                Err(err) => tracing::warn!(error = %err, "CLI connection closed"),
+            }
+        });
+    }
+}
+
+async fn serve_connection(stream: LocalStream, state: &AgentState) -> Result<(), IpcError> {
+    let mut conn =
+        Connection::server_handshake(stream, state.limits, Role::Agent, &[Role::Cli]).await?;
+    loop {
+        let request = match conn
+            .recv::<proto::AgentRequest>(MessageType::AgentRequest)
+            .await
+        {
+            Ok(request) => request,
+            Err(IpcError::Closed) => return Ok(()),
+            Err(err) => {
+                conn.refuse(&err).await;
+                return Err(err);
+            }
+        };
+        let kind = match request.kind {
+            Some(agent_request::Kind::Health(_)) => agent_response::Kind::Health(state.health()),
+            None => agent_response::Kind::Error(proto::RequestError {
+                code: ErrorCode::BadRequest as i32,
+                message: "the request names no operation".to_owned(),
+            }),
+        };
+        let response = proto::AgentResponse {
+            request_id: request.request_id,
+            kind: Some(kind),
+        };
+        conn.send(MessageType::AgentResponse, &response).await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn status(state: State, restarts: u64, last_exit: Option<&str>) -> Status {
+        Status {
+            state,
+            restarts,
+            last_exit: last_exit.map(str::to_owned),
+            last_health: None,
+        }
+    }
+
+    fn check(status: Status, scans: ScanStats, want: [(Level, &str); 2]) {
+        let now = Instant::now();
+        let got = assess(&status, &scans, 5000, now);
+        assert_eq!(got[0].status(), Level::Ok);
+        for (component, (level, detail)) in got[1..].iter().zip(want) {
+            assert_eq!(component.status(), level, "{component:?}");
+            assert!(
+                component.detail.contains(detail),
+                "{:?} lacks {detail:?}",
+                component.detail
+            );
+        }
+    }
+
+    #[test]
+    fn each_state_has_its_level_and_reason() {
+        let now = Instant::now();
+        let healthy = Status {
+            last_health: Some(proto::CollectorHealth {
+                privileges: Some(proto::Privileges {
+                    dropped: true,
+                    euid: 65534,
+                    effective_caps: 0x80004,
+                    no_new_privs: true,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..status(
+                State::Running {
+                    pid: 42,
+                    since: now,
+                },
+                1,
+                Some("killed by signal 9 (SIGKILL)"),
+            )
+        };
+        check(
+            healthy,
+            ScanStats::default(),
+            [
+                (
+                    Level::Ok,
+                    "pid 42, uid 65534, capabilities 0x80004, no_new_privs true, 1 restarts (last: killed by signal 9 (SIGKILL))",
+                ),
+                (Level::Ok, "no scan yet"),
+            ],
+        );
+        check(
+            status(
+                State::Restarting {
+                    at: now + Duration::from_secs(2),
+                },
+                3,
+                Some("exited with status 1"),
+            ),
+            ScanStats {
+                completed: 7,
+                last_error: Some("procmond is not available (restarting in 1999 ms)".into()),
+                ..ScanStats::default()
+            },
+            [
+                (Level::Degraded, "down, restarting in"),
+                (
+                    Level::Degraded,
+                    "7 completed; the last attempt failed: procmond is not available",
+                ),
+            ],
+        );
+        check(
+            status(State::Stopped, 0, None),
+            ScanStats {
+                completed: 2,
+                last_processes: Some(140),
+                ..ScanStats::default()
+            },
+            [
+                (Level::Failed, "stopped"),
+                (Level::Ok, "2 completed, the last with 140 processes"),
+            ],
+        );
+        check(
+            status(State::Starting, 0, None),
+            ScanStats::default(),
+            [(Level::Degraded, "starting"), (Level::Ok, "no scan yet")],
+        );
+    }
+}

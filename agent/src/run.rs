@@ -1,0 +1,192 @@
+//! The agent's main loop: sockets, supervisor, scans, shutdown.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use daemoneye_lib::config::Config;
+use daemoneye_lib::ipc::Limits;
+use daemoneye_lib::ipc::transport::{self, PeerPolicy};
+use tokio::sync::watch;
+
+use crate::backoff::Backoff;
+use crate::control::{self, AgentState};
+use crate::supervisor::{Settings, Supervisor, Unavailable};
+
+/// Everything the agent needs to run, resolved from flags and configuration.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// The merged configuration.
+    pub config: Config,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The procmond executable.
+    pub procmond: PathBuf,
+    /// Extra arguments for procmond (`--config`, logging flags).
+    pub procmond_args: Vec<OsString>,
+    /// Time between scans.
+    pub interval: Duration,
+}
+
+/// Finds procmond: the flag, else beside this executable, else on `$PATH`.
+pub fn find_procmond(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = flag {
+        return Ok(path);
+    }
+    let exe = std::env::current_exe().context("finding the agent's own executable")?;
+    if let Some(beside) = exe.parent().map(|dir| dir.join("procmond"))
+        && beside.is_file()
+    {
+        return Ok(beside);
+    }
+    if let Some(found) = std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("procmond"))
+        .find(|candidate| candidate.is_file())
+    {
+        return Ok(found);
+    }
+    anyhow::bail!(
+        "procmond not found beside {} nor on $PATH; name it with --procmond PATH",
+        exe.display()
+    )
+}
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
+    let run_dir = options.data_dir.join("run");
+    transport::prepare_run_dir(&options.data_dir).context("preparing the data directory")?;
+    transport::prepare_run_dir(&run_dir).context("preparing the socket directory")?;
+    let limits = Limits {
+        max_frame_bytes: options.config.ipc.max_frame_bytes,
+        ..Limits::default()
+    };
+    let policy = PeerPolicy::for_current_user(&options.config.ipc.allowed_uids);
+    let control_socket = transport::agent_socket(&options.data_dir);
+    let listener = transport::listen(&control_socket, policy.clone()).with_context(|| {
+        format!(
+            "opening {} (is another agent running on this data directory?)",
+            control_socket.display()
+        )
+    })?;
+
+    let collector_socket = transport::collector_socket(&options.data_dir);
+    let mut args: Vec<OsString> = vec![
+        "--socket".into(),
+        collector_socket.clone().into(),
+        "--data-dir".into(),
+        options.data_dir.clone().into(),
+    ];
+    args.extend(options.procmond_args.iter().cloned());
+    let collection = &options.config.collection;
+    let settings = Settings {
+        procmond: options.procmond.clone(),
+        args,
+        socket: collector_socket,
+        health_interval: options.config.collector.health_interval.get(),
+        backoff: Backoff {
+            min: options.config.collector.restart_backoff_min.get(),
+            max: options.config.collector.restart_backoff_max.get(),
+        },
+        limits,
+        policy,
+        startup_timeout: Duration::from_secs(10),
+        // A scan may spend the hashing budget and then some on reading /proc.
+        scan_timeout: collection.hash_time_budget.get() + Duration::from_secs(60),
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (supervisor, supervising) = Supervisor::start(settings, stop_rx.clone());
+    let state = Arc::new(AgentState::new(supervisor.clone(), limits));
+    let serving = tokio::spawn(control::serve(
+        listener,
+        Arc::clone(&state),
+        stopped(stop_rx.clone()),
+    ));
+    tracing::info!(
+        data_dir = %options.data_dir.display(),
+        socket = %control_socket.display(),
+        interval_ms = u64::try_from(options.interval.as_millis()).unwrap_or(u64::MAX),
+        "agent started"
+    );
+
+    // The first scan waits for procmond rather than failing while it starts; if it never
+    // answers, the scan loop reports that and the supervisor keeps trying.
+    supervisor.wait_until_running(Duration::from_secs(10)).await;
+    let mut tick = tokio::time::interval(options.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let signal = stop_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            () = &mut signal => break,
+            _ = tick.tick() => scan_once(&supervisor, &state).await,
+        }
+    }
+    // The receivers only ever wait for this; if they are gone there is nothing to tell.
+    let _ = stop_tx.send(true);
+    let _ = supervising.await;
+    let _ = serving.await;
+    tracing::info!("agent stopped");
+    Ok(())
+}
+
+async fn scan_once(supervisor: &Supervisor, state: &AgentState) {
+    match supervisor.enumerate().await {
+        Ok(scan) => {
+            tracing::info!(
+                scan_id = scan.summary.scan_id,
+                processes = scan.records.len(),
+                errors = scan.summary.error_count,
+                hashed_files = scan.hashed_files,
+                elapsed_ms = scan.summary.finished_at - scan.summary.started_at,
+                "scan received"
+            );
+            let mut stats = state.scans();
+            stats.completed += 1;
+            stats.last_at = Some(scan.summary.finished_at);
+            stats.last_processes = Some(scan.records.len() as u64);
+            stats.last_error = None;
+        }
+        Err(err) => {
+            if matches!(err, Unavailable::Down(_)) {
+                tracing::info!(error = %err, "scan skipped");
+            } else {
+                tracing::warn!(error = %err, "scan failed");
+            }
+            state.scans().last_error = Some(err.to_string());
+        }
+    }
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    // An error means the sender is gone, which also means stop.
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot watch for SIGTERM and SIGINT; stopping");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = int.recv() => tracing::info!("SIGINT: stopping"),
+    }
+}
+
+/// The data directory the agent uses for `flag` (INTERFACE.md's rule).
+pub fn data_dir(flag: Option<PathBuf>) -> PathBuf {
+    use daemoneye_lib::config::{DataDirInputs, resolve_data_dir};
+    resolve_data_dir(&DataDirInputs::from_env(
+        flag,
+        nix::unistd::geteuid().is_root(),
+    ))
+}

@@ -1,0 +1,394 @@
+//! Starting, watching and restarting procmond.
+//!
+//! The supervisor owns one procmond child at a time:
+//!
+//! 1. It starts procmond with `--socket <data_dir>/run/procmond.sock`, then connects and
+//!    handshakes, retrying until [`Settings::startup_timeout`]; a procmond that exits first or
+//!    never answers counts as a crash.
+//! 2. While procmond runs, it asks for a health report every `collector.health_interval`
+//!    (skipped while a scan holds the connection: the scan has its own time limit). A failed or
+//!    late health report, or a request that broke the connection, gets procmond killed.
+//! 3. When procmond is gone, for whatever reason, the supervisor waits a capped exponential
+//!    backoff with jitter ([`crate::backoff`]), counts a restart, logs why, and starts it again.
+//!
+//! Meanwhile the agent keeps running: requests fail fast with [`Unavailable`] and health says
+//! procmond is restarting. procmond, for its part, exits when the agent is gone (it watches
+//! its parent pid), and the child is started with `kill_on_drop`, so neither outlives the other.
+
+use std::ffi::OsString;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use daemoneye_lib::ipc::proto;
+use daemoneye_lib::ipc::transport::PeerPolicy;
+use daemoneye_lib::ipc::{IpcError, Limits};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+use crate::backoff::{Backoff, STABLE_AFTER};
+use crate::collector_client::{CollectorClient, ReceivedScan};
+
+/// How long procmond has to answer a health request.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long procmond has to stop after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// How procmond is started and watched.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The procmond executable.
+    pub procmond: PathBuf,
+    /// Its arguments, `--socket` included.
+    pub args: Vec<OsString>,
+    /// The socket it serves on.
+    pub socket: PathBuf,
+    /// Time between health checks.
+    pub health_interval: Duration,
+    /// Delay before each restart.
+    pub backoff: Backoff,
+    /// Frame limits of the connection.
+    pub limits: Limits,
+    /// Who procmond may run as.
+    pub policy: PeerPolicy,
+    /// Time procmond has to accept the first connection.
+    pub startup_timeout: Duration,
+    /// Time a scan may take before procmond is considered hung.
+    pub scan_timeout: Duration,
+}
+
+/// Where procmond stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Started, not yet answering.
+    Starting,
+    /// Answering on its socket.
+    Running {
+        /// Its pid.
+        pid: u32,
+        /// When it started answering.
+        since: Instant,
+    },
+    /// Gone; a restart is scheduled.
+    Restarting {
+        /// When the restart happens.
+        at: Instant,
+    },
+    /// Stopped because the agent is stopping.
+    Stopped,
+}
+
+/// What the supervisor knows about procmond, for health reports.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// Where procmond stands.
+    pub state: State,
+    /// How many times it was restarted.
+    pub restarts: u64,
+    /// Why it last stopped.
+    pub last_exit: Option<String>,
+    /// Its last health report.
+    pub last_health: Option<proto::CollectorHealth>,
+}
+
+/// A request could not be made because procmond is not available.
+#[derive(Debug, thiserror::Error)]
+pub enum Unavailable {
+    /// procmond is not running or not yet answering.
+    #[error("procmond is not available ({0})")]
+    Down(String),
+    /// The request failed; procmond will be restarted.
+    #[error("procmond request failed: {0}")]
+    Failed(#[from] IpcError),
+    /// The request took too long; procmond will be restarted.
+    #[error("procmond did not answer within {0:?}")]
+    TimedOut(Duration),
+}
+
+struct Shared {
+    status: Mutex<Status>,
+    client: tokio::sync::Mutex<Option<CollectorClient>>,
+}
+
+/// A handle on the supervisor task.
+#[derive(Clone)]
+pub struct Supervisor {
+    shared: Arc<Shared>,
+    scan_timeout: Duration,
+}
+
+impl Supervisor {
+    /// Starts supervising procmond until `shutdown` turns true (or its sender is dropped).
+    pub fn start(
+        settings: Settings,
+        shutdown: watch::Receiver<bool>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let shared = Arc::new(Shared {
+            status: Mutex::new(Status {
+                state: State::Starting,
+                restarts: 0,
+                last_exit: None,
+                last_health: None,
+            }),
+            client: tokio::sync::Mutex::new(None),
+        });
+        let handle = Self {
+            shared: Arc::clone(&shared),
+            scan_timeout: settings.scan_timeout,
+        };
+        let task = tokio::spawn(supervise(shared, settings, shutdown));
+        (handle, task)
+    }
+
+    /// A snapshot of procmond's status.
+    pub fn status(&self) -> Status {
+        lock(&self.shared.status).clone()
+    }
+
+    /// Waits until procmond answers, or `timeout` passes; whether it answers.
+    pub async fn wait_until_running(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if matches!(self.status().state, State::Running { .. }) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Asks procmond for a scan of every process.
+    pub async fn enumerate(&self) -> Result<ReceivedScan, Unavailable> {
+        let mut guard = self.shared.client.lock().await;
+        let Some(client) = guard.as_mut() else {
+            return Err(Unavailable::Down(describe_state(&self.status().state)));
+        };
+        match tokio::time::timeout(self.scan_timeout, client.enumerate()).await {
+            Ok(Ok(scan)) => Ok(scan),
+            Ok(Err(err)) => {
+                // The connection is in an unknown state now; dropping it makes the next
+                // health check restart procmond.
+                *guard = None;
+                Err(Unavailable::Failed(err))
+            }
+            Err(_) => {
+                *guard = None;
+                Err(Unavailable::TimedOut(self.scan_timeout))
+            }
+        }
+    }
+}
+
+fn describe_state(state: &State) -> String {
+    match state {
+        State::Starting => "starting".to_owned(),
+        State::Running { .. } => "its connection was lost; restarting".to_owned(),
+        State::Restarting { at } => format!(
+            "restarting in {} ms",
+            at.saturating_duration_since(Instant::now()).as_millis()
+        ),
+        State::Stopped => "stopped".to_owned(),
+    }
+}
+
+fn lock(status: &Mutex<Status>) -> std::sync::MutexGuard<'_, Status> {
+    // The status is plain data replaced field by field; a panic elsewhere cannot leave it
+    // half-written in a way that matters, so a poisoned lock is still used.
+    status
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn supervise(shared: Arc<Shared>, settings: Settings, mut shutdown: watch::Receiver<bool>) {
+    let mut crashes_in_a_row = 0_u32;
+    loop {
+        lock(&shared.status).state = State::Starting;
+        let started = Instant::now();
+        let Some(reason) = run_child(&shared, &settings, &mut shutdown).await else {
+            lock(&shared.status).state = State::Stopped;
+            return;
+        };
+        *shared.client.lock().await = None;
+        if started.elapsed() >= STABLE_AFTER {
+            crashes_in_a_row = 0;
+        }
+        crashes_in_a_row = crashes_in_a_row.saturating_add(1);
+        let delay = settings.backoff.delay(crashes_in_a_row, fastrand::f64());
+        let restarts = {
+            let mut status = lock(&shared.status);
+            status.restarts += 1;
+            status.last_exit = Some(reason.clone());
+            status.state = State::Restarting {
+                at: Instant::now() + delay,
+            };
+            status.restarts
+        };
+        tracing::warn!(
+            reason = %reason,
+            restart = restarts,
+            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            "procmond stopped; restarting it"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => {
+                lock(&shared.status).state = State::Stopped;
+                return;
+            }
+        }
+    }
+}
+
+/// Runs one procmond until it stops (returning why) or the agent stops (returning `None`).
+async fn run_child(
+    shared: &Shared,
+    settings: &Settings,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<String> {
+    if *shutdown.borrow() {
+        return None;
+    }
+    let mut child = match Command::new(&settings.procmond)
+        .args(&settings.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(err) => {
+            return Some(format!(
+                "cannot start {}: {err}",
+                settings.procmond.display()
+            ));
+        }
+    };
+    let pid = child.id().unwrap_or(0);
+    tracing::info!(pid, procmond = %settings.procmond.display(), "started procmond");
+
+    let deadline = Instant::now() + settings.startup_timeout;
+    let client = loop {
+        tokio::select! {
+            status = child.wait() => return Some(format!("{} before it answered", describe_exit(status))),
+            _ = shutdown.changed() => {
+                let _ = stop(&mut child).await;
+                return None;
+            }
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+        match CollectorClient::connect(&settings.socket, settings.limits, &settings.policy).await {
+            Ok(client) => break client,
+            Err(err) if Instant::now() >= deadline => {
+                let ended = stop(&mut child).await;
+                return Some(format!(
+                    "did not answer on {} within {:?} ({err}); procmond {ended}",
+                    settings.socket.display(),
+                    settings.startup_timeout
+                ));
+            }
+            Err(_) => {}
+        }
+    };
+    if client.server_pid() != Some(pid) {
+        // Another process answered on our socket: not the procmond we started.
+        let _ = stop(&mut child).await;
+        return Some(format!(
+            "the socket was answered by pid {:?}, not by the procmond started (pid {pid})",
+            client.server_pid()
+        ));
+    }
+    *shared.client.lock().await = Some(client);
+    lock(&shared.status).state = State::Running {
+        pid,
+        since: Instant::now(),
+    };
+    tracing::info!(pid, "procmond is answering");
+
+    let mut tick = tokio::time::interval(settings.health_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            status = child.wait() => return Some(describe_exit(status)),
+            _ = shutdown.changed() => {
+                let _ = stop(&mut child).await;
+                return None;
+            }
+            _ = tick.tick() => {
+                if let Err(reason) = check_health(shared).await {
+                    // procmond may have died on its own just before (a lost connection is
+                    // often the first sign); how it ended is part of the reason.
+                    let ended = stop(&mut child).await;
+                    return Some(format!("{reason}; procmond {ended}"));
+                }
+            }
+        }
+    }
+}
+
+/// One health check; `Err` says why procmond must be restarted.
+async fn check_health(shared: &Shared) -> Result<(), String> {
+    let Ok(mut guard) = shared.client.try_lock() else {
+        // A scan holds the connection and has its own time limit.
+        return Ok(());
+    };
+    let Some(client) = guard.as_mut() else {
+        return Err("its connection was lost".to_owned());
+    };
+    match tokio::time::timeout(HEALTH_TIMEOUT, client.health()).await {
+        Ok(Ok(health)) => {
+            lock(&shared.status).last_health = Some(health);
+            Ok(())
+        }
+        Ok(Err(err)) => {
+            *guard = None;
+            Err(format!("health check failed: {err}"))
+        }
+        Err(_) => {
+            *guard = None;
+            Err(format!(
+                "no answer to a health check within {HEALTH_TIMEOUT:?}"
+            ))
+        }
+    }
+}
+
+/// Asks procmond to stop (SIGTERM), kills it if it has not within [`STOP_GRACE`], and says
+/// how it ended.
+async fn stop(child: &mut Child) -> String {
+    if let Ok(Some(status)) = child.try_wait() {
+        return describe_exit(Ok(status));
+    }
+    if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    match tokio::time::timeout(STOP_GRACE, child.wait()).await {
+        Ok(status) => describe_exit(status),
+        Err(_) => {
+            let _ = child.kill().await;
+            describe_exit(child.wait().await)
+        }
+    }
+}
+
+/// "exited with status 3", "killed by signal 9 (SIGKILL)".
+pub fn describe_exit(status: std::io::Result<ExitStatus>) -> String {
+    match status {
+        Err(err) => format!("could not be waited for: {err}"),
+        Ok(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => format!("exited with status {code}"),
+            (None, Some(signal)) => match nix::sys::signal::Signal::try_from(signal) {
+                Ok(name) => format!("killed by signal {signal} ({name})"),
+                Err(_) => format!("killed by signal {signal}"),
+            },
+            (None, None) => "stopped for an unknown reason".to_owned(),
+        },
+    }
+}

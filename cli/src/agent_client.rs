@@ -1,0 +1,99 @@
+//! The CLI's end of the agent link (`<data_dir>/run/agent.sock`).
+
+use std::path::Path;
+
+use daemoneye_lib::ipc::proto::{self, Role, agent_request, agent_response};
+use daemoneye_lib::ipc::transport::{self, LocalStream, PeerPolicy};
+use daemoneye_lib::ipc::{Connection, IpcError, Limits, MessageType};
+
+/// Why a command that needs the agent could not reach it (exit code 4), or failed after.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No agent answers on the socket.
+    #[error("the agent is not reachable on {path}: {source}")]
+    Unreachable {
+        /// The socket tried.
+        path: String,
+        /// Why.
+        source: IpcError,
+    },
+    /// The agent answered, then the exchange failed.
+    #[error("talking to the agent: {0}")]
+    Failed(#[from] IpcError),
+}
+
+/// A handshaken connection to the agent.
+pub struct AgentClient {
+    conn: Connection<LocalStream>,
+    next_id: u64,
+}
+
+impl AgentClient {
+    /// Connects to the agent of `data_dir`.
+    pub async fn connect(
+        data_dir: &Path,
+        limits: Limits,
+        policy: &PeerPolicy,
+    ) -> Result<Self, ClientError> {
+        let path = transport::agent_socket(data_dir);
+        let unreachable = |source| ClientError::Unreachable {
+            path: path.display().to_string(),
+            source,
+        };
+        let (stream, _) = transport::connect(&path, policy)
+            .await
+            .map_err(unreachable)?;
+        let conn = Connection::client_handshake(stream, limits, Role::Cli, Role::Agent)
+            .await
+            .map_err(unreachable)?;
+        Ok(Self { conn, next_id: 1 })
+    }
+
+    /// The agent's health report.
+    pub async fn health(&mut self) -> Result<proto::AgentHealth, ClientError> {
+        match self
+            .request(agent_request::Kind::Health(proto::HealthRequest {}))
+            .await?
+        {
+            agent_response::Kind::Health(health) => Ok(health),
+            _ => Err(ClientError::Failed(IpcError::Decode {
+                kind: MessageType::AgentResponse,
+                reason: "the response is not a health report".into(),
+            })),
+        }
+    }
+
+    async fn request(
+        &mut self,
+        kind: agent_request::Kind,
+    ) -> Result<agent_response::Kind, IpcError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let request = proto::AgentRequest {
+            request_id: id,
+            kind: Some(kind),
+        };
+        self.conn.send(MessageType::AgentRequest, &request).await?;
+        let response: proto::AgentResponse = self.conn.recv(MessageType::AgentResponse).await?;
+        if response.request_id != id {
+            return Err(IpcError::Decode {
+                kind: MessageType::AgentResponse,
+                reason: format!(
+                    "an answer to request {} while waiting for {id}",
+                    response.request_id
+                ),
+            });
+        }
+        match response.kind {
+            Some(agent_response::Kind::Error(err)) => Err(IpcError::Refused {
+                code: err.code(),
+                message: err.message,
+            }),
+            Some(kind) => Ok(kind),
+            None => Err(IpcError::Decode {
+                kind: MessageType::AgentResponse,
+                reason: "an empty response".into(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! The agent supervises procmond: procmond drops to the configured user with exactly two
+//! capabilities and can still read other users' executables; a killed procmond is restarted
+//! within the backoff bound and scans again; a killed agent takes procmond with it.
+//!
+//! These tests need root (procmond only drops privileges when started as root); CI runs them
+//! as root.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use daemoneye_agent::collector_client::CollectorClient;
+use daemoneye_e2e::{Agent, has_exited, proc_status, wait_for};
+use daemoneye_lib::ipc::Limits;
+use daemoneye_lib::ipc::proto::{HashCheck, TaskType};
+use daemoneye_lib::ipc::transport::{PeerPolicy, collector_socket};
+
+/// Kills the child when dropped, so that a failed assertion leaves nothing running.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root; CI runs it as root"
+    );
+}
+
+fn sha256sum(path: &std::path::Path) -> String {
+    let output = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum runs");
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn procmond_drops_to_the_configured_user_and_still_reads_other_users_executables() {
+    require_root();
+    // uid 1 ("daemon" on Debian) is configured; the process to read runs as uid 2 ("bin") from
+    // a directory and a file only uid 2 may read, so only the kept capabilities let procmond in.
+    let agent = Agent::start("[collector]\nuser = \"daemon\"\n", 3600.0);
+    let health = agent.wait_for_procmond();
+    let pid = u32::try_from(health["procmond"]["pid"].as_u64().unwrap()).unwrap();
+    assert_eq!(proc_status(pid, "Uid").as_deref(), Some("1\t1\t1\t1"));
+    assert_eq!(proc_status(pid, "Gid").as_deref(), Some("1\t1\t1\t1"));
+    assert_eq!(
+        proc_status(pid, "CapEff").as_deref(),
+        Some("0000000000080004")
+    );
+    assert_eq!(
+        proc_status(pid, "CapPrm").as_deref(),
+        Some("0000000000080004")
+    );
+    assert_eq!(
+        proc_status(pid, "CapAmb").as_deref(),
+        Some("0000000000000000")
+    );
+    assert_eq!(proc_status(pid, "NoNewPrivs").as_deref(), Some("1"));
+    assert_eq!(health["procmond"]["privileges_dropped"], true);
+    assert_eq!(health["procmond"]["effective_caps"], "0x0000000000080004");
+
+    let private = agent.dir.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    let secret = private.join("sleep");
+    std::fs::copy("/bin/sleep", &secret).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let bin = Some(nix::unistd::Uid::from_raw(2));
+    nix::unistd::chown(&secret, bin, Some(nix::unistd::Gid::from_raw(2))).unwrap();
+    nix::unistd::chown(&private, bin, Some(nix::unistd::Gid::from_raw(2))).unwrap();
+    // The temporary directory itself is 0700 root; the sleep must be able to reach its file.
+    std::fs::set_permissions(agent.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let other = Reaped(
+        Command::new("setpriv")
+            .args(["--reuid", "2", "--regid", "2", "--clear-groups"])
+            .arg(&secret)
+            .arg("300")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("setpriv runs"),
+    );
+    let other_pid = other.0.id();
+    let expected = sha256sum(&secret);
+    wait_for(
+        "the other user's sleep to exec",
+        Duration::from_secs(10),
+        || (proc_status(other_pid, "Uid").as_deref() == Some("2\t2\t2\t2")).then_some(()),
+    );
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let socket = collector_socket(&agent.data_dir);
+        let mut client = CollectorClient::connect(
+            &socket,
+            Limits::default(),
+            &PeerPolicy::for_current_user(&[]),
+        )
+        .await
+        .expect("root may connect to procmond");
+        let found = client
+            .hash(
+                TaskType::CheckProcessHash,
+                HashCheck {
+                    pid: Some(other_pid),
+                    ..HashCheck::default()
+                },
+            )
+            .await
+            .expect("procmond hashes another user's executable");
+        assert_eq!(found.sha256.as_deref(), Some(expected.as_str()));
+        assert_eq!(found.path.as_deref(), secret.to_str());
+        let scan = client.enumerate().await.expect("a scan");
+        let record = scan
+            .records
+            .iter()
+            .find(|r| r.pid == other_pid)
+            .expect("the sleep is in the scan");
+        assert_eq!(record.uid, Some(2));
+        assert_eq!(record.exe_sha256.as_deref(), Some(expected.as_str()));
+        assert_eq!(record.path.as_deref(), secret.to_str());
+    });
+}
+
+#[test]
+fn a_killed_procmond_is_restarted_within_the_backoff_bound_and_scans_again() {
+    require_root();
+    let config = "[collector]\nhealth_interval = \"200ms\"\nrestart_backoff_min = \"100ms\"\n\
+                  restart_backoff_max = \"1s\"\n";
+    let agent = Agent::start(config, 0.5);
+    let first = agent.wait_for_procmond();
+    let old_pid = first["procmond"]["pid"].as_u64().unwrap();
+    let before = wait_for("a first scan", Duration::from_secs(120), || {
+        agent
+            .health()
+            .map(|h| h["scans"]["completed"].as_u64().unwrap())
+            .filter(|n| *n >= 1)
+    });
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(old_pid).unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+
+    let after = wait_for("procmond to come back", Duration::from_secs(60), || {
+        agent.health().filter(|h| {
+            h["procmond"]["pid"]
+                .as_u64()
+                .is_some_and(|pid| pid != old_pid)
+        })
+    });
+    assert_eq!(after["procmond"]["restarts"], 1);
+    let last_exit = after["procmond"]["last_exit"].as_str().unwrap();
+    assert!(
+        last_exit.contains("killed by signal 9 (SIGKILL)"),
+        "{last_exit}"
+    );
+    // The delay the supervisor chose is within the configured bound (100 ms doubled per crash
+    // in a row, capped at 1 s, jitter only shortening it).
+    let restarts = agent.logged("procmond stopped; restarting it");
+    assert_eq!(restarts.len(), 1, "{restarts:?}");
+    let delay = restarts[0]["fields"]["delay_ms"].as_u64().unwrap();
+    assert!(
+        (75..=100).contains(&delay),
+        "first restart delay {delay} ms"
+    );
+
+    wait_for(
+        "a scan from the new procmond",
+        Duration::from_secs(120),
+        || {
+            agent
+                .health()
+                .filter(|h| {
+                    h["scans"]["completed"].as_u64().unwrap() > before
+                        && h["scans"]["last_at"].is_i64()
+                })
+                .filter(|h| h["overall"] == "ok")
+        },
+    );
+}
+
+#[test]
+fn procmond_exits_when_its_agent_is_killed() {
+    require_root();
+    let mut agent = Agent::start("", 3600.0);
+    let health = agent.wait_for_procmond();
+    let pid = u32::try_from(health["procmond"]["pid"].as_u64().unwrap()).unwrap();
+    assert!(!has_exited(pid));
+    agent.kill();
+    wait_for("procmond to exit", Duration::from_secs(20), || {
+        has_exited(pid).then_some(())
+    });
+}
+
+#[test]
+fn the_cli_says_when_no_agent_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(daemoneye_e2e::bin("daemoneye-cli"))
+        .args(["health-check", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(4));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.starts_with("daemoneye-cli: the agent is not reachable on "),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
