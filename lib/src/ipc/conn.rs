@@ -169,7 +169,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 Ok(conn)
             }
             Err(err) => {
-                conn.refuse(&err).await;
+                // A client that left says nothing more; anyone else hears why.
+                if !matches!(err, IpcError::Closed) {
+                    conn.refuse(&err).await;
+                }
                 Err(err)
             }
         }
