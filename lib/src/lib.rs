@@ -1,9 +1,10 @@
 //! `daemoneye-lib`: the types and loaders every DaemonEye binary shares.
 //!
 //! What is here is deliberately light, because the privileged collector (`procmond`) links it:
-//! models and configuration only. Heavier modules (storage, detection, alerting) arrive behind
-//! cargo features that `procmond` never enables, so that the collector links no SQL engine,
-//! HTTP, SMTP or TLS code. This crate must never open a network socket or spawn a process.
+//! models, configuration and, behind the `ipc` feature, the local-socket protocol. Heavier
+//! modules (storage, detection, alerting) arrive behind cargo features that `procmond` never
+//! enables, so that the collector links no SQL engine, HTTP, SMTP or TLS code. This crate must
+//! never open a network socket or spawn a process.
 
 pub mod config;
 #[cfg(feature = "ipc")]
