@@ -73,6 +73,10 @@ fn main() -> ExitCode {
         }
     };
     if let Some(socket) = &args.socket {
+        if let Some(dir) = &args.data_dir {
+            // Nothing is kept there yet; the audit ledger will be.
+            tracing::debug!(data_dir = %dir.display(), "data directory");
+        }
         return match serve(socket, &config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {

@@ -418,7 +418,12 @@ mod tests {
         let me = std::env::current_exe().unwrap();
         assert_eq!(found.path.as_deref(), me.to_str());
         assert_eq!(found.size, Some(std::fs::metadata(&me).unwrap().len()));
-        assert_eq!(found.sha256.map(|h| h.len()), Some(64));
+        let reference = std::process::Command::new("sha256sum")
+            .arg(&me)
+            .output()
+            .unwrap();
+        let reference = String::from_utf8(reference.stdout).unwrap();
+        assert_eq!(found.sha256.as_deref(), reference.split_whitespace().next());
         assert_eq!(
             check_process_hash(0, &CollectorOptions::default())
                 .unwrap_err()
