@@ -12,6 +12,7 @@ use daemoneye_lib::ipc::proto::{
 use daemoneye_lib::ipc::transport::{self, LocalStream, PeerPolicy};
 use daemoneye_lib::ipc::{Connection, IpcError, Limits, MessageType, convert};
 use daemoneye_lib::models::{ProcessRecord, ScanErrors, ScanSummary};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 /// The most records one scan may have: Linux's highest possible pid count (`PID_MAX_LIMIT`).
 pub const MAX_SCAN_RECORDS: usize = 4 * 1024 * 1024;
@@ -31,14 +32,14 @@ pub struct ReceivedScan {
     pub records: Vec<ProcessRecord>,
 }
 
-/// A handshaken connection to procmond.
+/// A handshaken connection to procmond (over its socket, or any stream in tests).
 #[derive(Debug)]
-pub struct CollectorClient {
-    conn: Connection<LocalStream>,
+pub struct CollectorClient<S = LocalStream> {
+    conn: Connection<S>,
     next_id: u64,
 }
 
-impl CollectorClient {
+impl CollectorClient<LocalStream> {
     /// Connects to procmond's socket as the agent.
     pub async fn connect(
         path: &Path,
@@ -46,6 +47,13 @@ impl CollectorClient {
         policy: &PeerPolicy,
     ) -> Result<Self, IpcError> {
         let (stream, _server) = transport::connect(path, policy).await?;
+        Self::handshake(stream, limits).await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> CollectorClient<S> {
+    /// Handshakes as the agent over an already connected stream.
+    pub async fn handshake(stream: S, limits: Limits) -> Result<Self, IpcError> {
         let conn =
             Connection::client_handshake(stream, limits, Role::Agent, Role::Collector).await?;
         Ok(Self { conn, next_id: 1 })
@@ -180,5 +188,113 @@ fn unexpected(what: &str) -> IpcError {
     IpcError::Decode {
         kind: MessageType::CollectorResponse,
         reason: format!("the response is not {what}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use daemoneye_lib::ipc::proto::collector_response::Kind;
+    use tokio::io::{DuplexStream, duplex};
+
+    /// A fake procmond that answers the first request with `parts` (request ids rewritten to
+    /// `id_offset` plus the real one), and what the client made of them.
+    async fn answer(parts: Vec<Kind>, id_offset: u64) -> Result<ReceivedScan, IpcError> {
+        let (a, b) = duplex(1 << 20);
+        let server = tokio::spawn(async move {
+            let mut conn: Connection<DuplexStream> =
+                Connection::server_handshake(b, Limits::default(), Role::Collector, &[Role::Agent])
+                    .await
+                    .unwrap();
+            let request: proto::CollectorRequest =
+                conn.recv(MessageType::CollectorRequest).await.unwrap();
+            for kind in parts {
+                let response = proto::CollectorResponse {
+                    request_id: request.request_id + id_offset,
+                    kind: Some(kind),
+                };
+                conn.send(MessageType::CollectorResponse, &response)
+                    .await
+                    .unwrap();
+            }
+            // Keep the connection open until the client is done with it.
+            let _ = conn.read_frame().await;
+        });
+        let mut client = CollectorClient::handshake(a, Limits::default())
+            .await
+            .unwrap();
+        let result = client.enumerate().await;
+        drop(client);
+        server.await.unwrap();
+        result
+    }
+
+    fn part(pids: &[u32], more: bool, on_disk: i32) -> Kind {
+        Kind::Result(proto::DetectionResult {
+            processes: pids
+                .iter()
+                .map(|&pid| proto::ProcessRecord {
+                    pid,
+                    on_disk,
+                    ..Default::default()
+                })
+                .collect(),
+            scan: (!more).then(|| proto::ScanSummary {
+                scan_id: 3,
+                process_count: 3,
+                hashed_files: 2,
+                ..Default::default()
+            }),
+            more,
+            ..Default::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn a_scan_in_parts_is_put_back_together() {
+        let scan = answer(vec![part(&[1, 2], true, 1), part(&[3], false, -1)], 0)
+            .await
+            .unwrap();
+        let pids: Vec<u32> = scan.records.iter().map(|r| r.pid).collect();
+        assert_eq!(pids, [1, 2, 3]);
+        assert_eq!((scan.summary.scan_id, scan.hashed_files), (3, 2));
+    }
+
+    #[tokio::test]
+    async fn a_hostile_collector_cannot_pass_bad_answers() {
+        let cases = [
+            (
+                vec![part(&[1], false, 0)],
+                1,
+                "an answer to request 2 while waiting for request 1",
+            ),
+            (
+                vec![part(&[1], false, 7)],
+                0,
+                "process 1: on_disk must be 1, 0 or -1, not 7",
+            ),
+            (
+                vec![Kind::Result(proto::DetectionResult::default())],
+                0,
+                "the last part of a scan has no summary",
+            ),
+            (
+                vec![Kind::Health(proto::CollectorHealth::default())],
+                0,
+                "the response is not DetectionResult",
+            ),
+            (
+                vec![Kind::Error(proto::RequestError {
+                    code: proto::ErrorCode::Internal as i32,
+                    message: "disk on fire".into(),
+                })],
+                0,
+                "the peer refused: disk on fire",
+            ),
+        ];
+        for (parts, offset, want) in cases {
+            let err = answer(parts, offset).await.unwrap_err();
+            assert!(err.to_string().contains(want), "{err} lacks {want:?}");
+        }
     }
 }
