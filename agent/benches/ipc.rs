@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use daemoneye_agent::collector_client::CollectorClient;
 use daemoneye_lib::ipc::frame::HEADER_LEN;
 use daemoneye_lib::ipc::proto::{self, Role, collector_request};
@@ -118,8 +118,9 @@ fn ipc(c: &mut Criterion) {
     assert_eq!(got.records[RECORDS - 1], records[RECORDS - 1]);
     report_wire_size(&records, summary, send_limit);
 
-    // One transfer takes milliseconds, so fewer samples over a longer window keep the
-    // whole bench within a minute while still giving criterion enough iterations.
+    // One transfer takes tens of milliseconds: flat sampling (the same number of iterations in
+    // every sample) and fewer samples keep the whole bench within a minute.
+    group.sampling_mode(SamplingMode::Flat);
     group.sample_size(30);
     group.measurement_time(Duration::from_secs(10));
     group.throughput(Throughput::Elements(RECORDS as u64));

@@ -105,6 +105,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> CollectorClient<S> {
                     reason: format!("a scan of more than {MAX_SCAN_RECORDS} processes"),
                 });
             }
+            // Bounded: the part has already arrived whole, within the frame limit.
+            records.reserve(part.processes.len());
             for wire in part.processes {
                 records.push(ProcessRecord::try_from(wire)?);
             }
