@@ -2,7 +2,9 @@
 //!
 //! Every answer is checked as if procmond were hostile (it is the privileged side, and a
 //! compromised collector must not be able to crash the agent): the request id must match,
-//! a scan arrives in at most [`MAX_SCAN_RECORDS`] records, and every record must convert.
+//! a scan arrives in at most [`MAX_SCAN_RECORDS`] records (counted on the wire before a frame is
+//! decoded, since a record costs a few bytes on the wire and hundreds in memory), and every
+//! record must convert.
 
 use std::path::Path;
 
@@ -10,12 +12,13 @@ use daemoneye_lib::ipc::proto::{
     self, Role, collector_request, collector_response::Kind as ResponseKind,
 };
 use daemoneye_lib::ipc::transport::{self, LocalStream, PeerPolicy};
-use daemoneye_lib::ipc::{Connection, IpcError, Limits, MessageType, convert};
+use daemoneye_lib::ipc::{Connection, IpcError, Limits, MessageType, conn, convert};
 use daemoneye_lib::models::{ProcessRecord, ScanErrors, ScanSummary};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-/// The most records one scan may have: Linux's highest possible pid count (`PID_MAX_LIMIT`).
-pub const MAX_SCAN_RECORDS: usize = 4 * 1024 * 1024;
+/// The most records one scan may have (2^18). Far above any real host (a 10,000-process host
+/// is busy), and low enough that a hostile collector's scan, decoded, stays near 100 MiB.
+pub const MAX_SCAN_RECORDS: usize = 256 * 1024;
 
 /// A scan received from procmond.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +40,8 @@ pub struct ReceivedScan {
 pub struct CollectorClient<S = LocalStream> {
     conn: Connection<S>,
     next_id: u64,
+    /// The server's pid as the kernel reported it (`SO_PEERCRED`), or as it said itself.
+    server_pid: Option<u32>,
 }
 
 impl CollectorClient<LocalStream> {
@@ -46,8 +51,12 @@ impl CollectorClient<LocalStream> {
         limits: Limits,
         policy: &PeerPolicy,
     ) -> Result<Self, IpcError> {
-        let (stream, _server) = transport::connect(path, policy).await?;
-        Self::handshake(stream, limits).await
+        let (stream, server) = transport::connect(path, policy).await?;
+        let mut client = Self::handshake(stream, limits).await?;
+        // The kernel's word, not the peer's: the supervisor uses it to tell that the process
+        // answering is the one it started.
+        client.server_pid = server.pid;
+        Ok(client)
     }
 }
 
@@ -56,12 +65,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> CollectorClient<S> {
     pub async fn handshake(stream: S, limits: Limits) -> Result<Self, IpcError> {
         let conn =
             Connection::client_handshake(stream, limits, Role::Agent, Role::Collector).await?;
-        Ok(Self { conn, next_id: 1 })
+        let server_pid = conn.negotiated().peer_pid;
+        Ok(Self {
+            conn,
+            next_id: 1,
+            server_pid,
+        })
     }
 
-    /// procmond's pid, as it said in the handshake.
+    /// procmond's pid, from the kernel when connected over a socket.
     pub fn server_pid(&self) -> Option<u32> {
-        self.conn.negotiated().peer_pid
+        self.server_pid
     }
 
     /// Asks procmond how it is.
@@ -96,15 +110,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> CollectorClient<S> {
         let id = self.send(collector_request::Kind::Task(task)).await?;
         let mut records = Vec::new();
         loop {
-            let ResponseKind::Result(part) = self.recv(id).await? else {
+            let room = MAX_SCAN_RECORDS - records.len();
+            let ResponseKind::Result(part) = self.recv_records(id, room).await? else {
                 return Err(unexpected("DetectionResult"));
             };
-            if records.len() + part.processes.len() > MAX_SCAN_RECORDS {
-                return Err(IpcError::Decode {
-                    kind: MessageType::CollectorResponse,
-                    reason: format!("a scan of more than {MAX_SCAN_RECORDS} processes"),
-                });
-            }
             // Bounded: the part has already arrived whole, within the frame limit.
             records.reserve(part.processes.len());
             for wire in part.processes {
@@ -164,8 +173,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> CollectorClient<S> {
     }
 
     async fn recv(&mut self, id: u64) -> Result<ResponseKind, IpcError> {
-        let response: proto::CollectorResponse =
-            self.conn.recv(MessageType::CollectorResponse).await?;
+        self.recv_records(id, 0).await
+    }
+
+    /// Receives the answer to request `id`, which may hold at most `room` process records.
+    async fn recv_records(&mut self, id: u64, room: usize) -> Result<ResponseKind, IpcError> {
+        let kind = MessageType::CollectorResponse;
+        let (got, payload) = self.conn.read_frame().await?;
+        if got != kind {
+            // Let the connection name a refusal or an unexpected type as it always does.
+            return Err(match got {
+                MessageType::ProtocolError => {
+                    let refusal: proto::ProtocolError = conn::decode(got, &payload)?;
+                    IpcError::Refused {
+                        code: refusal.code(),
+                        message: refusal.message,
+                    }
+                }
+                _ => IpcError::Unexpected {
+                    expected: kind.name(),
+                    got,
+                },
+            });
+        }
+        let count = convert::scan_records_in(&payload)?;
+        if count > room {
+            return Err(IpcError::Decode {
+                kind,
+                reason: format!(
+                    "{count} process records where at most {room} more fit (a scan has at most \
+                     {MAX_SCAN_RECORDS})"
+                ),
+            });
+        }
+        let response: proto::CollectorResponse = conn::decode(kind, &payload)?;
         if response.request_id != id {
             return Err(IpcError::Decode {
                 kind: MessageType::CollectorResponse,
@@ -284,6 +325,14 @@ mod tests {
                 vec![Kind::Health(proto::CollectorHealth::default())],
                 0,
                 "the response is not DetectionResult",
+            ),
+            (
+                vec![Kind::Result(proto::DetectionResult {
+                    processes: vec![proto::ProcessRecord::default(); MAX_SCAN_RECORDS + 1],
+                    ..Default::default()
+                })],
+                0,
+                "262145 process records where at most 262144 more fit",
             ),
             (
                 vec![Kind::Error(proto::RequestError {

@@ -64,7 +64,7 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
         max_frame_bytes: options.config.ipc.max_frame_bytes,
         ..Limits::default()
     };
-    let policy = PeerPolicy::for_current_user(&options.config.ipc.allowed_uids);
+    let policy = PeerPolicy::for_current_user(&[]);
     let control_socket = transport::agent_socket(&options.data_dir);
     let listener = transport::listen(&control_socket, policy.clone()).with_context(|| {
         format!(
@@ -97,6 +97,8 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
         // A scan may spend the hashing budget and then some on reading /proc.
         scan_timeout: collection.hash_time_budget.get() + Duration::from_secs(60),
     };
+    let signal = stop_signal()?;
+    tokio::pin!(signal);
     let (stop_tx, stop_rx) = watch::channel(false);
     let (supervisor, supervising) = Supervisor::start(settings, stop_rx.clone());
     let state = Arc::new(AgentState::new(supervisor.clone(), limits));
@@ -114,16 +116,20 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
 
     // The first scan waits for procmond rather than failing while it starts; if it never
     // answers, the scan loop reports that and the supervisor keeps trying.
-    supervisor.wait_until_running(Duration::from_secs(10)).await;
     let mut tick = tokio::time::interval(options.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let signal = stop_signal();
-    tokio::pin!(signal);
-    loop {
-        tokio::select! {
-            () = &mut signal => break,
-            _ = tick.tick() => scan_once(&supervisor, &state).await,
-        }
+    // Every wait below, a scan included, gives way to a stop signal.
+    tokio::select! {
+        () = &mut signal => {}
+        _ = supervisor.wait_until_running(Duration::from_secs(10)) => loop {
+            tokio::select! {
+                () = &mut signal => break,
+                _ = tick.tick() => tokio::select! {
+                    () = &mut signal => break,
+                    () = scan_once(&supervisor, &state) => {}
+                },
+            }
+        },
     }
     // The receivers only ever wait for this; if they are gone there is nothing to tell.
     let _ = stop_tx.send(true);
@@ -166,20 +172,19 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
-/// Completes on SIGTERM or SIGINT.
-async fn stop_signal() {
+/// A future that completes on SIGTERM or SIGINT.
+fn stop_signal() -> anyhow::Result<impl Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot watch for SIGTERM and SIGINT; stopping");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = int.recv() => tracing::info!("SIGINT: stopping"),
-    }
+    // The handlers are installed here, at once, not when the future is first polled: a SIGTERM
+    // that arrives while the agent waits for procmond must not find the default action.
+    let mut term = signal(SignalKind::terminate()).context("watching for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("watching for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = int.recv() => tracing::info!("SIGINT: stopping"),
+        }
+    })
 }
 
 /// The data directory the agent uses for `flag` (INTERFACE.md's rule).

@@ -96,6 +96,7 @@ pub struct Status {
 
 /// A request could not be made because procmond is not available.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Unavailable {
     /// procmond is not running or not yet answering.
     #[error("procmond is not available ({0})")]
@@ -170,6 +171,8 @@ impl Supervisor {
         };
         match tokio::time::timeout(self.scan_timeout, client.enumerate()).await {
             Ok(Ok(scan)) => Ok(scan),
+            // procmond answered with a reason: the connection is still in step.
+            Ok(Err(err @ IpcError::Refused { .. })) => Err(Unavailable::Failed(err)),
             Ok(Err(err)) => {
                 // The connection is in an unknown state now; dropping it makes the next
                 // health check restart procmond.
@@ -214,6 +217,8 @@ async fn supervise(shared: Arc<Shared>, settings: Settings, mut shutdown: watch:
             return;
         };
         *shared.client.lock().await = None;
+        // The report belonged to the procmond that is gone.
+        lock(&shared.status).last_health = None;
         if started.elapsed() >= STABLE_AFTER {
             crashes_in_a_row = 0;
         }
@@ -257,6 +262,9 @@ async fn run_child(
         .args(&settings.args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
+        // Its own process group: a Ctrl-C at the agent's terminal is the agent's to handle
+        // (it then stops procmond itself), not a crash to restart procmond for.
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
     {
@@ -372,8 +380,13 @@ async fn stop(child: &mut Child) -> String {
     match tokio::time::timeout(STOP_GRACE, child.wait()).await {
         Ok(status) => describe_exit(status),
         Err(_) => {
-            let _ = child.kill().await;
-            describe_exit(child.wait().await)
+            // SIGKILL cannot be ignored; only a process stuck in the kernel (a hung mount)
+            // outlives it, and then the agent stops waiting rather than hang with it.
+            let _ = child.start_kill();
+            match tokio::time::timeout(STOP_GRACE, child.wait()).await {
+                Ok(status) => describe_exit(status),
+                Err(_) => format!("did not exit within {:?} of SIGKILL", STOP_GRACE * 2),
+            }
         }
     }
 }

@@ -8,6 +8,7 @@ use daemoneye_lib::ipc::{Connection, IpcError, Limits, MessageType};
 
 /// Why a command that needs the agent could not reach it (exit code 4), or failed after.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     /// No agent answers on the socket.
     #[error("the agent is not reachable on {path}: {source}")]
@@ -17,6 +18,9 @@ pub enum ClientError {
         /// Why.
         source: IpcError,
     },
+    /// The agent accepted the connection but did not answer in time.
+    #[error("the agent did not answer within {0:?}")]
+    Silent(std::time::Duration),
     /// The agent answered, then the exchange failed.
     #[error("talking to the agent: {0}")]
     Failed(#[from] IpcError),

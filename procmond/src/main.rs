@@ -135,11 +135,8 @@ fn serve(socket: &Path, config: &Config) -> anyhow::Result<()> {
     let listener = {
         let _entered = runtime.enter();
         // The uid procmond was started as is its agent's: the agent starts it.
-        transport::listen(
-            socket,
-            PeerPolicy::new(starting_uid, &config.ipc.allowed_uids),
-        )
-        .context("opening the agent socket")?
+        transport::listen(socket, PeerPolicy::new(starting_uid, &[]))
+            .context("opening the agent socket")?
     };
     let privileges = privilege::drop_privileges(config.collector.user.as_deref())
         .context("refusing to run: the privilege drop failed")?;

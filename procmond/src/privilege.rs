@@ -170,20 +170,14 @@ pub fn drop_privileges(configured_user: Option<&str>) -> Result<PrivilegeOutcome
     // glibc applies setresuid and setgroups to every thread, but capset(2) and the prctl flags
     // change only the calling thread: a second thread would come out of the drop as a non-root
     // user holding all of root's capabilities.
-    let status = read_status(PROCESS_STATUS)?;
-    let threads = status_field(&status, "Threads")
-        .and_then(|value| value.parse::<u32>().ok())
-        .ok_or(PrivilegeError::StatusField {
-            path: PROCESS_STATUS,
-            field: "Threads",
-        })?;
-    if threads != 1 {
-        return Err(PrivilegeError::MultipleThreads { threads });
-    }
+    require_one_thread()?;
 
     // Step 1: resolve the user before changing anything, so a typo in the configuration leaves
     // the process as it was and the error names the user.
     let target = resolve_user(configured_user, lookup_user)?;
+    // The lookup may have loaded NSS modules, and a module may start a thread: check again,
+    // now that nothing else runs before the drop.
+    require_one_thread()?;
     let kept: caps::CapsHashSet = KEPT_CAPABILITIES.into_iter().collect();
 
     // Step 2: shrink the bounding set while we still hold CAP_SETPCAP, which dropping from it
@@ -234,6 +228,22 @@ pub fn drop_privileges(_configured_user: Option<&str>) -> Result<PrivilegeOutcom
         return Err(PrivilegeError::Unsupported);
     }
     Ok(PrivilegeOutcome::NotRoot { uid: euid.as_raw() })
+}
+
+/// Refuses to go on unless this process has exactly one thread.
+#[cfg(target_os = "linux")]
+fn require_one_thread() -> Result<(), PrivilegeError> {
+    let status = read_status(PROCESS_STATUS)?;
+    let threads = status_field(&status, "Threads")
+        .and_then(|value| value.parse::<u32>().ok())
+        .ok_or(PrivilegeError::StatusField {
+            path: PROCESS_STATUS,
+            field: "Threads",
+        })?;
+    if threads != 1 {
+        return Err(PrivilegeError::MultipleThreads { threads });
+    }
+    Ok(())
 }
 
 /// Reads this process's current privileges (of the calling thread, for the capabilities).

@@ -183,14 +183,19 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        // A procmond left behind by a failed test would keep running as root.
+        // A procmond left behind by a failed test would keep running. It exits by itself once
+        // its agent is gone; killing it first, and only while it is still the agent's child,
+        // makes sure of it without risking a pid that was reused.
         let procmond = self.health().and_then(|h| h["procmond"]["pid"].as_u64());
-        self.kill();
-        if let Some(pid) = procmond.and_then(|pid| i32::try_from(pid).ok()) {
+        if let Some(pid) = procmond.and_then(|pid| u32::try_from(pid).ok())
+            && proc_status(pid, "PPid") == Some(self.pid().to_string())
+            && let Ok(raw) = i32::try_from(pid)
+        {
             let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
+                nix::unistd::Pid::from_raw(raw),
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
+        self.kill();
     }
 }

@@ -53,21 +53,40 @@ fn procmond_drops_to_the_configured_user_and_still_reads_other_users_executables
     let agent = Agent::start("[collector]\nuser = \"daemon\"\n", 3600.0);
     let health = agent.wait_for_procmond();
     let pid = u32::try_from(health["procmond"]["pid"].as_u64().unwrap()).unwrap();
-    assert_eq!(proc_status(pid, "Uid").as_deref(), Some("1\t1\t1\t1"));
-    assert_eq!(proc_status(pid, "Gid").as_deref(), Some("1\t1\t1\t1"));
-    assert_eq!(
-        proc_status(pid, "CapEff").as_deref(),
-        Some("0000000000080004")
-    );
-    assert_eq!(
-        proc_status(pid, "CapPrm").as_deref(),
-        Some("0000000000080004")
-    );
-    assert_eq!(
-        proc_status(pid, "CapAmb").as_deref(),
-        Some("0000000000000000")
-    );
-    assert_eq!(proc_status(pid, "NoNewPrivs").as_deref(), Some("1"));
+    // Every thread, not only the main one (what /proc/PID/status shows): capabilities belong to
+    // threads, and one started before the drop would keep root's.
+    let tasks: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!tasks.is_empty());
+    for task in &tasks {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/task/{task}/status")).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':').map(str::trim))
+                .map(str::to_owned)
+        };
+        assert_eq!(field("Uid").as_deref(), Some("1\t1\t1\t1"), "thread {task}");
+        assert_eq!(field("Gid").as_deref(), Some("1\t1\t1\t1"), "thread {task}");
+        assert_eq!(
+            field("CapEff").as_deref(),
+            Some("0000000000080004"),
+            "thread {task}"
+        );
+        assert_eq!(
+            field("CapPrm").as_deref(),
+            Some("0000000000080004"),
+            "thread {task}"
+        );
+        assert_eq!(
+            field("CapAmb").as_deref(),
+            Some("0000000000000000"),
+            "thread {task}"
+        );
+        assert_eq!(field("NoNewPrivs").as_deref(), Some("1"), "thread {task}");
+    }
     assert_eq!(health["procmond"]["privileges_dropped"], true);
     assert_eq!(health["procmond"]["effective_caps"], "0x0000000000080004");
 
@@ -93,11 +112,17 @@ fn procmond_drops_to_the_configured_user_and_still_reads_other_users_executables
     );
     let other_pid = other.0.id();
     let expected = sha256sum(&secret);
+    // setpriv changes ids before it execs: wait for the exec itself, or procmond could be
+    // asked about setpriv.
     wait_for(
         "the other user's sleep to exec",
         Duration::from_secs(10),
-        || (proc_status(other_pid, "Uid").as_deref() == Some("2\t2\t2\t2")).then_some(()),
+        || {
+            let exe = std::fs::read_link(format!("/proc/{other_pid}/exe")).ok();
+            (exe.as_deref() == Some(secret.as_path())).then_some(())
+        },
     );
+    assert_eq!(proc_status(other_pid, "Uid").as_deref(), Some("2\t2\t2\t2"));
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {

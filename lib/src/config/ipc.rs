@@ -1,4 +1,4 @@
-//! The `[ipc]` section: limits and access of the local sockets (see `crate::ipc`, behind the
+//! The `[ipc]` section: limits of the local sockets (see `crate::ipc`, behind the
 //! `ipc` feature; the section itself is always parsed so that every binary accepts the same
 //! files).
 
@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::Problem;
 
-/// The smallest `ipc.max_frame_bytes` accepted: a health report must always fit.
-const MIN_FRAME_BYTES: u32 = 64 * 1024;
+/// The smallest `ipc.max_frame_bytes` accepted: the largest single process record must fit (a
+/// 128 KiB command line can triple when invalid UTF-8 is replaced, plus paths and cgroup).
+pub const MIN_FRAME_BYTES: u32 = 1024 * 1024;
 
 /// The largest `ipc.max_frame_bytes` accepted: a frame is held in memory whole.
 const MAX_FRAME_BYTES: u32 = 1024 * 1024 * 1024;
@@ -18,15 +19,12 @@ const MAX_FRAME_BYTES: u32 = 1024 * 1024 * 1024;
 pub struct IpcConfig {
     /// Largest frame payload accepted on a socket (default 16 MiB).
     pub max_frame_bytes: u32,
-    /// Uids allowed to connect besides root and the socket's owner (default none).
-    pub allowed_uids: Vec<u32>,
 }
 
 impl Default for IpcConfig {
     fn default() -> Self {
         Self {
             max_frame_bytes: 16 * 1024 * 1024,
-            allowed_uids: Vec::new(),
         }
     }
 }

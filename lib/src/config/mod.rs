@@ -43,8 +43,7 @@
 //! restart_backoff_max = "30s" # the delay doubles per crash up to this; at least the minimum
 //!
 //! [ipc]
-//! max_frame_bytes = 16777216  # largest IPC frame accepted; 65536 to 1073741824
-//! allowed_uids = []           # uids allowed on the sockets besides root and the owner
+//! max_frame_bytes = 16777216  # largest IPC frame accepted; 1048576 to 1073741824
 //! ```
 //!
 //! Values in environment variables are read the way figment reads them: `10` is a number,
@@ -79,7 +78,7 @@ use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
 pub use data_dir::{DATA_DIR_ENV, DataDirInputs, resolve_data_dir};
-pub use ipc::IpcConfig;
+pub use ipc::{IpcConfig, MIN_FRAME_BYTES};
 pub use values::{HumanDuration, SiteId};
 use values::{USER_NAME_RULE, is_valid_user_name};
 
@@ -119,8 +118,6 @@ restart_backoff_max = "30s"
 [ipc]
 # Largest frame (one message) accepted on the local sockets, in bytes (16 MiB).
 max_frame_bytes = 16777216
-# Users (by uid) allowed to connect besides root and the user that owns the socket.
-allowed_uids = []
 "#;
 
 /// The system-wide configuration file.

@@ -102,6 +102,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 peer_max: welcome.version,
             });
         }
+        check_peer_limit(limits, welcome.max_frame_bytes)?;
         let peer_role = welcome.role();
         if peer_role != server_role {
             return Err(IpcError::WrongRole {
@@ -139,6 +140,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     got: peer_role,
                 });
             }
+            check_peer_limit(limits, hello.max_frame_bytes)?;
             let version = PROTOCOL_VERSION.min(hello.max_version);
             if version < MIN_PROTOCOL_VERSION.max(hello.min_version) {
                 return Err(IpcError::IncompatibleVersion {
@@ -229,19 +231,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             read_exact(&mut self.stream, &mut header[1..], 1, HEADER_LEN).await?;
             let parsed = FrameHeader::parse(&header, limits.max_frame_bytes)?;
             let len = parsed.len as usize;
-            // Grow the buffer as bytes actually arrive rather than trusting the length: a
-            // peer that announces 16 MiB and sends nothing costs nothing.
-            let mut payload = Vec::with_capacity(len.min(64 * 1024));
-            let got = (&mut self.stream)
-                .take(u64::from(parsed.len))
-                .read_to_end(&mut payload)
-                .await
-                .map_err(read_error)?;
-            if got < len {
-                return Err(IpcError::Truncated {
-                    got: HEADER_LEN + got,
-                    expected: HEADER_LEN + len,
-                });
+            // Grow the buffer as bytes actually arrive rather than trusting the length (a peer
+            // that announces 16 MiB and sends nothing costs 64 KiB), doubling so that a large
+            // frame is not copied over and over, but never past the length announced.
+            let mut payload: Vec<u8> = Vec::new();
+            while payload.len() < len {
+                let start = payload.len();
+                let end = (start * 2).max(64 * 1024).min(len);
+                payload.reserve_exact(end - start);
+                payload.resize(end, 0);
+                read_exact(
+                    &mut self.stream,
+                    &mut payload[start..],
+                    HEADER_LEN + start,
+                    HEADER_LEN + len,
+                )
+                .await?;
             }
             parsed.check_payload(&payload)?;
             Ok((parsed.kind, payload))
@@ -337,6 +342,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     pub fn get_ref(&self) -> &S {
         &self.stream
     }
+}
+
+/// Refuses a peer whose frame limit is too small to carry a process record (or left unset,
+/// which proto3 reads as 0): every answer to it would fail to send.
+fn check_peer_limit(limits: Limits, announced: u64) -> Result<(), IpcError> {
+    let required = crate::config::MIN_FRAME_BYTES.min(limits.max_frame_bytes);
+    if announced < u64::from(required) {
+        return Err(IpcError::FrameLimitTooSmall {
+            announced,
+            required,
+        });
+    }
+    Ok(())
 }
 
 /// The largest frame this end may send: its own limit or the peer's, whichever is smaller.
@@ -511,6 +529,30 @@ mod tests {
         a.write_all(&hello(1, 9, Role::Agent)).await.unwrap();
         let server = server.await.unwrap().unwrap();
         assert_eq!(server.negotiated().version, PROTOCOL_VERSION);
+    }
+
+    #[tokio::test]
+    async fn a_peer_with_a_tiny_frame_limit_is_refused() {
+        let hello = proto::Hello {
+            min_version: 1,
+            max_version: 1,
+            role: Role::Agent as i32,
+            software_version: "test".into(),
+            max_frame_bytes: 0,
+        };
+        let bytes = frame::encode(MessageType::Hello, &hello.encode_to_vec(), 4096).unwrap();
+        let (err, reply) = server_sees(bytes).await;
+        assert!(
+            matches!(
+                err,
+                IpcError::FrameLimitTooSmall {
+                    announced: 0,
+                    required: 4096
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(refusal_in(&reply).code(), ErrorCode::BadRequest);
     }
 
     #[tokio::test]

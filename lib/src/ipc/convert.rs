@@ -163,6 +163,98 @@ pub fn scan_summary_from_proto(summary: proto::ScanSummary) -> (ScanSummary, Sca
     )
 }
 
+/// How many process records a `CollectorResponse` payload holds, counted on the wire before it
+/// is decoded.
+///
+/// A record costs a few bytes on the wire but a few hundred once decoded (every optional field
+/// takes its room), so a hostile collector could send a frame of millions of empty records and
+/// exhaust the agent's memory inside prost. Counting first lets the caller refuse such a frame
+/// while it is still only bytes. The walk follows the protobuf wire format
+/// (<https://protobuf.dev/programming-guides/encoding/>): `CollectorResponse.result` is field 2
+/// and `DetectionResult.processes` is field 4, both length-delimited.
+pub fn scan_records_in(payload: &[u8]) -> Result<usize, IpcError> {
+    let malformed = |reason: &str| IpcError::Decode {
+        kind: MessageType::CollectorResponse,
+        reason: reason.to_owned(),
+    };
+    let mut count = 0;
+    for (field, value) in WireFields::new(payload) {
+        let value = value.map_err(malformed)?;
+        if field == 2 {
+            for (inner, entry) in WireFields::new(value.unwrap_or_default()) {
+                if entry.map_err(malformed)?.is_some() && inner == 4 {
+                    count += 1;
+                }
+            }
+        }
+    }
+    Ok(count)
+}
+
+/// The top-level fields of a protobuf message: field number and, for length-delimited fields,
+/// the bytes (other wire types are skipped and yield `None`).
+struct WireFields<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> WireFields<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self { rest: bytes }
+    }
+
+    fn varint(&mut self) -> Result<u64, &'static str> {
+        let mut value = 0_u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = self.rest.split_first().ok_or("truncated varint")?;
+            self.rest = rest;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err("varint longer than 10 bytes")
+    }
+
+    fn take(&mut self, len: u64) -> Result<&'a [u8], &'static str> {
+        let len = usize::try_from(len).map_err(|_| "field length overflows")?;
+        if len > self.rest.len() {
+            return Err("field runs past the end of the message");
+        }
+        let (value, rest) = self.rest.split_at(len);
+        self.rest = rest;
+        Ok(value)
+    }
+}
+
+impl<'a> Iterator for WireFields<'a> {
+    type Item = (u64, Result<Option<&'a [u8]>, &'static str>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let key = match self.varint() {
+            Ok(key) => key,
+            Err(err) => {
+                self.rest = &[];
+                return Some((0, Err(err)));
+            }
+        };
+        let field = key >> 3;
+        let value = match key & 7 {
+            0 => self.varint().map(|_| None),
+            1 => self.take(8).map(|_| None),
+            2 => self.varint().and_then(|len| self.take(len)).map(Some),
+            5 => self.take(4).map(|_| None),
+            _ => Err("unsupported wire type"),
+        };
+        if value.is_err() {
+            self.rest = &[];
+        }
+        Some((field, value))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +329,41 @@ mod tests {
             err.to_string()
                 .contains("process 9: on_disk must be 1, 0 or -1, not 5"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn records_are_counted_on_the_wire_before_decoding() {
+        let response = |n: usize| proto::CollectorResponse {
+            request_id: 300,
+            kind: Some(proto::collector_response::Kind::Result(
+                proto::DetectionResult {
+                    task_id: "t".into(),
+                    processes: vec![proto::ProcessRecord::default(); n],
+                    scan: Some(proto::ScanSummary::default()),
+                    ..Default::default()
+                },
+            )),
+        };
+        for n in [0, 1, 1000] {
+            assert_eq!(scan_records_in(&response(n).encode_to_vec()).unwrap(), n);
+        }
+        let health = proto::CollectorResponse {
+            request_id: 1,
+            kind: Some(proto::collector_response::Kind::Health(Default::default())),
+        };
+        assert_eq!(scan_records_in(&health.encode_to_vec()).unwrap(), 0);
+        let mut truncated = response(3).encode_to_vec();
+        truncated.pop();
+        let err = scan_records_in(&truncated).unwrap_err();
+        assert!(err.to_string().contains("runs past the end"), "{err}");
+        assert!(
+            scan_records_in(&[0x0b]).is_err(),
+            "a group (wire type 3) is refused"
+        );
+        assert!(
+            scan_records_in(&[0x08, 0xff]).is_err(),
+            "a truncated varint is refused"
         );
     }
 

@@ -117,7 +117,9 @@ pub enum IpcError {
         got: proto::Role,
     },
     /// The peer's credentials are not on the allow-list.
-    #[error("peer uid {uid} (pid {pid:?}) is not allowed to connect (ipc.allowed_uids)")]
+    #[error(
+        "peer uid {uid} (pid {pid:?}) is not allowed to connect: only the socket's owner and root are"
+    )]
     PeerNotAllowed {
         /// The peer's effective uid.
         uid: u32,
@@ -137,6 +139,14 @@ pub enum IpcError {
     InUse {
         /// The socket path.
         path: std::path::PathBuf,
+    },
+    /// The peer announced a frame limit too small to carry a process record.
+    #[error("the peer accepts frames of at most {announced} bytes; at least {required} are needed")]
+    FrameLimitTooSmall {
+        /// What the peer announced.
+        announced: u64,
+        /// The least this end needs.
+        required: u32,
     },
     /// A message to send is larger than a frame may be.
     #[error("message of {len} bytes exceeds the frame limit of {max} bytes")]
@@ -167,7 +177,7 @@ impl IpcError {
             Self::IncompatibleVersion { .. } => ErrorCode::IncompatibleVersion,
             Self::PeerNotAllowed { .. } => ErrorCode::PeerNotAllowed,
             Self::Refused { code, .. } => *code,
-            Self::MessageTooLarge { .. } => ErrorCode::BadRequest,
+            Self::MessageTooLarge { .. } | Self::FrameLimitTooSmall { .. } => ErrorCode::BadRequest,
             _ => ErrorCode::Internal,
         }
     }

@@ -13,7 +13,9 @@
 //!   starting a second one is an error rather than a silent takeover. Anything at the path that
 //!   is not a socket (a regular file, a symlink) is refused and left alone.
 //! - Each accepted connection's peer credentials (`SO_PEERCRED`) are checked against the
-//!   allow-list before a byte is read: the listener's own uid, root, and `ipc.allowed_uids`.
+//!   allow-list before a byte is read: the listener's own uid and root. (The 0700 directory
+//!   already keeps everyone else out; the check also holds if a directory is shared by
+//!   mistake. INTERFACE.md's 0660-with-a-group mode is not implemented yet.)
 //!   The client checks the server the same way, so a socket squatted by another user is not
 //!   trusted either.
 //!

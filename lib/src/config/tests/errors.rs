@@ -297,14 +297,14 @@ fn invalid_values_name_source_key_and_reason() {
             &[("DAEMONEYE_IPC__MAX_FRAME_BYTES", "1024")],
             "DAEMONEYE_IPC__MAX_FRAME_BYTES",
             "ipc.max_frame_bytes",
-            "must be between 65536 and 1073741824",
+            "must be between 1048576 and 1073741824",
         ),
         bad(
-            &[("explicit.toml", "[ipc]\nallowed_uids = [\"root\"]\n")],
+            &[("explicit.toml", "[ipc]\nmax_frame_bytes = \"big\"\n")],
             &[],
             "explicit.toml",
-            "ipc.allowed_uids.0",
-            "expected a non-negative integer, found string \"root\"",
+            "ipc.max_frame_bytes",
+            "found string \"big\"",
         ),
         bad_override(
             "collection.colour",
