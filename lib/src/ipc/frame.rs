@@ -159,7 +159,8 @@ pub struct FrameHeader {
 }
 
 impl FrameHeader {
-    /// Checks every header field, in wire order, against the layout and `max_payload`.
+    /// Checks every header field against the layout and `max_payload`: magic, versions,
+    /// reserved bytes, type, then length.
     pub fn parse(bytes: &[u8; HEADER_LEN], max_payload: u32) -> Result<Self, FrameError> {
         let found = [bytes[0], bytes[1], bytes[2], bytes[3]];
         if found != MAGIC {
@@ -279,7 +280,7 @@ mod tests {
     }
 
     #[test]
-    fn header_fields_are_checked_in_wire_order() {
+    fn header_fields_are_each_checked() {
         check(|_| {}, Ok(Some(MessageType::AgentRequest)));
         check(
             |f| f[0] = b'X',
