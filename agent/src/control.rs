@@ -12,7 +12,6 @@ use daemoneye_lib::ipc::proto::{
 };
 use daemoneye_lib::ipc::transport::{LocalStream, SocketListener};
 use daemoneye_lib::ipc::{Connection, IpcError, Limits, MessageType};
-use tokio::sync::Semaphore;
 
 use crate::supervisor::{State, Status, Supervisor};
 
@@ -185,45 +184,18 @@ pub async fn serve(
     state: Arc<AgentState>,
     until: impl Future<Output = ()>,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    tokio::pin!(until);
-    loop {
-        let accepted = tokio::select! {
-            () = &mut until => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                tracing::warn!(error = %err, "accepting a CLI connection failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
+    let limits = state.limits;
+    listener
+        .serve(limits, MAX_CONNECTIONS, until, move |stream, _peer| {
+            let state = Arc::clone(&state);
+            async move {
+                match serve_connection(stream, &state).await {
+                    Ok(()) | Err(IpcError::Closed) => {}
+                    Err(err) => tracing::warn!(error = %err, "CLI connection closed"),
+                }
             }
-        };
-        let limits = state.limits;
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            tokio::spawn(Connection::refuse_unaccepted(
-                stream,
-                limits,
-                ErrorCode::Busy,
-                "too many connections",
-            ));
-            continue;
-        };
-        let state = Arc::clone(&state);
-        tokio::spawn(async move {
-            let _slot = slot;
-            if let Err(err) = peer {
-                tracing::warn!(error = %err, "refusing a CLI connection");
-                Connection::refuse_unaccepted(stream, limits, err.code(), &err.to_string()).await;
-                return;
-            }
-            match serve_connection(stream, &state).await {
-                Ok(()) | Err(IpcError::Closed) => {}
-                Err(err) => tracing::warn!(error = %err, "CLI connection closed"),
-            }
-        });
-    }
+        })
+        .await;
 }
 
 async fn serve_connection(stream: LocalStream, state: &AgentState) -> Result<(), IpcError> {

@@ -16,7 +16,6 @@ use std::time::Instant;
 use daemoneye_lib::ipc::proto::{self, ErrorCode, Role, collector_request, collector_response};
 use daemoneye_lib::ipc::transport::{LocalStream, SocketListener};
 use daemoneye_lib::ipc::{Connection, IpcError, Limits, MessageType, convert};
-use tokio::sync::Semaphore;
 
 use crate::collector::{Collector, CollectorOptions, Scan, epoch_millis};
 use crate::privilege::{self, PrivilegeOutcome};
@@ -83,59 +82,22 @@ pub async fn serve(
     state: Arc<ServerState>,
     until: impl Future<Output = ()>,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    tokio::pin!(until);
-    loop {
-        let accepted = tokio::select! {
-            () = &mut until => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                // accept() fails for reasons of the moment (EMFILE, a connection reset before
-                // it was accepted); pausing briefly keeps a persistent cause from spinning.
-                tracing::warn!(error = %err, "accepting a connection failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let limits = state.limits;
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::warn!("refusing a connection: {MAX_CONNECTIONS} already open");
-            tokio::spawn(async move {
-                Connection::refuse_unaccepted(
-                    stream,
-                    limits,
-                    ErrorCode::Busy,
-                    "too many connections",
-                )
-                .await;
-            });
-            continue;
-        };
-        let state = Arc::clone(&state);
-        tokio::spawn(async move {
-            let _slot = slot;
-            let peer = match peer {
-                Ok(peer) => peer,
-                Err(err) => {
-                    tracing::warn!(error = %err, "refusing a connection");
-                    Connection::refuse_unaccepted(stream, limits, err.code(), &err.to_string())
-                        .await;
-                    return;
-                }
-            };
-            match serve_connection(stream, &state).await {
-                Ok(()) | Err(IpcError::Closed) => {
-                    tracing::info!(peer_uid = peer.uid, peer_pid = ?peer.pid, "agent disconnected");
-                }
-                Err(err) => {
-                    tracing::warn!(peer_uid = peer.uid, peer_pid = ?peer.pid, error = %err, "connection closed");
+    let limits = state.limits;
+    listener
+        .serve(limits, MAX_CONNECTIONS, until, move |stream, peer| {
+            let state = Arc::clone(&state);
+            async move {
+                match serve_connection(stream, &state).await {
+                    Ok(()) | Err(IpcError::Closed) => {
+                        tracing::info!(peer_uid = peer.uid, peer_pid = ?peer.pid, "agent disconnected");
+                    }
+                    Err(err) => {
+                        tracing::warn!(peer_uid = peer.uid, peer_pid = ?peer.pid, error = %err, "connection closed");
+                    }
                 }
             }
-        });
-    }
+        })
+        .await;
 }
 
 async fn serve_connection(stream: LocalStream, state: &Arc<ServerState>) -> Result<(), IpcError> {

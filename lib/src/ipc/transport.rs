@@ -29,7 +29,12 @@ use interprocess::local_socket::tokio::{Listener, Stream};
 use interprocess::local_socket::{GenericFilePath, ListenerOptions};
 use interprocess::os::unix::local_socket::ListenerOptionsExt;
 
-use super::IpcError;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use super::proto::ErrorCode;
+use super::{Connection, IpcError, Limits};
 
 /// A connected local socket.
 pub type LocalStream = Stream;
@@ -253,6 +258,66 @@ impl SocketListener {
     /// The socket's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Accepts connections until `until` completes, handing each to `handle` on a task of its
+    /// own: at most `max` at once (more are refused with `BUSY`), and a peer that fails the
+    /// uid check is told why and closed before `handle` sees it.
+    pub async fn serve<F, Fut>(
+        &self,
+        limits: Limits,
+        max: usize,
+        until: impl Future<Output = ()>,
+        handle: F,
+    ) where
+        F: Fn(LocalStream, PeerInfo) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let slots = Arc::new(Semaphore::new(max));
+        tokio::pin!(until);
+        loop {
+            let accepted = tokio::select! {
+                () = &mut until => return,
+                accepted = self.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // accept() fails for reasons of the moment (EMFILE, a connection reset
+                    // before it was accepted); a pause keeps a lasting cause from spinning.
+                    tracing::warn!(socket = %self.path.display(), error = %err, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                tracing::warn!(socket = %self.path.display(), "refusing a connection: {max} already open");
+                tokio::spawn(Connection::refuse_unaccepted(
+                    stream,
+                    limits,
+                    ErrorCode::Busy,
+                    "too many connections",
+                ));
+                continue;
+            };
+            match peer {
+                Ok(peer) => {
+                    let work = handle(stream, peer);
+                    tokio::spawn(async move {
+                        let _slot = slot;
+                        work.await;
+                    });
+                }
+                Err(err) => {
+                    tracing::warn!(socket = %self.path.display(), error = %err, "refusing a connection");
+                    tokio::spawn(async move {
+                        let _slot = slot;
+                        Connection::refuse_unaccepted(stream, limits, err.code(), &err.to_string())
+                            .await;
+                    });
+                }
+            }
+        }
     }
 }
 
