@@ -56,7 +56,7 @@ fn runtime() -> Runtime {
 }
 
 async fn connect(path: &Path) -> CollectorClient {
-    CollectorClient::connect(path, Limits::default(), &PeerPolicy::for_current_user(&[]))
+    CollectorClient::connect(path, Limits::default(), &PeerPolicy::for_current_user())
         .await
         .expect("the client connects and handshakes")
 }
@@ -68,7 +68,7 @@ fn ipc(c: &mut Criterion) {
     let (_health_dir, path) = private_socket();
     let rt = runtime();
     let mut client = rt.block_on(async {
-        let listener = transport::listen(&path, PeerPolicy::for_current_user(&[]))
+        let listener = transport::listen(&path, PeerPolicy::for_current_user())
             .expect("listening on the socket");
         let options = CollectorOptions::default();
         let state = ServerState::new(
@@ -100,7 +100,7 @@ fn ipc(c: &mut Criterion) {
     let summary = summary(RECORDS);
     let (limit_tx, limit_rx) = oneshot::channel();
     let mut client = rt.block_on(async {
-        let listener = transport::listen(&path, PeerPolicy::for_current_user(&[]))
+        let listener = transport::listen(&path, PeerPolicy::for_current_user())
             .expect("listening on the socket");
         tokio::spawn(serve_scans(
             listener,

@@ -1,7 +1,6 @@
 //! `daemoneye-agent` command line: parse arguments, load configuration, run the agent.
 
 use std::ffi::OsString;
-use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,6 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use daemoneye_agent::run::{self, AgentOptions};
 use daemoneye_lib::config::{self, ConfigSources, Overrides};
+use daemoneye_lib::logging::{self, LogFormat};
 
 /// DaemonEye's detection orchestrator: supervises procmond and scans on an interval.
 #[derive(Debug, Parser)]
@@ -38,15 +38,14 @@ struct Args {
     log_format: LogFormat,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
-    Human,
-    Json,
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(&args);
+    logging::init(
+        args.log_format,
+        args.verbose,
+        args.quiet,
+        ["info", "debug", "trace"],
+    );
     let mut overrides = Overrides::default();
     if let Some(seconds) = args.interval {
         if !(seconds.is_finite() && seconds > 0.0 && seconds <= 1e9) {
@@ -109,30 +108,6 @@ fn procmond_args(args: &Args) -> Vec<OsString> {
         out.push("--verbose".into());
     }
     out.push("--log-format".into());
-    out.push(match args.log_format {
-        LogFormat::Human => "human".into(),
-        LogFormat::Json => "json".into(),
-    });
+    out.push(args.log_format.as_str().into());
     out
-}
-
-fn init_logging(args: &Args) {
-    use tracing_subscriber::EnvFilter;
-    let default = if args.quiet {
-        "error"
-    } else {
-        match args.verbose {
-            0 => "info",
-            1 => "debug",
-            _ => "trace",
-        }
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(io::stderr);
-    match args.log_format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
 }

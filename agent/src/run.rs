@@ -64,7 +64,7 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
         max_frame_bytes: options.config.ipc.max_frame_bytes,
         ..Limits::default()
     };
-    let policy = PeerPolicy::for_current_user(&[]);
+    let policy = PeerPolicy::for_current_user();
     let control_socket = transport::agent_socket(&options.data_dir);
     let listener = transport::listen(&control_socket, policy.clone()).with_context(|| {
         format!(

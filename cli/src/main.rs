@@ -106,7 +106,7 @@ fn health_check(cli: &Cli) -> ExitCode {
         max_frame_bytes: config.ipc.max_frame_bytes,
         ..Limits::default()
     };
-    let policy = PeerPolicy::for_current_user(&[]);
+    let policy = PeerPolicy::for_current_user();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -9,4 +9,6 @@
 pub mod config;
 #[cfg(feature = "ipc")]
 pub mod ipc;
+#[cfg(feature = "logging")]
+pub mod logging;
 pub mod models;

@@ -12,6 +12,7 @@ use clap::Parser;
 use daemoneye_lib::config::{self, Config, ConfigSources, Overrides};
 use daemoneye_lib::ipc::Limits;
 use daemoneye_lib::ipc::transport::{self, PeerPolicy};
+use daemoneye_lib::logging::{self, LogFormat};
 use procmond::output::{self, Format};
 use procmond::privilege::{self, PrivilegeOutcome};
 use procmond::server::{self, ServerState};
@@ -52,15 +53,14 @@ struct Args {
     log_format: LogFormat,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
-    Human,
-    Json,
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(&args);
+    logging::init(
+        args.log_format,
+        args.verbose,
+        args.quiet,
+        ["warn", "info", "debug"],
+    );
     let mut overrides = Overrides::default();
     if let Some(bytes) = args.hash_max_bytes {
         overrides.set("collection.hash_max_bytes", bytes);
@@ -135,7 +135,7 @@ fn serve(socket: &Path, config: &Config) -> anyhow::Result<()> {
     let listener = {
         let _entered = runtime.enter();
         // The uid procmond was started as is its agent's: the agent starts it.
-        transport::listen(socket, PeerPolicy::new(starting_uid, &[]))
+        transport::listen(socket, PeerPolicy::new(starting_uid))
             .context("opening the agent socket")?
     };
     let privileges = privilege::drop_privileges(config.collector.user.as_deref())
@@ -202,25 +202,4 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
             .downcast_ref::<io::Error>()
             .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
     })
-}
-
-fn init_logging(args: &Args) {
-    use tracing_subscriber::EnvFilter;
-    let default = if args.quiet {
-        "error"
-    } else {
-        match args.verbose {
-            0 => "warn",
-            1 => "info",
-            _ => "debug",
-        }
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(io::stderr);
-    match args.log_format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
 }

@@ -127,13 +127,10 @@ fn procmond_drops_to_the_configured_user_and_still_reads_other_users_executables
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let socket = collector_socket(&agent.data_dir);
-        let mut client = CollectorClient::connect(
-            &socket,
-            Limits::default(),
-            &PeerPolicy::for_current_user(&[]),
-        )
-        .await
-        .expect("root may connect to procmond");
+        let mut client =
+            CollectorClient::connect(&socket, Limits::default(), &PeerPolicy::for_current_user())
+                .await
+                .expect("root may connect to procmond");
         let found = client
             .hash(
                 TaskType::CheckProcessHash,

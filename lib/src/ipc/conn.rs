@@ -210,11 +210,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         &self.negotiated
     }
 
-    /// The limits this end enforces.
-    pub fn limits(&self) -> Limits {
-        self.limits
-    }
-
     /// Reads one whole frame and checks its checksum.
     ///
     /// Returns [`IpcError::Closed`] when the peer closed the connection cleanly between frames.
@@ -336,11 +331,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         // is done with it.
         let _ = self.send(MessageType::ProtocolError, &refusal).await;
         let _ = tokio::time::timeout(Duration::from_secs(1), self.stream.shutdown()).await;
-    }
-
-    /// The underlying stream.
-    pub fn get_ref(&self) -> &S {
-        &self.stream
     }
 }
 

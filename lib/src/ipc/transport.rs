@@ -65,18 +65,17 @@ pub struct PeerInfo {
 }
 
 impl PeerPolicy {
-    /// Allows `own_uid`, root, and `extra`.
-    pub fn new(own_uid: u32, extra: &[u32]) -> Self {
+    /// Allows `own_uid` and root.
+    pub fn new(own_uid: u32) -> Self {
         let mut allowed_uids = vec![own_uid, 0];
-        allowed_uids.extend_from_slice(extra);
         allowed_uids.sort_unstable();
         allowed_uids.dedup();
         Self { allowed_uids }
     }
 
-    /// Allows this process's effective uid, root, and `extra`.
-    pub fn for_current_user(extra: &[u32]) -> Self {
-        Self::new(nix::unistd::geteuid().as_raw(), extra)
+    /// Allows this process's effective uid and root.
+    pub fn for_current_user() -> Self {
+        Self::new(nix::unistd::geteuid().as_raw())
     }
 
     /// The uids allowed, sorted.
@@ -255,11 +254,6 @@ impl SocketListener {
         Ok((stream, peer))
     }
 
-    /// The socket's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Accepts connections until `until` completes, handing each to `handle` on a task of its
     /// own: at most `max` at once (more are refused with `BUSY`), and a peer that fails the
     /// uid check is told why and closed before `handle` sees it.
@@ -354,11 +348,11 @@ mod tests {
         prepare_run_dir(path.parent().unwrap()).unwrap();
         let run_mode = std::fs::metadata(path.parent().unwrap()).unwrap().mode();
         assert_eq!(run_mode & 0o777, 0o700);
-        let listener = listen(&path, PeerPolicy::for_current_user(&[])).unwrap();
+        let listener = listen(&path, PeerPolicy::for_current_user()).unwrap();
         let meta = std::fs::symlink_metadata(&path).unwrap();
         assert!(meta.file_type().is_socket());
         assert_eq!(meta.mode() & 0o777, 0o600);
-        let policy = PeerPolicy::for_current_user(&[]);
+        let policy = PeerPolicy::for_current_user();
         let (client, accepted) = tokio::join!(connect(&path, &policy), listener.accept());
         let (_, server) = client.unwrap();
         let (_, peer) = accepted.unwrap();
@@ -379,8 +373,8 @@ mod tests {
         // A socket file nobody listens on, as a crashed run leaves it.
         drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
         assert!(path.exists());
-        let live = listen(&path, PeerPolicy::for_current_user(&[])).unwrap();
-        let err = listen(&path, PeerPolicy::for_current_user(&[])).unwrap_err();
+        let live = listen(&path, PeerPolicy::for_current_user()).unwrap();
+        let err = listen(&path, PeerPolicy::for_current_user()).unwrap_err();
         assert!(matches!(err, IpcError::InUse { .. }), "{err}");
         assert!(path.exists(), "the live socket is left in place");
         drop(live);
@@ -391,12 +385,12 @@ mod tests {
         let dir = private_dir();
         let path = dir.path().join("s.sock");
         std::fs::write(&path, b"precious").unwrap();
-        let err = listen(&path, PeerPolicy::for_current_user(&[])).unwrap_err();
+        let err = listen(&path, PeerPolicy::for_current_user()).unwrap_err();
         assert!(err.to_string().contains("not a socket"), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), b"precious");
         let link = dir.path().join("l.sock");
         std::os::unix::fs::symlink("/tmp", &link).unwrap();
-        let err = listen(&link, PeerPolicy::for_current_user(&[])).unwrap_err();
+        let err = listen(&link, PeerPolicy::for_current_user()).unwrap_err();
         assert!(err.to_string().contains("not a socket"), "{err}");
     }
 
@@ -404,11 +398,7 @@ mod tests {
     async fn a_directory_open_to_others_is_refused() {
         let dir = private_dir();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-        let err = listen(
-            &dir.path().join("s.sock"),
-            PeerPolicy::for_current_user(&[]),
-        )
-        .unwrap_err();
+        let err = listen(&dir.path().join("s.sock"), PeerPolicy::for_current_user()).unwrap_err();
         assert!(err.to_string().contains("writable by others"), "{err}");
     }
 
@@ -426,7 +416,7 @@ mod tests {
 
     #[test]
     fn the_policy_always_allows_root_and_the_owner() {
-        let policy = PeerPolicy::new(1000, &[2000, 1000]);
-        assert_eq!(policy.allowed_uids(), &[0, 1000, 2000]);
+        let policy = PeerPolicy::new(1000);
+        assert_eq!(policy.allowed_uids(), &[0, 1000]);
     }
 }
