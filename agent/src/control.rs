@@ -13,6 +13,8 @@ use daemoneye_lib::ipc::proto::{
 use daemoneye_lib::ipc::transport::{LocalStream, SocketListener};
 use daemoneye_lib::ipc::{Connection, IpcError, Limits, MessageType};
 
+use crate::pipeline::Pipeline;
+use crate::requests;
 use crate::supervisor::{State, Status, Supervisor};
 
 /// The most CLI connections served at once.
@@ -36,17 +38,20 @@ pub struct AgentState {
     started: Instant,
     supervisor: Supervisor,
     limits: Limits,
+    /// The store and the rules, shared with the scan loop.
+    pub pipeline: Arc<Mutex<Pipeline>>,
     /// Updated by the scan loop.
     pub scans: Mutex<ScanStats>,
 }
 
 impl AgentState {
     /// The state of an agent that supervises procmond through `supervisor`.
-    pub fn new(supervisor: Supervisor, limits: Limits) -> Self {
+    pub fn new(supervisor: Supervisor, limits: Limits, pipeline: Arc<Mutex<Pipeline>>) -> Self {
         Self {
             started: Instant::now(),
             supervisor,
             limits,
+            pipeline,
             scans: Mutex::new(ScanStats::default()),
         }
     }
@@ -215,6 +220,7 @@ async fn serve_connection(stream: LocalStream, state: &AgentState) -> Result<(),
         };
         let kind = match request.kind {
             Some(agent_request::Kind::Health(_)) => agent_response::Kind::Health(state.health()),
+            Some(other) => requests::answer(Arc::clone(&state.pipeline), other).await,
             None => agent_response::Kind::Error(proto::RequestError {
                 code: ErrorCode::BadRequest as i32,
                 message: "the request names no operation".to_owned(),

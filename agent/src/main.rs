@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use daemoneye_agent::output::AlertFormat;
 use daemoneye_agent::run::{self, AgentOptions};
 use daemoneye_lib::config::{self, ConfigSources, Overrides};
 use daemoneye_lib::logging::{self, LogFormat};
@@ -27,6 +28,12 @@ struct Args {
     /// The procmond executable (default: beside this binary, then $PATH).
     #[arg(long, value_name = "PATH")]
     procmond: Option<PathBuf>,
+    /// One scan, one detection pass, alerts on stdout, then exit.
+    #[arg(long)]
+    once: bool,
+    /// How alerts are printed on stdout.
+    #[arg(long, value_enum, default_value_t = AlertFormat::Text)]
+    format: AlertFormat,
     /// More log output (-v info, -vv debug).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -77,6 +84,8 @@ fn main() -> ExitCode {
         data_dir: run::data_dir(args.data_dir.clone()),
         procmond,
         procmond_args: procmond_args(&args),
+        once: args.once,
+        format: args.format,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

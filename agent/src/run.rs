@@ -13,6 +13,8 @@ use tokio::sync::watch;
 
 use crate::backoff::Backoff;
 use crate::control::{self, AgentState};
+use crate::output::{AlertFormat, print_alerts};
+use crate::pipeline::Pipeline;
 use crate::supervisor::{Settings, Supervisor, Unavailable};
 
 /// Everything the agent needs to run, resolved from flags and configuration.
@@ -28,6 +30,10 @@ pub struct AgentOptions {
     pub procmond_args: Vec<OsString>,
     /// Time between scans.
     pub interval: Duration,
+    /// One scan, one detection pass, then exit.
+    pub once: bool,
+    /// How alerts are printed on stdout.
+    pub format: AlertFormat,
 }
 
 /// Finds procmond: the flag, else beside this executable, else on `$PATH`.
@@ -55,11 +61,19 @@ pub fn find_procmond(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     )
 }
 
-/// Runs the agent until SIGTERM or SIGINT.
+/// Runs the agent until SIGTERM or SIGINT (or after one scan with `once`).
 pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     let run_dir = options.data_dir.join("run");
     transport::prepare_run_dir(&options.data_dir).context("preparing the data directory")?;
     transport::prepare_run_dir(&run_dir).context("preparing the socket directory")?;
+    let pipeline = {
+        let config = options.config.clone();
+        let data_dir = options.data_dir.clone();
+        tokio::task::spawn_blocking(move || Pipeline::open(&config, &data_dir))
+            .await
+            .context("opening the store")??
+    };
+    let pipeline = Arc::new(std::sync::Mutex::new(pipeline));
     let limits = Limits {
         max_frame_bytes: options.config.ipc.max_frame_bytes,
         ..Limits::default()
@@ -101,7 +115,11 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     tokio::pin!(signal);
     let (stop_tx, stop_rx) = watch::channel(false);
     let (supervisor, supervising) = Supervisor::start(settings, stop_rx.clone());
-    let state = Arc::new(AgentState::new(supervisor.clone(), limits));
+    let state = Arc::new(AgentState::new(
+        supervisor.clone(),
+        limits,
+        Arc::clone(&pipeline),
+    ));
     let serving = tokio::spawn(control::serve(
         listener,
         Arc::clone(&state),
@@ -118,6 +136,8 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     // answers, the scan loop reports that and the supervisor keeps trying.
     let mut tick = tokio::time::interval(options.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let format = options.format;
+    let mut result = Ok(());
     // Every wait below, a scan included, gives way to a stop signal.
     tokio::select! {
         () = &mut signal => {}
@@ -126,7 +146,12 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
                 () = &mut signal => break,
                 _ = tick.tick() => tokio::select! {
                     () = &mut signal => break,
-                    () = scan_once(&supervisor, &state) => {}
+                    outcome = scan_once(&supervisor, &state, &pipeline, format) => {
+                        if options.once {
+                            result = outcome;
+                            break;
+                        }
+                    }
                 },
             }
         },
@@ -136,26 +161,19 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     let _ = supervising.await;
     let _ = serving.await;
     tracing::info!("agent stopped");
-    Ok(())
+    result
 }
 
-async fn scan_once(supervisor: &Supervisor, state: &AgentState) {
-    match supervisor.enumerate().await {
-        Ok(scan) => {
-            tracing::info!(
-                scan_id = scan.summary.scan_id,
-                processes = scan.records.len(),
-                errors = scan.summary.error_count,
-                hashed_files = scan.hashed_files,
-                elapsed_ms = scan.summary.finished_at - scan.summary.started_at,
-                "scan received"
-            );
-            let mut stats = state.scans();
-            stats.completed += 1;
-            stats.last_at = Some(scan.summary.finished_at);
-            stats.last_processes = Some(scan.records.len() as u64);
-            stats.last_error = None;
-        }
+/// One scan: ask procmond, then store, detect and print. An error is logged and returned (the
+/// continuous loop goes on; `--once` exits with it).
+async fn scan_once(
+    supervisor: &Supervisor,
+    state: &AgentState,
+    pipeline: &Arc<std::sync::Mutex<Pipeline>>,
+    format: AlertFormat,
+) -> anyhow::Result<()> {
+    let scan = match supervisor.enumerate().await {
+        Ok(scan) => scan,
         Err(err) => {
             if matches!(err, Unavailable::Down(_)) {
                 tracing::info!(error = %err, "scan skipped");
@@ -163,8 +181,65 @@ async fn scan_once(supervisor: &Supervisor, state: &AgentState) {
                 tracing::warn!(error = %err, "scan failed");
             }
             state.scans().last_error = Some(err.to_string());
+            return Err(anyhow::anyhow!("scan failed: {err}"));
         }
-    }
+    };
+    let processes = scan.records.len() as u64;
+    let finished_at = scan.summary.finished_at;
+    tracing::info!(
+        procmond_scan_id = scan.summary.scan_id,
+        processes,
+        errors = scan.summary.error_count,
+        hashed_files = scan.hashed_files,
+        elapsed_ms = scan.summary.finished_at - scan.summary.started_at,
+        "scan received"
+    );
+    let pipeline = Arc::clone(pipeline);
+    let processed = tokio::task::spawn_blocking(move || {
+        // A panic in an earlier scan leaves the pipeline as it was before that scan's
+        // transaction; the store itself is transactional.
+        let mut pipeline = pipeline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        pipeline.process(&scan.summary, scan.records, now_ms())
+    })
+    .await
+    .context("running detection")?;
+    let outcome = match processed {
+        Ok(outcome) => outcome,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "scan not processed");
+            state.scans().last_error = Some(format!("{err:#}"));
+            return Err(err);
+        }
+    };
+    tracing::info!(
+        scan_id = outcome.scan_id,
+        started = outcome.started,
+        exited = outcome.exited,
+        alerts = outcome.raised.len(),
+        suppressed = outcome.suppressed,
+        degraded_rules = outcome.degraded.len(),
+        detection_ms = outcome.detection_time.as_secs_f64() * 1000.0,
+        expired_scans = outcome.expired_scans,
+        "scan processed"
+    );
+    print_alerts(&outcome.raised, format);
+    let mut stats = state.scans();
+    stats.completed += 1;
+    stats.last_at = Some(finished_at);
+    stats.last_processes = Some(processes);
+    stats.last_error = None;
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
 }
 
 async fn stopped(mut stop: watch::Receiver<bool>) {

@@ -60,10 +60,51 @@ impl AgentClient {
             .await?
         {
             agent_response::Kind::Health(health) => Ok(health),
-            _ => Err(ClientError::Failed(IpcError::Decode {
-                kind: MessageType::AgentResponse,
-                reason: "the response is not a health report".into(),
-            })),
+            _ => Err(unexpected("a health report")),
+        }
+    }
+
+    /// Runs a query in the agent's sandbox.
+    pub async fn query(
+        &mut self,
+        query: proto::QueryRequest,
+    ) -> Result<proto::QueryResult, ClientError> {
+        match self.request(agent_request::Kind::Query(query)).await? {
+            agent_response::Kind::Query(result) => Ok(result),
+            _ => Err(unexpected("a query result")),
+        }
+    }
+
+    /// Stored alerts, newest first.
+    pub async fn alerts(
+        &mut self,
+        filter: proto::AlertsRequest,
+    ) -> Result<proto::AlertList, ClientError> {
+        match self.request(agent_request::Kind::Alerts(filter)).await? {
+            agent_response::Kind::Alerts(list) => Ok(list),
+            _ => Err(unexpected("a list of alerts")),
+        }
+    }
+
+    /// Acknowledges an alert; false if the agent knows no alert of this id.
+    pub async fn ack(&mut self, id: String) -> Result<bool, ClientError> {
+        match self
+            .request(agent_request::Kind::Ack(proto::AckRequest { id }))
+            .await?
+        {
+            agent_response::Kind::Ack(result) => Ok(result.found),
+            _ => Err(unexpected("an acknowledgement")),
+        }
+    }
+
+    /// The loaded rules and the problems of those that did not load.
+    pub async fn rules(&mut self) -> Result<proto::RuleList, ClientError> {
+        match self
+            .request(agent_request::Kind::Rules(proto::RulesRequest {}))
+            .await?
+        {
+            agent_response::Kind::Rules(list) => Ok(list),
+            _ => Err(unexpected("a list of rules")),
         }
     }
 
@@ -99,5 +140,29 @@ impl AgentClient {
                 reason: "an empty response".into(),
             }),
         }
+    }
+}
+
+fn unexpected(what: &str) -> ClientError {
+    ClientError::Failed(IpcError::Decode {
+        kind: MessageType::AgentResponse,
+        reason: format!("the response is not {what}"),
+    })
+}
+
+/// A result cell as JSON (blobs as lowercase hex, as the agent's alerts show them).
+pub fn cell_to_json(cell: &proto::Cell) -> serde_json::Value {
+    use proto::cell::Value;
+    match &cell.value {
+        None | Some(Value::Null(_)) => serde_json::Value::Null,
+        Some(Value::Integer(value)) => (*value).into(),
+        Some(Value::Real(value)) => serde_json::Number::from_f64(*value)
+            .map_or(serde_json::Value::Null, serde_json::Value::Number),
+        Some(Value::Text(value)) => value.clone().into(),
+        Some(Value::Blob(bytes)) => bytes
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect::<String>()
+            .into(),
     }
 }

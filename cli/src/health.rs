@@ -6,6 +6,7 @@ use daemoneye_lib::ipc::proto::{self, Status};
 use serde_json::{Value, json};
 
 use crate::Format;
+use crate::records::{csv, one_line};
 
 /// The name the CLI prints for a status.
 pub fn status_name(status: Status) -> &'static str {
@@ -110,28 +111,6 @@ pub fn print(
             Ok(())
         }
     }
-}
-
-/// A CSV field, quoted when it must be (RFC 4180).
-fn csv(field: &str) -> String {
-    if field.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", field.replace('"', "\"\""))
-    } else {
-        field.to_owned()
-    }
-}
-
-/// Text from the agent with control characters escaped, so that it cannot move the cursor.
-fn one_line(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]

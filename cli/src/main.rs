@@ -15,10 +15,13 @@ use daemoneye_lib::ipc::proto::Status;
 use daemoneye_lib::ipc::transport::PeerPolicy;
 
 mod agent_client;
+mod alerts;
+mod health;
+mod records;
+mod rules;
 
 /// How long the CLI waits for the agent's answer.
 const AGENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-mod health;
 
 use agent_client::{AgentClient, ClientError};
 
@@ -64,6 +67,22 @@ enum Command {
     /// Health of the agent and procmond: each ok, degraded or failed. Exits 0 when all are ok,
     /// 1 when any is not, 4 when the agent is not reachable.
     HealthCheck,
+    /// Run a read-only SQL query over the newest scan, in the rules' sandbox.
+    Query {
+        /// The query (SQLite dialect; tables as in INTERFACE.md).
+        #[arg(long)]
+        sql: String,
+    },
+    /// Review alerts.
+    Alerts {
+        #[command(subcommand)]
+        command: alerts::AlertsCommand,
+    },
+    /// List, validate and test detection rules.
+    Rules {
+        #[command(subcommand)]
+        command: rules::RulesCommand,
+    },
     /// Print shell completions (offline).
     Completions {
         /// The shell to complete for.
@@ -84,10 +103,57 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::HealthCheck => health_check(&cli),
+        Command::Query { ref sql } => query(&cli, sql),
+        Command::Alerts { ref command } => alerts::run(&cli, command),
+        Command::Rules { ref command } => rules::run(&cli, command),
     }
 }
 
-fn health_check(cli: &Cli) -> ExitCode {
+fn query(cli: &Cli, sql: &str) -> ExitCode {
+    let request = daemoneye_lib::ipc::proto::QueryRequest {
+        sql: sql.to_owned(),
+    };
+    let result = match ask_agent(cli, |mut client| async move { client.query(request).await }) {
+        Ok(result) => result,
+        Err(code) => return code,
+    };
+    let rows: Vec<Vec<serde_json::Value>> = result
+        .rows
+        .iter()
+        .map(|row| row.cells.iter().map(agent_client::cell_to_json).collect())
+        .collect();
+    if result.truncated {
+        eprintln!(
+            "daemoneye-cli: the result was cut at {} rows (detection.max_rows)",
+            rows.len()
+        );
+    }
+    print_or_fail(|out| records::print(&result.columns, &rows, cli.format, out))
+        .err()
+        .unwrap_or(ExitCode::SUCCESS)
+}
+
+/// Prints with `write` to stdout; a closed pipe is fine, another error is exit code 1.
+pub(crate) fn print_or_fail(
+    write: impl FnOnce(&mut io::StdoutLock<'static>) -> io::Result<()>,
+) -> Result<(), ExitCode> {
+    let mut out = io::stdout().lock();
+    match write(&mut out).and_then(|()| out.flush()) {
+        Err(err) if err.kind() != io::ErrorKind::BrokenPipe => {
+            eprintln!("daemoneye-cli: writing the output: {err}");
+            Err(ExitCode::from(1))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Connects to the agent and runs `ask`; on failure prints one line and gives the exit code
+/// (4 unreachable or silent, 2 a refused request, 1 anything else).
+pub(crate) fn ask_agent<T, F, Fut>(cli: &Cli, ask: F) -> Result<T, ExitCode>
+where
+    F: FnOnce(AgentClient) -> Fut,
+    Fut: Future<Output = Result<T, ClientError>>,
+{
     let config = match config::load(
         &ConfigSources::standard(cli.config.clone()),
         &Overrides::default(),
@@ -95,7 +161,7 @@ fn health_check(cli: &Cli) -> ExitCode {
         Ok(config) => config,
         Err(err) => {
             eprintln!("daemoneye-cli: {err}");
-            return ExitCode::from(2);
+            return Err(ExitCode::from(2));
         }
     };
     let data_dir = resolve_data_dir(&DataDirInputs::from_env(
@@ -114,39 +180,40 @@ fn health_check(cli: &Cli) -> ExitCode {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("daemoneye-cli: starting the async runtime: {err}");
-            return ExitCode::from(1);
+            return Err(ExitCode::from(1));
         }
     };
     let result = runtime.block_on(async {
-        let ask = async {
-            let mut client = AgentClient::connect(&data_dir, limits, &policy).await?;
-            client.health().await
+        let exchange = async {
+            let client = AgentClient::connect(&data_dir, limits, &policy).await?;
+            ask(client).await
         };
         // An agent that accepts but never answers is as good as unreachable.
-        tokio::time::timeout(AGENT_TIMEOUT, ask)
+        tokio::time::timeout(AGENT_TIMEOUT, exchange)
             .await
             .unwrap_or(Err(ClientError::Silent(AGENT_TIMEOUT)))
     });
-    let health = match result {
+    result.map_err(|err| {
+        eprintln!("daemoneye-cli: {err}");
+        match err {
+            ClientError::Unreachable { .. } | ClientError::Silent(_) => ExitCode::from(4),
+            ClientError::Failed(daemoneye_lib::ipc::IpcError::Refused {
+                code: daemoneye_lib::ipc::proto::ErrorCode::BadRequest,
+                ..
+            }) => ExitCode::from(2),
+            _ => ExitCode::from(1),
+        }
+    })
+}
+
+fn health_check(cli: &Cli) -> ExitCode {
+    let health = match ask_agent(cli, |mut client| async move { client.health().await }) {
         Ok(health) => health,
-        Err(err @ (ClientError::Unreachable { .. } | ClientError::Silent(_))) => {
-            eprintln!("daemoneye-cli: {err}");
-            return ExitCode::from(4);
-        }
-        Err(err) => {
-            eprintln!("daemoneye-cli: {err}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
-    let mut out = io::stdout().lock();
-    let printed =
-        health::print(&health, cli.format, cli.verbose > 0, &mut out).and_then(|()| out.flush());
-    match printed {
-        Err(err) if err.kind() != io::ErrorKind::BrokenPipe => {
-            eprintln!("daemoneye-cli: writing the report: {err}");
-            ExitCode::from(1)
-        }
-        _ if health.overall() == Status::Ok => ExitCode::SUCCESS,
-        _ => ExitCode::from(1),
+    match print_or_fail(|out| health::print(&health, cli.format, cli.verbose > 0, out)) {
+        Err(code) => code,
+        Ok(()) if health.overall() == Status::Ok => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(1),
     }
 }

@@ -6,9 +6,14 @@
 //! enables, so that the collector links no SQL engine, HTTP, SMTP or TLS code. This crate must
 //! never open a network socket or spawn a process.
 
+pub mod alert;
 pub mod config;
+#[cfg(feature = "detection")]
+pub mod detection;
 #[cfg(feature = "ipc")]
 pub mod ipc;
 #[cfg(feature = "logging")]
 pub mod logging;
 pub mod models;
+#[cfg(feature = "storage")]
+pub mod storage;

@@ -190,6 +190,42 @@ impl std::ops::AddAssign<&ScanErrors> for ScanErrors {
     }
 }
 
+/// What a process event reports: a process seen for the first time, or no longer seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    /// In this scan, not in the previous one.
+    Start,
+    /// In the previous scan, not in this one.
+    Exit,
+}
+
+impl EventKind {
+    /// The SQL value of the `event` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Exit => "exit",
+        }
+    }
+}
+
+/// A row of the `process_events` table: the difference between two consecutive scans.
+///
+/// A process is the same process in both scans when its pid and its start time are equal (pids
+/// are reused; start times tell the reuse apart). The record is the process as last seen: from
+/// the newer scan for a start, from the older one for an exit. `record.scan_id` is the scan in
+/// which the event was observed (the newer one) in both cases.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessEvent {
+    /// Start or exit.
+    pub event: EventKind,
+    /// The process.
+    pub record: ProcessRecord,
+    /// When the event was observed (the newer scan's end), in milliseconds since the epoch.
+    pub observed_at: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

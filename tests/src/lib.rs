@@ -96,6 +96,8 @@ pub struct Agent {
     pub data_dir: PathBuf,
     /// Every line the agent logged (JSON), in order.
     pub log: Arc<Mutex<Vec<String>>>,
+    /// Every line the agent printed on stdout (alerts as JSON lines), in order.
+    pub stdout: Arc<Mutex<Vec<String>>>,
 }
 
 impl Agent {
@@ -115,27 +117,24 @@ impl Agent {
                 &interval_secs.to_string(),
                 "--log-format",
                 "json",
+                "--format",
+                "json",
             ])
             .env("RUST_LOG", "info")
             .env_remove("DAEMONEYE_DATA_DIR")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("starting daemoneye-agent");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().expect("log lock").push(line);
-            }
-        });
+        let log = collect_lines(child.stderr.take().expect("stderr is piped"));
+        let stdout = collect_lines(child.stdout.take().expect("stdout is piped"));
         Self {
             child,
             dir,
             data_dir,
             log,
+            stdout,
         }
     }
 
@@ -163,6 +162,30 @@ impl Agent {
         })
     }
 
+    /// The alerts the agent printed so far.
+    pub fn printed_alerts(&self) -> Vec<Value> {
+        self.stdout
+            .lock()
+            .expect("stdout lock")
+            .iter()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|err| panic!("stdout line {line:?} is not JSON: {err}"))
+            })
+            .collect()
+    }
+
+    /// Runs `daemoneye-cli ARGS --data-dir <this agent's>`.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(bin("daemoneye-cli"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env_remove("DAEMONEYE_DATA_DIR")
+            .output()
+            .expect("running daemoneye-cli")
+    }
+
     /// The log lines (parsed) whose message is `message`.
     pub fn logged(&self, message: &str) -> Vec<Value> {
         self.log
@@ -179,6 +202,18 @@ impl Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Reads `stream` line by line on a thread of its own into the returned list.
+fn collect_lines(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&lines);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            sink.lock().expect("lines lock").push(line);
+        }
+    });
+    lines
 }
 
 impl Drop for Agent {

@@ -70,3 +70,40 @@ fn procmond_links_no_sql_database_network_or_tls_crate() {
         found.join(", ")
     );
 }
+
+/// Cargo unifies features across the workspace, so `cargo build --workspace` compiles
+/// daemoneye-lib once with the agent's `detection` and `storage` features, and procmond links
+/// that build. The linker must then drop all of it: the binary carries no SQLite or redb code.
+/// (Debug information may still name them; `strip` removes it first. binutils is there: Rust's
+/// linker driver needs it.)
+#[test]
+fn the_procmond_binary_carries_no_sqlite_or_redb_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let stripped = |name: &str| -> Vec<u8> {
+        let out = dir.path().join(name);
+        let status = Command::new("strip")
+            .arg("-o")
+            .arg(&out)
+            .arg(daemoneye_e2e::bin(name))
+            .status()
+            .expect("running strip (binutils)");
+        assert!(status.success());
+        std::fs::read(out).expect("reading the stripped binary")
+    };
+    let binary = stripped("procmond");
+    for marker in [
+        &b"sqlite_master"[..],
+        b"sqlite3_prepare",
+        b"rusqlite",
+        b"redb::",
+    ] {
+        assert!(
+            !binary.windows(marker.len()).any(|window| window == marker),
+            "procmond contains {:?}",
+            String::from_utf8_lossy(marker)
+        );
+    }
+    // The same search finds what the agent links, so it is not blind.
+    let agent = stripped("daemoneye-agent");
+    assert!(agent.windows(13).any(|window| window == b"sqlite_master"));
+}

@@ -78,11 +78,13 @@ use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
 pub use data_dir::{DATA_DIR_ENV, DataDirInputs, resolve_data_dir};
+pub use detection::{DetectionConfig, StorageConfig};
 pub use ipc::{IpcConfig, MIN_FRAME_BYTES};
 pub use values::{HumanDuration, SiteId};
 use values::{USER_NAME_RULE, is_valid_user_name};
 
 mod data_dir;
+mod detection;
 mod ipc;
 mod values;
 
@@ -118,6 +120,26 @@ restart_backoff_max = "30s"
 [ipc]
 # Largest frame (one message) accepted on the local sockets, in bytes (16 MiB).
 max_frame_bytes = 16777216
+
+[detection]
+# Time one rule may run on one scan; a rule over budget is stopped, marked degraded and
+# reported in an alert, and the other rules still run.
+rule_timeout = "1s"
+# Rows one rule may return per scan.
+max_rows = 10000
+# Heap the SQL engine may use, in bytes (128 MiB).
+max_memory = 134217728
+# Repeats of an alert within this window are folded into it (unless the rule names a window).
+dedup_window = "1h"
+# Load the built-in rule pack.
+builtin_rules = true
+# More rule files or directories of *.toml rule files.
+# rules = ["/etc/daemoneye/rules"]
+
+[storage]
+# Scans kept in the event store, and their longest age; the older are deleted.
+retention_scans = 1000
+retention_age = "7d"
 "#;
 
 /// The system-wide configuration file.
@@ -201,6 +223,10 @@ pub struct Config {
     pub collector: CollectorConfig,
     /// `[ipc]`: the local sockets.
     pub ipc: IpcConfig,
+    /// `[detection]`: how rules run.
+    pub detection: DetectionConfig,
+    /// `[storage]`: how long scans are kept.
+    pub storage: StorageConfig,
 }
 
 /// The `[site]` section.
@@ -718,6 +744,8 @@ fn validate(config: &Config, figment: &Figment) -> Result<(), ConfigError> {
         ("collection", config.collection.problem()),
         ("collector", config.collector.problem()),
         ("ipc", config.ipc.problem()),
+        ("detection", config.detection.problem()),
+        ("storage", config.storage.problem()),
     ];
     for (section, problem) in problems {
         if let Some((key, reason)) = problem {

@@ -1,0 +1,158 @@
+//! Printing records as a table, JSON or CSV: one helper for every command that prints rows.
+
+use std::io::{self, Write};
+
+use serde_json::Value;
+
+use crate::Format;
+
+/// Widest column of a table, in characters; longer values are cut with "…".
+const MAX_CELL_CHARS: usize = 80;
+
+/// Prints `rows` under `columns` in `format`.
+pub fn print(
+    columns: &[String],
+    rows: &[Vec<Value>],
+    format: Format,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    match format {
+        Format::Json => {
+            let objects: Vec<serde_json::Map<String, Value>> = rows
+                .iter()
+                .map(|row| columns.iter().cloned().zip(row.iter().cloned()).collect())
+                .collect();
+            serde_json::to_writer_pretty(&mut *out, &objects)?;
+            writeln!(out)
+        }
+        Format::Csv => {
+            let header: Vec<String> = columns.iter().map(|column| csv(column)).collect();
+            writeln!(out, "{}", header.join(","))?;
+            for row in rows {
+                let fields: Vec<String> = row.iter().map(|value| csv(&plain(value))).collect();
+                writeln!(out, "{}", fields.join(","))?;
+            }
+            Ok(())
+        }
+        Format::Table => {
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|row| {
+                    row.iter()
+                        .map(|value| cut(&one_line(&plain(value))))
+                        .collect()
+                })
+                .collect();
+            let widths: Vec<usize> = columns
+                .iter()
+                .enumerate()
+                .map(|(index, column)| {
+                    cells
+                        .iter()
+                        .filter_map(|row| row.get(index))
+                        .map(|cell| cell.chars().count())
+                        .chain([column.chars().count()])
+                        .max()
+                        .unwrap_or(0)
+                })
+                .collect();
+            let line = |fields: &[String]| -> String {
+                let padded: Vec<String> = fields
+                    .iter()
+                    .zip(&widths)
+                    .map(|(field, width)| format!("{field:width$}"))
+                    .collect();
+                padded.join("  ").trim_end().to_owned()
+            };
+            let header: Vec<String> = columns.iter().map(|column| one_line(column)).collect();
+            writeln!(out, "{}", line(&header))?;
+            for row in &cells {
+                writeln!(out, "{}", line(row))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A value as text: strings bare, NULL empty, the rest as JSON.
+fn plain(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn cut(text: &str) -> String {
+    if text.chars().count() <= MAX_CELL_CHARS {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(MAX_CELL_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// A CSV field, quoted when it must be (RFC 4180).
+pub fn csv(field: &str) -> String {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_owned()
+    }
+}
+
+/// Text from the agent or a file with control characters escaped, so that it cannot move the
+/// cursor.
+pub fn one_line(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn printed(format: Format) -> String {
+        let columns = vec!["pid".to_owned(), "cmdline".to_owned()];
+        let rows = vec![
+            vec![json!(1), json!("a,\"b\"\n\u{1b}[2J")],
+            vec![json!(22), Value::Null],
+        ];
+        let mut out = Vec::new();
+        print(&columns, &rows, format, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn table_aligns_and_escapes() {
+        assert_eq!(
+            printed(Format::Table),
+            "pid  cmdline\n1    a,\"b\"\\n\\u{1b}[2J\n22\n"
+        );
+    }
+
+    #[test]
+    fn csv_quotes_and_json_keeps_types() {
+        assert_eq!(
+            printed(Format::Csv),
+            "pid,cmdline\n1,\"a,\"\"b\"\"\n\u{1b}[2J\"\n22,\n"
+        );
+        let json: Value = serde_json::from_str(&printed(Format::Json)).unwrap();
+        assert_eq!(json[1], json!({"pid": 22, "cmdline": null}));
+    }
+
+    #[test]
+    fn long_cells_are_cut() {
+        let long = "x".repeat(200);
+        assert_eq!(cut(&long).chars().count(), MAX_CELL_CHARS);
+        assert!(cut(&long).ends_with('…'));
+    }
+}
