@@ -279,7 +279,16 @@ impl Sandbox {
         .map_err(setup("pragmas"))?;
         conn.execute_batch(&schema::ddl())
             .map_err(setup("schema"))?;
-        functions::register(&conn).map_err(setup("functions"))?;
+        let deadline = Arc::new(AtomicU64::new(u64::MAX));
+        let epoch = Instant::now();
+        functions::register(
+            &conn,
+            functions::Deadline {
+                at: Arc::clone(&deadline),
+                epoch,
+            },
+        )
+        .map_err(setup("functions"))?;
 
         let trusted = Arc::new(AtomicBool::new(false));
         let trusted_in_hook = Arc::clone(&trusted);
@@ -291,9 +300,7 @@ impl Sandbox {
         }))
         .map_err(setup("authorizer"))?;
 
-        let deadline = Arc::new(AtomicU64::new(u64::MAX));
         let deadline_in_hook = Arc::clone(&deadline);
-        let epoch = Instant::now();
         conn.progress_handler(
             PROGRESS_OPS,
             Some(move || {
@@ -481,7 +488,10 @@ impl Sandbox {
                 truncated,
                 elapsed,
             }),
-            Err(err) if err.sqlite_error_code() == Some(ErrorCode::OperationInterrupted) => {
+            Err(err)
+                if err.sqlite_error_code() == Some(ErrorCode::OperationInterrupted)
+                    || err.to_string().contains(functions::OVER_BUDGET) =>
+            {
                 Err(QueryError::Stopped { elapsed, budget })
             }
             Err(err) => Err(prepare_error(err, sql)),

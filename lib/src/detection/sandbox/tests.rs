@@ -113,6 +113,23 @@ fn a_runaway_query_is_stopped_within_its_budget() {
 }
 
 #[test]
+fn a_slow_like_match_is_stopped_at_the_budget() {
+    // One LIKE call of ~1.6e10 steps: the progress handler cannot see inside a function call,
+    // so the matcher looks at the deadline itself.
+    let sandbox = sandbox();
+    let err = run(
+        &sandbox,
+        "SELECT printf('%.*c', 4000000, 'a') LIKE '%' || printf('%.*c', 4000, 'a') || 'b'",
+    )
+    .unwrap_err();
+    assert!(matches!(err, QueryError::Stopped { .. }), "{err}");
+    assert_eq!(
+        run(&sandbox, "SELECT 'abc' LIKE 'a%'").unwrap().rows,
+        vec![vec![Cell::Integer(1)]]
+    );
+}
+
+#[test]
 fn rows_beyond_the_limit_are_dropped_and_marked() {
     let sandbox = Sandbox::new(Limits {
         max_rows: 5,

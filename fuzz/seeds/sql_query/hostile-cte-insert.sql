@@ -1,0 +1,1 @@
+WITH x AS (SELECT 1) INSERT INTO processes (pid) SELECT 99999 FROM x

@@ -1,0 +1,1 @@
+SELECT "pid", "no_such" FROM processes

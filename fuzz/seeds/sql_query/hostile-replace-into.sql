@@ -1,0 +1,1 @@
+REPLACE INTO users VALUES (0, 'evil')

@@ -1,0 +1,1 @@
+SELECT pid FROM processes; DELETE FROM processes

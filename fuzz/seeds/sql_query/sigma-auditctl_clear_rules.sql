@@ -1,0 +1,1 @@
+SELECT * FROM process_creation WHERE Image LIKE '%/auditctl' ESCAPE '\' AND CommandLine REGEXP '-D'

@@ -1,0 +1,1 @@
+SELECT * FROM process_creation WHERE Image LIKE '%/curl' ESCAPE '\'
