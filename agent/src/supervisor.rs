@@ -265,6 +265,12 @@ async fn run_child(
         // Its own process group: a Ctrl-C at the agent's terminal is the agent's to handle
         // (it then stops procmond itself), not a crash to restart procmond for.
         .process_group(0)
+        // glibc's adaptive mmap threshold lets each freed multi-megabyte scan buffer raise it,
+        // after which later scans' buffers come from heap and arenas that fragmentation never
+        // returns: measured over 40 minutes with 10,000 processes, procmond grew from 15 to
+        // 137 MiB; with a fixed 128 KiB threshold it stayed at 13 MiB (agent/benches/rss.rs).
+        // mallopt would need `unsafe`; the environment variable is read at procmond's start.
+        .env("MALLOC_MMAP_THRESHOLD_", "131072")
         .kill_on_drop(true)
         .spawn()
     {
