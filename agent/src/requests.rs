@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use daemoneye_lib::alert::Severity;
 use daemoneye_lib::detection::precheck;
-use daemoneye_lib::detection::sandbox::{Cell, QueryError};
+use daemoneye_lib::detection::sandbox::Cell;
 use daemoneye_lib::ipc::proto::{self, ErrorCode, agent_request, agent_response};
 use daemoneye_lib::storage::RuleStatus;
 
@@ -72,9 +72,7 @@ fn run_query(pipeline: &mut Pipeline, sql: &str) -> agent_response::Kind {
             truncated: result.truncated,
             elapsed_us: u64::try_from(result.elapsed.as_micros()).unwrap_or(u64::MAX),
         }),
-        Err(err @ (QueryError::Refused(_) | QueryError::Denied(_))) => {
-            error(ErrorCode::BadRequest, format!("query {err}"))
-        }
+        // Refused, denied, stopped or failed: all are about the query, not the agent.
         Err(err) => error(ErrorCode::BadRequest, format!("query {err}")),
     }
 }

@@ -32,10 +32,11 @@ pub const MAX_PATTERN_BYTES: usize = 4096;
 const MAX_COMPILED_BYTES: usize = 2 * 1024 * 1024;
 /// Patterns kept in the per-connection cache before it is emptied.
 const CACHE_ENTRIES: usize = 512;
-/// The longest LIKE or GLOB pattern (as SQLite's `SQLITE_LIMIT_LIKE_PATTERN_LENGTH` in
-/// `sandbox`, which no longer applies once LIKE is ours).
+/// The longest LIKE or GLOB pattern. `sandbox` also sets SQLite's
+/// `SQLITE_LIMIT_LIKE_PATTERN_LENGTH` to it, though SQLite's LIKE is replaced here.
 pub const MAX_LIKE_PATTERN_BYTES: usize = 4096;
-/// The longest value `replace` may build (as `SQLITE_LIMIT_LENGTH` in `sandbox`).
+/// The longest string or blob a query may build; `sandbox` sets SQLite's `SQLITE_LIMIT_LENGTH`
+/// to it, and `replace` here checks it.
 pub const MAX_VALUE_BYTES: usize = 4 * 1024 * 1024;
 
 type Cache = Arc<Mutex<HashMap<String, Arc<Regex>>>>;

@@ -43,10 +43,6 @@ use crate::models::{ProcessEvent, ProcessRecord, ScanSummary};
 
 /// Virtual-machine instructions between two looks at the clock.
 pub const PROGRESS_OPS: i32 = 1000;
-/// The longest string or blob a query may build (a command line is at most a few hundred KiB).
-const MAX_VALUE_BYTES: i32 = 4 * 1024 * 1024;
-/// The longest LIKE or GLOB pattern.
-const MAX_LIKE_PATTERN_BYTES: i32 = 4096;
 /// Bytes of result a query may return, beside the row limit.
 const MAX_RESULT_BYTES: usize = 64 * 1024 * 1024;
 
@@ -254,7 +250,10 @@ impl Sandbox {
         }
         let sql_bytes = i32::try_from(precheck::MAX_SQL_BYTES).unwrap_or(i32::MAX);
         for (limit, value) in [
-            (Limit::SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES),
+            (
+                Limit::SQLITE_LIMIT_LENGTH,
+                as_limit(functions::MAX_VALUE_BYTES),
+            ),
             (Limit::SQLITE_LIMIT_SQL_LENGTH, sql_bytes),
             (Limit::SQLITE_LIMIT_COLUMN, 512),
             (Limit::SQLITE_LIMIT_EXPR_DEPTH, 200),
@@ -263,7 +262,7 @@ impl Sandbox {
             (Limit::SQLITE_LIMIT_ATTACHED, 0),
             (
                 Limit::SQLITE_LIMIT_LIKE_PATTERN_LENGTH,
-                MAX_LIKE_PATTERN_BYTES,
+                as_limit(functions::MAX_LIKE_PATTERN_BYTES),
             ),
             (Limit::SQLITE_LIMIT_TRIGGER_DEPTH, 1),
             (Limit::SQLITE_LIMIT_WORKER_THREADS, 0),
@@ -577,6 +576,11 @@ fn prepare_error(err: rusqlite::Error, sql: &CheckedSql) -> QueryError {
 fn is_denial(err: &rusqlite::Error) -> bool {
     err.sqlite_error_code() == Some(ErrorCode::AuthorizationForStatementDenied)
         || err.to_string().starts_with("not authorized")
+}
+
+/// A byte limit as SQLite's `int` (ours are all far below `i32::MAX`).
+fn as_limit(bytes: usize) -> i32 {
+    i32::try_from(bytes).unwrap_or(i32::MAX)
 }
 
 fn nanos_since(epoch: Instant) -> u64 {
