@@ -87,6 +87,18 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or_else(|| panic!("no VmRSS for pid {pid}"))
 }
 
+/// Copies `from` to `dir/name` (creating `dir`), executable: a program under a name and in a
+/// place chosen by the test.
+pub fn copy_exe(from: &str, dir: &Path, name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).expect("creating the directory");
+    let to = dir.join(name);
+    std::fs::copy(from, &to).expect("copying the executable");
+    std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755))
+        .expect("making it executable");
+    to
+}
+
 /// A running `daemoneye-agent` in a private data directory, killed on drop.
 pub struct Agent {
     child: Child,

@@ -6,11 +6,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use daemoneye_e2e::{Agent, wait_for};
+use daemoneye_e2e::{Agent, copy_exe, wait_for};
 use serde_json::Value;
 
 /// Processes started by a test, killed when it ends.
@@ -57,15 +57,6 @@ impl Drop for Suspects {
             }
         }
     }
-}
-
-/// Copies `from` to `dir/name` (creating `dir`), executable.
-fn copy_exe(from: &str, dir: &Path, name: &str) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let to = dir.join(name);
-    std::fs::copy(from, &to).unwrap();
-    std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
-    to
 }
 
 /// The pid of the child of `parent` whose name is `name`, once it exists.

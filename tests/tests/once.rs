@@ -2,20 +2,10 @@
 //! survives between runs. (A file of its own, so that it does not compete for the CPU with the
 //! busy-loop case of `detection.rs`: test binaries run one after the other.)
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use daemoneye_e2e::bin;
+use daemoneye_e2e::{bin, copy_exe};
 use serde_json::Value;
-
-fn copy_exe(from: &str, dir: &Path, name: &str) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let to = dir.join(name);
-    std::fs::copy(from, &to).unwrap();
-    std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
-    to
-}
 
 /// The rule ids whose alerts name `pid` in their rows.
 fn rules_for(alerts: &[Value], pid: u32) -> Vec<String> {

@@ -3,7 +3,7 @@
 //! Every method is one read transaction: it sees the store as of one commit, whatever ingest
 //! and retention do meanwhile.
 
-use redb::ReadableTable;
+use redb::{ReadableTable, TableDefinition};
 
 use super::codec::{self, name};
 use super::{Limited, Store, StoreError};
@@ -97,74 +97,13 @@ impl Store {
 
     /// One scan's records in pid order (empty if the scan is unknown).
     pub fn snapshot(&self, scan_id: i64) -> Result<Vec<ProcessRecord>, StoreError> {
-        const OPERATION: &str = "read a snapshot";
-        let Ok(id) = u64::try_from(scan_id) else {
-            return Ok(Vec::new());
-        };
-        let txn = self.read(OPERATION)?;
-        let snapshots = txn
-            .open_table(codec::SNAPSHOTS)
-            .map_err(self.db_err(OPERATION))?;
-        let mut out = Vec::new();
-        self.snapshot_into(&snapshots, id, usize::MAX, &mut out)?;
-        Ok(out)
-    }
-
-    /// Appends scan `id`'s records to `out` until it holds `max` items; returns whether records
-    /// were left out.
-    fn snapshot_into(
-        &self,
-        snapshots: &impl ReadableTable<&'static [u8; 12], &'static [u8]>,
-        id: u64,
-        max: usize,
-        out: &mut Vec<ProcessRecord>,
-    ) -> Result<bool, StoreError> {
-        const OPERATION: &str = "read a snapshot";
-        let (low, high) = (
-            codec::snapshot_key(id, 0),
-            codec::snapshot_key(id, u32::MAX),
-        );
-        for entry in snapshots
-            .range::<&[u8; 12]>(&low..=&high)
-            .map_err(self.db_err(OPERATION))?
-        {
-            if out.len() >= max {
-                return Ok(true);
-            }
-            let (_, value) = entry.map_err(self.db_err(OPERATION))?;
-            out.push(
-                codec::decode_snapshot(value.value()).map_err(self.value_err(name::SNAPSHOTS))?,
-            );
-        }
-        Ok(false)
+        self.one_scan(&SNAPSHOT_ROWS, scan_id)
     }
 
     /// Records of the newest scans first (each scan in pid order), at most `max_records`;
     /// `truncated` says whether more exist.
     pub fn snapshots(&self, max_records: usize) -> Result<Limited<ProcessRecord>, StoreError> {
-        const OPERATION: &str = "read snapshots";
-        let txn = self.read(OPERATION)?;
-        let scans = txn
-            .open_table(codec::SCANS)
-            .map_err(self.db_err(OPERATION))?;
-        let snapshots = txn
-            .open_table(codec::SNAPSHOTS)
-            .map_err(self.db_err(OPERATION))?;
-        let mut items = Vec::new();
-        for entry in scans.iter().map_err(self.db_err(OPERATION))?.rev() {
-            let (key, _) = entry.map_err(self.db_err(OPERATION))?;
-            let id = codec::scan_of_scan_key(key.value());
-            if self.snapshot_into(&snapshots, id, max_records, &mut items)? {
-                return Ok(Limited {
-                    items,
-                    truncated: true,
-                });
-            }
-        }
-        Ok(Limited {
-            items,
-            truncated: false,
-        })
+        self.newest_scans(&SNAPSHOT_ROWS, max_records)
     }
 
     /// Every retained record of one process (pid and start time), oldest scan first (uses the
@@ -236,58 +175,42 @@ impl Store {
 
     /// The events observed in `scan_id`, in the order ingest computed them (by pid).
     pub fn events(&self, scan_id: i64) -> Result<Vec<ProcessEvent>, StoreError> {
-        const OPERATION: &str = "read events";
-        let Ok(id) = u64::try_from(scan_id) else {
-            return Ok(Vec::new());
-        };
-        let txn = self.read(OPERATION)?;
-        let events = txn
-            .open_table(codec::EVENTS)
-            .map_err(self.db_err(OPERATION))?;
-        let mut out = Vec::new();
-        self.events_into(&events, id, usize::MAX, &mut out)?;
-        Ok(out)
-    }
-
-    /// Appends scan `id`'s events to `out` until it holds `max` items; returns whether events
-    /// were left out.
-    fn events_into(
-        &self,
-        events: &impl ReadableTable<&'static [u8; 12], &'static [u8]>,
-        id: u64,
-        max: usize,
-        out: &mut Vec<ProcessEvent>,
-    ) -> Result<bool, StoreError> {
-        const OPERATION: &str = "read events";
-        let (low, high) = (codec::event_key(id, 0), codec::event_key(id, u32::MAX));
-        for entry in events
-            .range::<&[u8; 12]>(&low..=&high)
-            .map_err(self.db_err(OPERATION))?
-        {
-            if out.len() >= max {
-                return Ok(true);
-            }
-            let (_, value) = entry.map_err(self.db_err(OPERATION))?;
-            out.push(codec::decode_postcard(value.value()).map_err(self.value_err(name::EVENTS))?);
-        }
-        Ok(false)
+        self.one_scan(&EVENT_ROWS, scan_id)
     }
 
     /// Events of the newest scans first (each scan's in order), at most `max_events`.
     pub fn all_events(&self, max_events: usize) -> Result<Limited<ProcessEvent>, StoreError> {
-        const OPERATION: &str = "read events";
-        let txn = self.read(OPERATION)?;
+        self.newest_scans(&EVENT_ROWS, max_events)
+    }
+
+    /// One scan's rows of `kind`, in key order (empty if the scan is unknown).
+    fn one_scan<T>(&self, kind: &PerScan<T>, scan_id: i64) -> Result<Vec<T>, StoreError> {
+        let Ok(id) = u64::try_from(scan_id) else {
+            return Ok(Vec::new());
+        };
+        let txn = self.read(kind.operation)?;
+        let table = txn
+            .open_table(kind.table)
+            .map_err(self.db_err(kind.operation))?;
+        let mut out = Vec::new();
+        self.scan_rows_into(kind, &table, id, usize::MAX, &mut out)?;
+        Ok(out)
+    }
+
+    /// Rows of `kind` of the newest scans first, at most `max`.
+    fn newest_scans<T>(&self, kind: &PerScan<T>, max: usize) -> Result<Limited<T>, StoreError> {
+        let txn = self.read(kind.operation)?;
         let scans = txn
             .open_table(codec::SCANS)
-            .map_err(self.db_err(OPERATION))?;
-        let events = txn
-            .open_table(codec::EVENTS)
-            .map_err(self.db_err(OPERATION))?;
+            .map_err(self.db_err(kind.operation))?;
+        let table = txn
+            .open_table(kind.table)
+            .map_err(self.db_err(kind.operation))?;
         let mut items = Vec::new();
-        for entry in scans.iter().map_err(self.db_err(OPERATION))?.rev() {
-            let (key, _) = entry.map_err(self.db_err(OPERATION))?;
+        for entry in scans.iter().map_err(self.db_err(kind.operation))?.rev() {
+            let (key, _) = entry.map_err(self.db_err(kind.operation))?;
             let id = codec::scan_of_scan_key(key.value());
-            if self.events_into(&events, id, max_events, &mut items)? {
+            if self.scan_rows_into(kind, &table, id, max, &mut items)? {
                 return Ok(Limited {
                     items,
                     truncated: true,
@@ -299,4 +222,54 @@ impl Store {
             truncated: false,
         })
     }
+
+    /// Appends scan `id`'s rows of `kind` to `out` until it holds `max` items; returns whether
+    /// rows were left out.
+    fn scan_rows_into<T>(
+        &self,
+        kind: &PerScan<T>,
+        table: &impl ReadableTable<&'static [u8; 12], &'static [u8]>,
+        id: u64,
+        max: usize,
+        out: &mut Vec<T>,
+    ) -> Result<bool, StoreError> {
+        // Both tables key their rows (scan id, u32), as `snapshot_key` lays them out.
+        let (low, high) = (
+            codec::snapshot_key(id, 0),
+            codec::snapshot_key(id, u32::MAX),
+        );
+        for entry in table
+            .range::<&[u8; 12]>(&low..=&high)
+            .map_err(self.db_err(kind.operation))?
+        {
+            if out.len() >= max {
+                return Ok(true);
+            }
+            let (_, value) = entry.map_err(self.db_err(kind.operation))?;
+            out.push((kind.decode)(value.value()).map_err(self.value_err(kind.name))?);
+        }
+        Ok(false)
+    }
 }
+
+/// A table of rows keyed (scan id, u32): `snapshots` (by pid) and `events` (by sequence).
+struct PerScan<T> {
+    table: TableDefinition<'static, &'static [u8; 12], &'static [u8]>,
+    name: &'static str,
+    operation: &'static str,
+    decode: fn(&[u8]) -> Result<T, codec::ValueError>,
+}
+
+const SNAPSHOT_ROWS: PerScan<ProcessRecord> = PerScan {
+    table: codec::SNAPSHOTS,
+    name: name::SNAPSHOTS,
+    operation: "read snapshots",
+    decode: codec::decode_snapshot,
+};
+
+const EVENT_ROWS: PerScan<ProcessEvent> = PerScan {
+    table: codec::EVENTS,
+    name: name::EVENTS,
+    operation: "read events",
+    decode: codec::decode_postcard::<ProcessEvent>,
+};
