@@ -25,6 +25,7 @@ use daemoneye_lib::ipc::proto::{self, Role, collector_request};
 use daemoneye_lib::ipc::transport::{self, PeerPolicy, SocketListener};
 use daemoneye_lib::ipc::{Connection, IpcError, Limits, MessageType, convert};
 use daemoneye_lib::models::{OnDisk, ProcessRecord, ScanErrors, ScanSummary};
+use procmond::audit::AuditLog;
 use procmond::privilege::PrivilegeOutcome;
 use procmond::server::{self, ServerState};
 use procmond::{Collector, CollectorOptions};
@@ -78,6 +79,7 @@ fn ipc(c: &mut Criterion) {
             PrivilegeOutcome::NotRoot {
                 uid: nix::unistd::getuid().as_raw(),
             },
+            Arc::new(AuditLog::unavailable("not kept by this benchmark")),
         );
         tokio::spawn(server::serve(
             listener,

@@ -13,6 +13,7 @@ use daemoneye_lib::ipc::proto::{
 };
 use daemoneye_lib::ipc::transport::{self, LocalStream, PeerPolicy};
 use daemoneye_lib::ipc::{Connection, IpcError, Limits, MessageType, conn, convert};
+use daemoneye_lib::ledger::entry::Body;
 use daemoneye_lib::models::{ProcessRecord, ScanErrors, ScanSummary};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -86,6 +87,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> CollectorClient<S> {
         match self.recv(id).await? {
             ResponseKind::Health(health) => Ok(health),
             _ => Err(unexpected("CollectorHealth")),
+        }
+    }
+
+    /// Asks procmond to append an audit entry with this body; returns its index.
+    pub async fn append_audit(&mut self, body: &Body) -> Result<u64, IpcError> {
+        let payload = body.encode().map_err(|err| IpcError::Decode {
+            kind: MessageType::CollectorRequest,
+            reason: format!("audit entry: {err}"),
+        })?;
+        let id = self
+            .send(collector_request::Kind::AppendAudit(proto::AppendAudit {
+                kind: body.kind().to_owned(),
+                payload,
+            }))
+            .await?;
+        match self.recv(id).await? {
+            ResponseKind::AppendAudit(result) => Ok(result.index),
+            _ => Err(unexpected("AppendAuditResult")),
+        }
+    }
+
+    /// Sends a request of the ledger's read side (the CLI's, forwarded).
+    pub async fn audit(
+        &mut self,
+        request: proto::AuditRequest,
+    ) -> Result<proto::AuditResponse, IpcError> {
+        let id = self.send(collector_request::Kind::Audit(request)).await?;
+        match self.recv(id).await? {
+            ResponseKind::Audit(response) => Ok(response),
+            _ => Err(unexpected("AuditResponse")),
         }
     }
 

@@ -15,7 +15,7 @@ use daemoneye_lib::ipc::{Connection, IpcError, Limits, MessageType};
 
 use crate::pipeline::Pipeline;
 use crate::requests;
-use crate::supervisor::{State, Status, Supervisor};
+use crate::supervisor::{State, Status, Supervisor, Unavailable};
 
 /// The most CLI connections served at once.
 const MAX_CONNECTIONS: usize = 16;
@@ -220,6 +220,20 @@ async fn serve_connection(stream: LocalStream, state: &AgentState) -> Result<(),
         };
         let kind = match request.kind {
             Some(agent_request::Kind::Health(_)) => agent_response::Kind::Health(state.health()),
+            // The ledger belongs to procmond: the request goes there unchanged.
+            Some(agent_request::Kind::Audit(audit)) => match state.supervisor.audit(audit).await {
+                Ok(response) => agent_response::Kind::Audit(response),
+                Err(err) => agent_response::Kind::Error(proto::RequestError {
+                    code: match &err {
+                        Unavailable::Failed(IpcError::Refused { code, .. }) => *code as i32,
+                        _ => ErrorCode::Unsupported as i32,
+                    },
+                    message: match err {
+                        Unavailable::Failed(IpcError::Refused { message, .. }) => message,
+                        other => other.to_string(),
+                    },
+                }),
+            },
             Some(other) => requests::answer(Arc::clone(&state.pipeline), other).await,
             None => agent_response::Kind::Error(proto::RequestError {
                 code: ErrorCode::BadRequest as i32,

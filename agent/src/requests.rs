@@ -38,8 +38,8 @@ fn error(code: ErrorCode, message: impl Into<String>) -> agent_response::Kind {
 /// Answers `request` with the pipeline locked.
 pub fn answer_now(pipeline: &mut Pipeline, request: agent_request::Kind) -> agent_response::Kind {
     match request {
-        agent_request::Kind::Health(_) => {
-            error(ErrorCode::Unsupported, "health is answered elsewhere")
+        agent_request::Kind::Health(_) | agent_request::Kind::Audit(_) => {
+            error(ErrorCode::Unsupported, "answered elsewhere (control.rs)")
         }
         agent_request::Kind::Query(query) => run_query(pipeline, &query.sql),
         agent_request::Kind::Alerts(filter) => list_alerts(pipeline, &filter),

@@ -9,8 +9,10 @@ use anyhow::Context;
 use daemoneye_lib::config::Config;
 use daemoneye_lib::ipc::Limits;
 use daemoneye_lib::ipc::transport::{self, PeerPolicy};
+use daemoneye_lib::ledger::entry::Body;
 use tokio::sync::watch;
 
+use crate::audit;
 use crate::backoff::Backoff;
 use crate::control::{self, AgentState};
 use crate::output::{AlertFormat, print_alerts};
@@ -141,7 +143,9 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     // Every wait below, a scan included, gives way to a stop signal.
     tokio::select! {
         () = &mut signal => {}
-        _ = supervisor.wait_until_running(Duration::from_secs(10)) => loop {
+        _ = supervisor.wait_until_running(Duration::from_secs(10)) => {
+            audit::record_start(&supervisor, &options.config, &options.data_dir).await;
+            loop {
             tokio::select! {
                 () = &mut signal => break,
                 _ = tick.tick() => tokio::select! {
@@ -154,8 +158,21 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
                     }
                 },
             }
+            }
         },
     }
+    let reason = if options.once {
+        "--once finished"
+    } else {
+        "stopped by a signal"
+    };
+    audit::record(
+        &supervisor,
+        Body::AgentStopped {
+            reason: reason.to_owned(),
+        },
+    )
+    .await;
     // The receivers only ever wait for this; if they are gone there is nothing to tell.
     let _ = stop_tx.send(true);
     let _ = supervising.await;
@@ -225,6 +242,7 @@ async fn scan_once(
         "scan processed"
     );
     print_alerts(&outcome.raised, format);
+    audit::record_alerts(supervisor, &outcome.raised).await;
     let mut stats = state.scans();
     stats.completed += 1;
     stats.last_at = Some(finished_at);

@@ -25,11 +25,16 @@ use std::time::{Duration, Instant};
 use daemoneye_lib::ipc::proto;
 use daemoneye_lib::ipc::transport::PeerPolicy;
 use daemoneye_lib::ipc::{IpcError, Limits};
+use daemoneye_lib::ledger::entry::Body;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
 use crate::backoff::{Backoff, STABLE_AFTER};
 use crate::collector_client::{CollectorClient, ReceivedScan};
+
+/// How long procmond has to answer an audit request (an append or a checkpoint waits for
+/// fsync; a proof reads O(log n) hashes).
+const AUDIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long procmond has to answer a health request.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -165,12 +170,39 @@ impl Supervisor {
 
     /// Asks procmond for a scan of every process.
     pub async fn enumerate(&self) -> Result<ReceivedScan, Unavailable> {
+        self.with_client(self.scan_timeout, async |client| client.enumerate().await)
+            .await
+    }
+
+    /// Asks procmond to append an audit entry; returns its index.
+    pub async fn append_audit(&self, body: &Body) -> Result<u64, Unavailable> {
+        self.with_client(AUDIT_TIMEOUT, async |client| {
+            client.append_audit(body).await
+        })
+        .await
+    }
+
+    /// Forwards a request of the ledger's read side to procmond.
+    pub async fn audit(
+        &self,
+        request: proto::AuditRequest,
+    ) -> Result<proto::AuditResponse, Unavailable> {
+        self.with_client(AUDIT_TIMEOUT, async |client| client.audit(request).await)
+            .await
+    }
+
+    /// Runs `operation` on the connection to procmond, within `timeout`.
+    async fn with_client<T>(
+        &self,
+        timeout: Duration,
+        operation: impl AsyncFnOnce(&mut CollectorClient) -> Result<T, IpcError>,
+    ) -> Result<T, Unavailable> {
         let mut guard = self.shared.client.lock().await;
         let Some(client) = guard.as_mut() else {
             return Err(Unavailable::Down(describe_state(&self.status().state)));
         };
-        match tokio::time::timeout(self.scan_timeout, client.enumerate()).await {
-            Ok(Ok(scan)) => Ok(scan),
+        match tokio::time::timeout(timeout, operation(client)).await {
+            Ok(Ok(answer)) => Ok(answer),
             // procmond answered with a reason: the connection is still in step.
             Ok(Err(err @ IpcError::Refused { .. })) => Err(Unavailable::Failed(err)),
             Ok(Err(err)) => {
@@ -181,7 +213,7 @@ impl Supervisor {
             }
             Err(_) => {
                 *guard = None;
-                Err(Unavailable::TimedOut(self.scan_timeout))
+                Err(Unavailable::TimedOut(timeout))
             }
         }
     }

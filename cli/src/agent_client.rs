@@ -24,6 +24,9 @@ pub enum ClientError {
     /// The agent answered, then the exchange failed.
     #[error("talking to the agent: {0}")]
     Failed(#[from] IpcError),
+    /// Something on this side failed (writing an export file, checking an answer).
+    #[error("{0}")]
+    Local(String),
 }
 
 /// A handshaken connection to the agent.
@@ -105,6 +108,20 @@ impl AgentClient {
         {
             agent_response::Kind::Rules(list) => Ok(list),
             _ => Err(unexpected("a list of rules")),
+        }
+    }
+
+    /// A request of the audit ledger's read side (the agent forwards it to procmond).
+    pub async fn audit(
+        &mut self,
+        request: proto::audit_request::Kind,
+    ) -> Result<proto::AuditResponse, ClientError> {
+        let request = proto::AuditRequest {
+            kind: Some(request),
+        };
+        match self.request(agent_request::Kind::Audit(request)).await? {
+            agent_response::Kind::Audit(response) => Ok(response),
+            _ => Err(unexpected("an audit answer")),
         }
     }
 

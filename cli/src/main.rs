@@ -16,6 +16,7 @@ use daemoneye_lib::ipc::transport::PeerPolicy;
 
 mod agent_client;
 mod alerts;
+mod audit;
 mod health;
 mod records;
 mod rules;
@@ -83,6 +84,11 @@ enum Command {
         #[command(subcommand)]
         command: rules::RulesCommand,
     },
+    /// The audit ledger: its key, checkpoints, proofs for auditors, and offline verification.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
     /// Print shell completions (offline).
     Completions {
         /// The shell to complete for.
@@ -106,6 +112,7 @@ fn main() -> ExitCode {
         Command::Query { ref sql } => query(&cli, sql),
         Command::Alerts { ref command } => alerts::run(&cli, command),
         Command::Rules { ref command } => rules::run(&cli, command),
+        Command::Audit { ref command } => audit::run(&cli, command),
     }
 }
 
@@ -154,6 +161,19 @@ where
     F: FnOnce(AgentClient) -> Fut,
     Fut: Future<Output = Result<T, ClientError>>,
 {
+    ask_agent_within(cli, AGENT_TIMEOUT, ask)
+}
+
+/// [`ask_agent`] for an exchange that may take up to `timeout` in all (an export).
+pub(crate) fn ask_agent_within<T, F, Fut>(
+    cli: &Cli,
+    timeout: std::time::Duration,
+    ask: F,
+) -> Result<T, ExitCode>
+where
+    F: FnOnce(AgentClient) -> Fut,
+    Fut: Future<Output = Result<T, ClientError>>,
+{
     let config = match config::load(
         &ConfigSources::standard(cli.config.clone()),
         &Overrides::default(),
@@ -189,9 +209,9 @@ where
             ask(client).await
         };
         // An agent that accepts but never answers is as good as unreachable.
-        tokio::time::timeout(AGENT_TIMEOUT, exchange)
+        tokio::time::timeout(timeout, exchange)
             .await
-            .unwrap_or(Err(ClientError::Silent(AGENT_TIMEOUT)))
+            .unwrap_or(Err(ClientError::Silent(timeout)))
     });
     result.map_err(|err| {
         eprintln!("daemoneye-cli: {err}");

@@ -12,6 +12,8 @@ pub mod config;
 pub mod detection;
 #[cfg(feature = "ipc")]
 pub mod ipc;
+#[cfg(feature = "ledger")]
+pub mod ledger;
 #[cfg(feature = "logging")]
 pub mod logging;
 pub mod models;

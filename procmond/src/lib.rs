@@ -6,6 +6,7 @@
 //! socket, never parses SQL, and links no HTTP, SMTP, TLS or database crate (the workspace's
 //! `daemoneye-e2e` tests check `cargo tree -p procmond` for that).
 
+pub mod audit;
 pub mod collector;
 pub mod hasher;
 #[cfg(target_os = "linux")]

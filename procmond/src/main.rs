@@ -12,7 +12,9 @@ use clap::Parser;
 use daemoneye_lib::config::{self, Config, ConfigSources, Overrides};
 use daemoneye_lib::ipc::Limits;
 use daemoneye_lib::ipc::transport::{self, PeerPolicy};
+use daemoneye_lib::ledger::entry::Body;
 use daemoneye_lib::logging::{self, LogFormat};
+use procmond::audit::{self, AuditLog};
 use procmond::output::{self, Format};
 use procmond::privilege::{self, PrivilegeOutcome};
 use procmond::server::{self, ServerState};
@@ -30,9 +32,12 @@ struct Args {
     /// Run as root, procmond drops to collector.user once the socket is open.
     #[arg(long, value_name = "PATH", conflicts_with = "once")]
     socket: Option<PathBuf>,
-    /// Data directory (with --socket).
+    /// Data directory (with --socket): the audit ledger is kept in DIR/ledger.
     #[arg(long, value_name = "DIR", requires = "socket")]
     data_dir: Option<PathBuf>,
+    /// With --once: record the scan in the audit ledger in DIR (created on first use).
+    #[arg(long, value_name = "DIR", requires = "once")]
+    ledger: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -73,11 +78,7 @@ fn main() -> ExitCode {
         }
     };
     if let Some(socket) = &args.socket {
-        if let Some(dir) = &args.data_dir {
-            // Nothing is kept there yet; the audit ledger will be.
-            tracing::debug!(data_dir = %dir.display(), "data directory");
-        }
-        return match serve(socket, &config) {
+        return match serve(socket, &config, args.data_dir.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("procmond: {err:#}");
@@ -85,7 +86,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    match run(&args, CollectorOptions::from_config(&config.collection)) {
+    match run(&args, &config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
@@ -95,7 +96,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &Args, options: CollectorOptions) -> anyhow::Result<()> {
+fn run(args: &Args, config: &Config) -> anyhow::Result<()> {
+    let options = CollectorOptions::from_config(&config.collection);
     for column in procmond::UNSEEN_COLUMNS {
         tracing::info!(
             column,
@@ -112,11 +114,29 @@ fn run(args: &Args, options: CollectorOptions) -> anyhow::Result<()> {
         elapsed_ms = scan.summary.finished_at - scan.summary.started_at,
         "scan complete"
     );
+    if let Some(dir) = &args.ledger {
+        let audit = AuditLog::open(dir, &audit::settings(config));
+        anyhow::ensure!(
+            audit.available(),
+            "the audit ledger in {} cannot be opened (see the log above)",
+            dir.display()
+        );
+        audit.record(started());
+        audit.record_scan(&scan);
+        audit.close("--once finished");
+    }
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     output::write_scan(&scan, args.format, &mut out).context("writing the scan to stdout")?;
     out.flush().context("writing the scan to stdout")?;
     Ok(())
+}
+
+fn started() -> Body {
+    Body::ProcmondStarted {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        pid: std::process::id(),
+    }
 }
 
 /// Serves the agent: open the socket, drop privileges, then answer until the agent goes away.
@@ -125,7 +145,7 @@ fn run(args: &Args, options: CollectorOptions) -> anyhow::Result<()> {
 /// the dropped user cannot write. The privilege drop happens while procmond has one thread,
 /// because capabilities belong to threads: the runtime here is single-threaded, and the scan
 /// threads (tokio's blocking pool, rayon) start after the drop and inherit its reduced sets.
-fn serve(socket: &Path, config: &Config) -> anyhow::Result<()> {
+fn serve(socket: &Path, config: &Config, data_dir: Option<&Path>) -> anyhow::Result<()> {
     let parent = nix::unistd::getppid();
     let starting_uid = nix::unistd::getuid().as_raw();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -138,6 +158,13 @@ fn serve(socket: &Path, config: &Config) -> anyhow::Result<()> {
         transport::listen(socket, PeerPolicy::new(starting_uid))
             .context("opening the agent socket")?
     };
+    // The ledger directory is handed to the user procmond drops to: after the drop it can
+    // still write its files, and its signing key is that user's alone.
+    let ledger_dir = data_dir.map(|dir| dir.join("ledger"));
+    if let Some(dir) = &ledger_dir {
+        privilege::give_to_collector_user(dir, config.collector.user.as_deref())
+            .with_context(|| format!("preparing the audit ledger directory {}", dir.display()))?;
+    }
     let privileges = privilege::drop_privileges(config.collector.user.as_deref())
         .context("refusing to run: the privilege drop failed")?;
     match &privileges {
@@ -152,44 +179,86 @@ fn serve(socket: &Path, config: &Config) -> anyhow::Result<()> {
             "not started as root: collecting what this user can see"
         ),
     }
+    let audit = Arc::new(match &ledger_dir {
+        Some(dir) => AuditLog::open(dir, &audit::settings(config)),
+        None => AuditLog::unavailable("procmond was started without --data-dir"),
+    });
+    audit.record(started());
+    if let PrivilegeOutcome::Dropped { user, uid, gid } = &privileges {
+        audit.record(Body::PrivilegesDropped {
+            user: user.clone(),
+            uid: *uid,
+            gid: *gid,
+            effective_caps: privilege::current_state().effective_caps,
+        });
+    }
     let options = CollectorOptions::from_config(&config.collection);
     let collector = Collector::new(options.clone()).context("starting the collector")?;
     let limits = Limits {
         max_frame_bytes: config.ipc.max_frame_bytes,
         ..Limits::default()
     };
-    let state = Arc::new(ServerState::new(collector, options, limits, privileges));
+    let state = Arc::new(ServerState::new(
+        collector,
+        options,
+        limits,
+        privileges,
+        Arc::clone(&audit),
+    ));
     tracing::info!(socket = %socket.display(), "serving the agent");
-    runtime.block_on(server::serve(listener, state, stop_signal(parent)));
+    let interval = config.ledger.checkpoint_interval.get();
+    let reason = runtime.block_on(async {
+        let checkpoints = tokio::spawn(checkpoint_every(Arc::clone(&audit), interval));
+        let (reason_tx, reason_rx) = tokio::sync::oneshot::channel();
+        let until = async move {
+            let _ = reason_tx.send(stop_signal(parent).await);
+        };
+        server::serve(listener, state, until).await;
+        checkpoints.abort();
+        reason_rx.await.unwrap_or("stopped")
+    });
+    audit.close(reason);
     Ok(())
+}
+
+/// Signs a ledger checkpoint every `interval` when entries were added since the last one.
+async fn checkpoint_every(audit: Arc<AuditLog>, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let audit = Arc::clone(&audit);
+        let _ = tokio::task::spawn_blocking(move || audit.checkpoint_if_grown()).await;
+    }
 }
 
 /// Completes on SIGTERM or SIGINT, or when the process that started procmond (its agent) is
 /// gone: procmond is then re-parented, so its parent pid changes.
-async fn stop_signal(parent: nix::unistd::Pid) {
+async fn stop_signal(parent: nix::unistd::Pid) -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
         tracing::error!("cannot watch for SIGTERM and SIGINT; stopping");
-        return;
+        return "cannot watch for signals";
     };
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
             _ = term.recv() => {
                 tracing::info!("SIGTERM: stopping");
-                return;
+                return "SIGTERM";
             }
             _ = int.recv() => {
                 tracing::info!("SIGINT: stopping");
-                return;
+                return "SIGINT";
             }
             _ = tick.tick() => {
                 if nix::unistd::getppid() != parent {
                     tracing::warn!(agent_pid = parent.as_raw(), "the agent went away: stopping");
-                    return;
+                    return "the agent went away";
                 }
             }
         }

@@ -230,6 +230,69 @@ pub fn drop_privileges(_configured_user: Option<&str>) -> Result<PrivilegeOutcom
     Ok(PrivilegeOutcome::NotRoot { uid: euid.as_raw() })
 }
 
+/// Makes `dir` (created with mode 0700 if missing) and the files directly in it belong to the
+/// user procmond will drop to, so that it can go on writing them after the drop. Does nothing
+/// when procmond does not run as root. Refuses a `dir` that is a symbolic link; links inside
+/// it are left alone (never followed).
+#[cfg(target_os = "linux")]
+pub fn give_to_collector_user(
+    dir: &std::path::Path,
+    configured_user: Option<&str>,
+) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+
+    use nix::fcntl::AtFlags;
+    use nix::unistd::{Gid, Uid, fchownat};
+
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let target = resolve_user(configured_user, lookup_user).map_err(io::Error::other)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    if std::fs::symlink_metadata(dir)?.file_type().is_symlink() {
+        return Err(io::Error::other(format!(
+            "{} is a symbolic link; refusing to hand it to {}",
+            dir.display(),
+            target.name
+        )));
+    }
+    let owner = (
+        Some(Uid::from_raw(target.uid)),
+        Some(Gid::from_raw(target.gid)),
+    );
+    let chown = |path: &std::path::Path| {
+        fchownat(
+            nix::fcntl::AT_FDCWD,
+            path,
+            owner.0,
+            owner.1,
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(io::Error::from)
+    };
+    chown(dir)?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            chown(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// On platforms other than Linux procmond refuses to run as root, so there is nothing to hand
+/// over.
+#[cfg(not(target_os = "linux"))]
+pub fn give_to_collector_user(
+    dir: &std::path::Path,
+    _configured_user: Option<&str>,
+) -> io::Result<()> {
+    std::fs::create_dir_all(dir)
+}
+
 /// Refuses to go on unless this process has exactly one thread.
 #[cfg(target_os = "linux")]
 fn require_one_thread() -> Result<(), PrivilegeError> {

@@ -17,6 +17,7 @@ use daemoneye_lib::ipc::proto::{self, ErrorCode, Role, collector_request, collec
 use daemoneye_lib::ipc::transport::{LocalStream, SocketListener};
 use daemoneye_lib::ipc::{Connection, IpcError, Limits, MessageType, convert};
 
+use crate::audit::AuditLog;
 use crate::collector::{Collector, CollectorOptions, Scan, epoch_millis};
 use crate::privilege::{self, PrivilegeOutcome};
 use crate::tasks::{self, TaskError};
@@ -34,6 +35,8 @@ pub struct ServerState {
     scans_completed: AtomicU64,
     /// Unix milliseconds of the last scan's end; 0 before the first.
     last_scan_at: AtomicI64,
+    /// The audit ledger, where every scan is recorded.
+    audit: Arc<AuditLog>,
 }
 
 impl ServerState {
@@ -43,8 +46,10 @@ impl ServerState {
         options: CollectorOptions,
         limits: Limits,
         privileges: PrivilegeOutcome,
+        audit: Arc<AuditLog>,
     ) -> Self {
         Self {
+            audit,
             collector: Mutex::new(collector),
             options,
             limits,
@@ -71,7 +76,7 @@ impl ServerState {
                 effective_caps: state.effective_caps,
                 no_new_privs: state.no_new_privs,
             }),
-            ledger_available: false,
+            ledger_available: self.audit.available(),
         }
     }
 }
@@ -144,10 +149,20 @@ async fn answer(
         Some(collector_request::Kind::Health(_)) => {
             return reply(collector_response::Kind::Health(state.health()));
         }
-        Some(collector_request::Kind::AppendAudit(_)) => Err(TaskError {
-            code: ErrorCode::Unsupported,
-            message: "this procmond keeps no audit ledger yet".to_owned(),
-        }),
+        Some(collector_request::Kind::AppendAudit(append)) => {
+            audit_blocking(state, move |audit| audit.append_from_agent(&append))
+                .await
+                .map(|index| {
+                    reply(collector_response::Kind::AppendAudit(
+                        proto::AppendAuditResult { index },
+                    ))
+                })
+        }
+        Some(collector_request::Kind::Audit(request)) => {
+            audit_blocking(state, move |audit| audit.answer(request))
+                .await
+                .map(|response| reply(collector_response::Kind::Audit(response)))
+        }
         Some(collector_request::Kind::Task(task)) => run_task(id, task, state, send_limit).await,
         None => Err(TaskError {
             code: ErrorCode::BadRequest,
@@ -160,6 +175,20 @@ async fn answer(
             message: err.message,
         }))
     })
+}
+
+/// Runs a ledger operation on a blocking thread: appends and checkpoints wait for fsync.
+async fn audit_blocking<T: Send + 'static>(
+    state: &Arc<ServerState>,
+    operation: impl FnOnce(&AuditLog) -> Result<T, TaskError> + Send + 'static,
+) -> Result<T, TaskError> {
+    let audit = Arc::clone(&state.audit);
+    tokio::task::spawn_blocking(move || operation(&audit))
+        .await
+        .map_err(|err| TaskError {
+            code: ErrorCode::Internal,
+            message: format!("the ledger operation failed: {err}"),
+        })?
 }
 
 async fn run_task(
@@ -247,5 +276,6 @@ fn scan(state: &ServerState) -> Scan {
         hashed_files = scan.hashed_files,
         "scan complete"
     );
+    state.audit.record_scan(&scan);
     scan
 }

@@ -44,6 +44,10 @@
 //!
 //! [ipc]
 //! max_frame_bytes = 16777216  # largest IPC frame accepted; 1048576 to 1073741824
+//!
+//! [ledger]
+//! hash = "blake3"             # the audit ledger's tree hash: "blake3" or "sha256"
+//! checkpoint_interval = "5m"  # time between two signed checkpoints; at least 1s
 //! ```
 //!
 //! Values in environment variables are read the way figment reads them: `10` is a number,
@@ -79,6 +83,7 @@ use serde::{Deserialize, Serialize};
 
 pub use data_dir::{DATA_DIR_ENV, DataDirInputs, resolve_data_dir};
 pub use detection::{DetectionConfig, StorageConfig};
+pub use ledger::{LedgerConfig, LedgerHash};
 pub use ipc::{IpcConfig, MIN_FRAME_BYTES};
 pub use values::{HumanDuration, SiteId};
 use values::{USER_NAME_RULE, is_valid_user_name};
@@ -86,6 +91,7 @@ use values::{USER_NAME_RULE, is_valid_user_name};
 mod data_dir;
 mod detection;
 mod ipc;
+mod ledger;
 mod values;
 
 /// The embedded defaults, in the file format itself so that they double as documentation.
@@ -140,6 +146,13 @@ builtin_rules = true
 # Scans kept in the event store, and their longest age; the older are deleted.
 retention_scans = 1000
 retention_age = "7d"
+
+[ledger]
+# Hash function of the audit ledger's Merkle tree: "blake3" or "sha256". Fixed when the
+# ledger is created.
+hash = "blake3"
+# Time between two signed checkpoints of the ledger (more are made on demand).
+checkpoint_interval = "5m"
 "#;
 
 /// The system-wide configuration file.
@@ -227,6 +240,8 @@ pub struct Config {
     pub detection: DetectionConfig,
     /// `[storage]`: how long scans are kept.
     pub storage: StorageConfig,
+    /// `[ledger]`: the audit ledger.
+    pub ledger: LedgerConfig,
 }
 
 /// The `[site]` section.
@@ -746,6 +761,7 @@ fn validate(config: &Config, figment: &Figment) -> Result<(), ConfigError> {
         ("ipc", config.ipc.problem()),
         ("detection", config.detection.problem()),
         ("storage", config.storage.problem()),
+        ("ledger", config.ledger.problem()),
     ];
     for (section, problem) in problems {
         if let Some((key, reason)) = problem {

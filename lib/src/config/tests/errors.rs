@@ -140,7 +140,7 @@ fn invalid_values_name_source_key_and_reason() {
             &[],
             "system.toml",
             "colour",
-            "unknown section (expected one of site, collection, collector, ipc, detection, storage)",
+            "unknown section (expected one of site, collection, collector, ipc, detection, storage, ledger)",
         ),
         bad(
             &[("system.toml", "[site]\nname = \"x\"\n")],

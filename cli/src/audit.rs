@@ -1,0 +1,485 @@
+//! `daemoneye-cli audit key | checkpoint | prove | consistency | verify | export`.
+//!
+//! All but `verify` ask the agent, which forwards to procmond, the ledger's only writer.
+//! `verify` is offline: it needs the file (or directory) and the ledger's public key, nothing
+//! from the host. It exits 3 when something does not verify, with the reason on stderr.
+
+use std::fs;
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Subcommand;
+use daemoneye_lib::ipc::proto::{self, audit_request::Kind};
+use daemoneye_lib::ledger::entry::Entry;
+use daemoneye_lib::ledger::note::{Checkpoint, NoteVerifier};
+use daemoneye_lib::ledger::verify::{self, DirectoryReport, Verified};
+
+use crate::agent_client::{AgentClient, ClientError};
+use crate::{Cli, ask_agent, ask_agent_within, print_or_fail};
+
+/// How long an export may take in all.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Entries asked for per request during an export.
+const EXPORT_BATCH: u32 = 5000;
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print the ledger's public verifier key, for the auditor.
+    Key {
+        /// Write it to FILE instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Sign a checkpoint of the ledger now and print it.
+    Checkpoint {
+        /// Write it to FILE instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// An inclusion proof of entry N against the newest checkpoint (a C2SP tlog-proof file).
+    Prove {
+        /// The entry's index (the first entry is 0).
+        #[arg(long, value_name = "N")]
+        entry: u64,
+        /// Write it to FILE instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// A consistency proof from an older checkpoint (or a proof file holding one) to the newest.
+    Consistency {
+        /// The older checkpoint.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// Write it to FILE instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Verify a checkpoint, a proof, an export directory or a ledger directory offline.
+    /// Exits 0 when it verifies, 3 when it does not.
+    Verify {
+        /// The file or directory.
+        file: PathBuf,
+        /// The ledger's public key (the output of `audit key`), or a file holding it.
+        #[arg(long, value_name = "PUBKEY")]
+        key: String,
+        /// For a consistency proof: the older checkpoint it starts from.
+        #[arg(long, value_name = "FILE")]
+        old: Option<PathBuf>,
+    },
+    /// Write a compliance package for an auditor: key, checkpoints, entries, proofs, README.
+    Export {
+        /// The directory to create (it must not exist, or be empty).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Inclusion proofs for this many of the newest entries, and consistency proofs from
+        /// this many of the newest stored checkpoints.
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        proofs: u64,
+    },
+}
+
+pub fn run(cli: &Cli, command: &AuditCommand) -> ExitCode {
+    match command {
+        AuditCommand::Key { out } => fetch_text(cli, Kind::Key(proto::AuditKey {}), out.as_deref()),
+        AuditCommand::Checkpoint { out } => fetch_text(
+            cli,
+            Kind::Checkpoint(proto::AuditCheckpoint {}),
+            out.as_deref(),
+        ),
+        AuditCommand::Prove { entry, out } => fetch_text(
+            cli,
+            Kind::Prove(proto::AuditProve { index: *entry }),
+            out.as_deref(),
+        ),
+        AuditCommand::Consistency { from, out } => match read(from) {
+            Ok(text) => fetch_text(
+                cli,
+                Kind::Consistency(proto::AuditConsistency {
+                    old_checkpoint: checkpoint_of(&text),
+                }),
+                out.as_deref(),
+            ),
+            Err(code) => code,
+        },
+        AuditCommand::Verify { file, key, old } => verify_offline(file, key, old.as_deref()),
+        AuditCommand::Export { out, proofs } => export(cli, out, *proofs),
+    }
+}
+
+/// The checkpoint note in `text`: the text itself, or the checkpoint a proof file carries.
+fn checkpoint_of(text: &str) -> String {
+    use daemoneye_lib::ledger::note::NoteFile;
+    match NoteFile::parse(text) {
+        Ok(NoteFile::Inclusion(proof)) => proof.checkpoint,
+        Ok(NoteFile::Consistency(proof)) => proof.checkpoint,
+        // A checkpoint, or something procmond will refuse with the reason.
+        _ => text.to_owned(),
+    }
+}
+
+fn read(path: &Path) -> Result<String, ExitCode> {
+    fs::read_to_string(path).map_err(|err| {
+        eprintln!("daemoneye-cli: reading {}: {err}", path.display());
+        ExitCode::from(2)
+    })
+}
+
+fn fetch_text(cli: &Cli, request: Kind, out: Option<&Path>) -> ExitCode {
+    let response = match ask_agent(cli, |mut client| async move { client.audit(request).await }) {
+        Ok(response) => response,
+        Err(code) => return code,
+    };
+    write_out(out, &response.text)
+}
+
+fn write_out(out: Option<&Path>, text: &str) -> ExitCode {
+    match out {
+        Some(path) => match fs::write(path, text) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("daemoneye-cli: writing {}: {err}", path.display());
+                ExitCode::from(1)
+            }
+        },
+        None => print_or_fail(|out| out.write_all(text.as_bytes()))
+            .err()
+            .unwrap_or(ExitCode::SUCCESS),
+    }
+}
+
+/// Verifies offline; 0 verified, 3 not, 2 a key or file that cannot be read at all.
+fn verify_offline(file: &Path, key: &str, old: Option<&Path>) -> ExitCode {
+    let key_text = if Path::new(key).is_file() {
+        match read(Path::new(key)) {
+            Ok(text) => text,
+            Err(code) => return code,
+        }
+    } else {
+        key.to_owned()
+    };
+    let key = match NoteVerifier::parse(key_text.trim()) {
+        Ok(key) => key,
+        Err(err) => {
+            eprintln!("daemoneye-cli: audit verify: the key does not parse: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = if file.is_dir() {
+        verify::verify_dir(file, &key)
+    } else {
+        let text = match fs::read(file) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => text,
+                Err(_) => {
+                    eprintln!(
+                        "daemoneye-cli: audit verify: FAILED: {} is not UTF-8 text",
+                        file.display()
+                    );
+                    return ExitCode::from(3);
+                }
+            },
+            Err(err) => {
+                eprintln!("daemoneye-cli: reading {}: {err}", file.display());
+                return ExitCode::from(2);
+            }
+        };
+        let old = match old.map(read).transpose() {
+            Ok(old) => old,
+            Err(code) => return code,
+        };
+        verify::verify_text(&text, &key, old.as_deref())
+    };
+    match outcome {
+        Ok(verified) => print_or_fail(|out| describe(&verified, out))
+            .err()
+            .unwrap_or(ExitCode::SUCCESS),
+        Err(failure) => {
+            eprintln!("daemoneye-cli: audit verify: FAILED: {failure}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn describe_checkpoint(cp: &Checkpoint) -> String {
+    format!(
+        "{} size {} hash {} signed at {}",
+        cp.origin,
+        cp.size,
+        cp.hash,
+        time(cp.time_ms)
+    )
+}
+
+fn time(ms: i64) -> String {
+    u64::try_from(ms).map_or_else(
+        |_| format!("{ms} ms"),
+        |ms| {
+            humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(ms))
+                .to_string()
+        },
+    )
+}
+
+fn describe(verified: &Verified, out: &mut impl io::Write) -> io::Result<()> {
+    match verified {
+        Verified::Checkpoint(cp) => {
+            writeln!(out, "verified: checkpoint {}", describe_checkpoint(cp))
+        }
+        Verified::Inclusion {
+            checkpoint,
+            index,
+            entry,
+        } => {
+            writeln!(
+                out,
+                "verified: entry {index} is in the ledger {}",
+                describe_checkpoint(checkpoint)
+            )?;
+            writeln!(out, "entry {index}: {entry}")
+        }
+        Verified::Consistency { old, new } => writeln!(
+            out,
+            "verified: the ledger of size {} extends the ledger of size {} ({}, {})",
+            new.size, old.size, new.origin, new.hash
+        ),
+        Verified::Directory(report) => describe_report(report, out),
+    }
+}
+
+fn describe_report(report: &DirectoryReport, out: &mut impl io::Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "verified: {} entries, {} checkpoints ({}), {} inclusion proofs, {} consistency proofs",
+        report.entries,
+        report.checkpoints,
+        report.hash.map_or("no hash", |h| h.name()),
+        report.inclusion_proofs,
+        report.consistency_proofs
+    )?;
+    if report.uncovered > 0 {
+        writeln!(
+            out,
+            "note: the last {} entries are not covered by a checkpoint yet",
+            report.uncovered
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes the compliance package (layout in the README it writes).
+fn export(cli: &Cli, out: &Path, proofs: u64) -> ExitCode {
+    if let Err(err) = prepare_dir(out) {
+        eprintln!("daemoneye-cli: audit export: {}: {err}", out.display());
+        return ExitCode::from(2);
+    }
+    let out = out.to_path_buf();
+    let result = ask_agent_within(cli, EXPORT_TIMEOUT, |mut client| async move {
+        fetch_export(&mut client, &out, proofs).await
+    });
+    match result {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn prepare_dir(dir: &Path) -> io::Result<()> {
+    if dir.exists() && fs::read_dir(dir)?.next().is_some() {
+        return Err(io::Error::other("exists and is not empty"));
+    }
+    fs::create_dir_all(dir.join("checkpoints"))?;
+    fs::create_dir_all(dir.join("proofs"))
+}
+
+fn io_failed(path: &Path) -> impl FnOnce(io::Error) -> ClientError + '_ {
+    move |err| ClientError::Local(format!("writing {}: {err}", path.display()))
+}
+
+async fn fetch_export(
+    client: &mut AgentClient,
+    dir: &Path,
+    proofs: u64,
+) -> Result<String, ClientError> {
+    let key = client.audit(Kind::Key(proto::AuditKey {})).await?;
+    let write = |name: &str, text: &[u8]| {
+        let path = dir.join(name);
+        fs::write(&path, text).map_err(io_failed(&path))
+    };
+    write("ledger.pub", key.text.as_bytes())?;
+    let newest = client
+        .audit(Kind::Checkpoint(proto::AuditCheckpoint {}))
+        .await?;
+    write("checkpoint", newest.text.as_bytes())?;
+    let verifier = NoteVerifier::parse(key.text.trim())
+        .map_err(|err| ClientError::Local(format!("the ledger's key does not parse: {err}")))?;
+    let newest_cp = Checkpoint::verify_signed(&newest.text, &verifier)
+        .map_err(|err| ClientError::Local(format!("the new checkpoint does not verify: {err}")))?;
+    let size = newest_cp.size;
+
+    // Stored checkpoints up to the new one, one per size.
+    let mut stored: Vec<(u64, String)> = Vec::new();
+    let mut start = 0;
+    loop {
+        let page = client
+            .audit(Kind::Checkpoints(proto::AuditCheckpoints {
+                start,
+                max: 1000,
+            }))
+            .await?;
+        if page.checkpoints.is_empty() {
+            break;
+        }
+        start += page.checkpoints.len() as u64;
+        for note in page.checkpoints {
+            let cp = Checkpoint::verify_signed(&note, &verifier).map_err(|err| {
+                ClientError::Local(format!("a stored checkpoint does not verify: {err}"))
+            })?;
+            if cp.size <= size && stored.last().is_none_or(|(last, _)| *last != cp.size) {
+                stored.push((cp.size, note));
+            }
+        }
+    }
+    for (cp_size, note) in &stored {
+        write(
+            &format!("checkpoints/{cp_size:012}.checkpoint"),
+            note.as_bytes(),
+        )?;
+    }
+
+    // Every entry the new checkpoint covers: entries.bin for the verifier, entries.jsonl to read.
+    let bin_path = dir.join("entries.bin");
+    let jsonl_path = dir.join("entries.jsonl");
+    let mut bin = io::BufWriter::new(fs::File::create(&bin_path).map_err(io_failed(&bin_path))?);
+    let mut jsonl =
+        io::BufWriter::new(fs::File::create(&jsonl_path).map_err(io_failed(&jsonl_path))?);
+    let mut index = 0u64;
+    while index < size {
+        let want =
+            u32::try_from((size - index).min(u64::from(EXPORT_BATCH))).unwrap_or(EXPORT_BATCH);
+        let page = client
+            .audit(Kind::Entries(proto::AuditEntries {
+                start: index,
+                max: want,
+            }))
+            .await?;
+        if page.entries.is_empty() {
+            return Err(ClientError::Local(format!(
+                "the ledger returned no entry {index}"
+            )));
+        }
+        for bytes in page
+            .entries
+            .iter()
+            .take(usize::try_from(size - index).unwrap_or(usize::MAX))
+        {
+            let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+            bin.write_all(&len.to_be_bytes())
+                .map_err(io_failed(&bin_path))?;
+            bin.write_all(bytes).map_err(io_failed(&bin_path))?;
+            let mut json = match Entry::decode(bytes) {
+                Ok(entry) => entry.to_json(),
+                Err(err) => serde_json::json!({ "error": err.to_string() }),
+            };
+            if let Some(object) = json.as_object_mut() {
+                object.insert("index".to_owned(), index.into());
+            }
+            writeln!(jsonl, "{json}").map_err(io_failed(&jsonl_path))?;
+            index += 1;
+        }
+    }
+    bin.flush().map_err(io_failed(&bin_path))?;
+    jsonl.flush().map_err(io_failed(&jsonl_path))?;
+
+    // Proofs: the newest entries, and from the newest stored checkpoints.
+    let mut inclusion = 0;
+    for entry in size.saturating_sub(proofs)..size {
+        let proof = client
+            .audit(Kind::Prove(proto::AuditProve { index: entry }))
+            .await?;
+        write(
+            &format!("proofs/entry-{entry:012}.proof"),
+            proof.text.as_bytes(),
+        )?;
+        inclusion += 1;
+    }
+    let mut consistency = 0;
+    let skip = stored
+        .len()
+        .saturating_sub(usize::try_from(proofs).unwrap_or(usize::MAX));
+    for (cp_size, note) in stored.iter().skip(skip) {
+        let proof = client
+            .audit(Kind::Consistency(proto::AuditConsistency {
+                old_checkpoint: note.clone(),
+            }))
+            .await?;
+        write(
+            &format!("proofs/consistency-{cp_size:012}.txt"),
+            proof.text.as_bytes(),
+        )?;
+        consistency += 1;
+    }
+    write("README.md", readme(&newest_cp, &key.text).as_bytes())?;
+    Ok(format!(
+        "exported {size} entries, {} checkpoints, {inclusion} inclusion and {consistency} consistency proofs to {}",
+        stored.len() + 1,
+        dir.display()
+    ))
+}
+
+fn readme(newest: &Checkpoint, key: &str) -> String {
+    format!(
+        r#"# DaemonEye audit ledger export
+
+Ledger `{origin}`, {size} entries, hash function {hash}, exported with checkpoint signed at {time}.
+
+## Check it (offline; needs only `daemoneye-cli` and this directory)
+
+1. Compare the key in `ledger.pub` with the one you received from the site by another path
+   (for example printed at installation):
+
+       {key}
+2. Verify everything at once — every checkpoint's signature, every entry re-hashed into the
+   Merkle tree and compared with each signed root, every proof file:
+
+       daemoneye-cli audit verify . --key ledger.pub
+
+   Exit status 0 means all of it verified; 3 means something did not, and the line on stderr
+   says what (a changed, added or removed entry, a bad signature, a bad proof).
+3. Check one proof on its own, e.g. the newest entry:
+
+       daemoneye-cli audit verify proofs/entry-NNNNNNNNNNNN.proof --key ledger.pub
+
+   It prints the entry it proved.
+4. Check that the ledger only grew since a checkpoint you kept from an earlier visit:
+
+       daemoneye-cli audit verify proofs/consistency-NNNNNNNNNNNN.txt --key ledger.pub --old YOUR-OLD-CHECKPOINT
+
+   or ask the site for `daemoneye-cli audit consistency --from YOUR-OLD-CHECKPOINT`.
+
+## Files
+
+| file | what |
+| --- | --- |
+| `ledger.pub` | the C2SP signed-note verifier key of the ledger (Ed25519) |
+| `checkpoint` | the newest checkpoint, a C2SP tlog-checkpoint signed note |
+| `checkpoints/SIZE.checkpoint` | every earlier checkpoint the ledger kept, by tree size |
+| `entries.bin` | every entry the newest checkpoint covers: for each, its length (4 bytes, big-endian) and its canonical encoding |
+| `entries.jsonl` | the same entries decoded, one JSON object per line, for reading (not what is verified) |
+| `proofs/entry-INDEX.proof` | C2SP tlog-proof files (the entry, its index, the proof hashes, the checkpoint) |
+| `proofs/consistency-SIZE.txt` | a proof that the tree of size SIZE is a prefix of the newest tree |
+
+The tree is RFC 9162's: leaf hash = H(0x00 ‖ entry), node hash = H(0x01 ‖ left ‖ right), with
+H = {hash} as the `hash` line of every checkpoint says. The entry encoding is documented in
+DaemonEye's `lib/src/ledger/entry.rs` and INTERFACE.md.
+"#,
+        origin = newest.origin,
+        size = newest.size,
+        hash = newest.hash,
+        time = time(newest.time_ms),
+        key = key.trim(),
+    )
+}

@@ -1,0 +1,1862 @@
+//! Ledger entries: what one record of the audit ledger says, and its canonical byte encoding.
+//!
+//! The bytes of an entry are what the Merkle tree hashes (leaf hash = H(0x00 ‖ entry bytes),
+//! see [`super::HashAlg::leaf_hash`]) and what an auditor receives, base64-encoded, on the
+//! `extra` line of a `tlog-proof` file. The encoding is *canonical*: one entry has exactly one
+//! byte string and [`Entry::decode`] accepts nothing else, so for every byte string `b` it
+//! accepts, `encode(decode(b)) == b`. Two ledgers that say the same thing hash the same.
+//!
+//! # Encoding, version 1
+//!
+//! All integers are big-endian and fixed-width; there is no padding, alignment or optional
+//! trailer. An entry is at most [`MAX_ENTRY_BYTES`] (16384) bytes in total.
+//!
+//! ```text
+//! offset  size  field
+//! 0       1     version   always 1 (VERSION); any other value is refused
+//! 1       1     kind      1..=13, see the table below
+//! 2       1     source    1 = procmond, 2 = agent (who asked for the entry)
+//! 3       8     time_ms   i64: milliseconds since 1970-01-01T00:00:00Z (UTC, no leap seconds)
+//! 11      ...   body      the kind's fields, in the order of the table, nothing after them
+//! ```
+//!
+//! Each field of the body is one of:
+//!
+//! ```text
+//! u32       4 bytes, big-endian, unsigned
+//! u64       8 bytes, big-endian, unsigned
+//! i64       8 bytes, big-endian, two's complement
+//! str       u16 length L (big-endian), then L bytes of UTF-8; L <= 4096 (MAX_STR)
+//! hash      32 raw bytes
+//! opt<str>  one tag byte: 0 = absent (nothing follows), 1 = present (a str follows);
+//!           any other tag is refused
+//! ```
+//!
+//! The kinds, with their fields in encoding order:
+//!
+//! ```text
+//! kind  name                 fields                                              source
+//!  1    ledger_created       hash_alg: str ("blake3" | "sha256"),                procmond
+//!                            verifier_key: str (C2SP signed-note verifier key)
+//!  2    procmond_started     version: str, pid: u32                              procmond
+//!  3    procmond_stopped     reason: str                                         procmond
+//!  4    privileges_dropped   user: str, uid: u32, gid: u32, effective_caps: u64  procmond
+//!  5    scan                 scan_id: i64, started_ms: i64, finished_ms: i64,    procmond
+//!                            process_count: u64, records_hash: hash
+//!  6    agent_started        version: str, pid: u32                              either
+//!  7    agent_stopped        reason: str                                         either
+//!  8    alert_raised         alert_id: str, rule_id: str, severity: str,         either
+//!                            host: str
+//!  9    alert_delivered      alert_id: str, sink: str                            either
+//! 10    bundle_accepted      name: str, version: str, sha256: hash               either
+//! 11    bundle_refused       name: opt<str>, version: opt<str>, sha256: hash,    either
+//!                            reason: str
+//! 12    bundle_rolled_back   name: str, from_version: str, to_version: str       either
+//! 13    config_changed       source: str, config_hash: hash                      either
+//! ```
+//!
+//! Kinds 1 to 5 record what procmond itself did: an entry of those kinds with source 2
+//! (agent) is refused by both [`Entry::encode`] and [`Entry::decode`], and procmond refuses
+//! them in an `AppendAudit` request ([`Body::agent_may_append`]).
+//!
+//! Decoding is strict: it refuses an entry longer than [`MAX_ENTRY_BYTES`], a version other
+//! than 1, an unknown kind or source, a string longer than [`MAX_STR`], a string that is not
+//! UTF-8, an option tag other than 0 or 1, an entry that ends inside a field and any byte after
+//! the last field. Nothing else is checked: the strings' contents (such as `hash_alg`) are the
+//! business of whoever reads them.
+//!
+//! ## Example
+//!
+//! An `alert_delivered` entry from the agent at 2025-11-21T10:00:00.123Z, alert `a1`, sink
+//! `siem` (21 bytes):
+//!
+//! ```text
+//! 01                        version 1
+//! 09                        kind 9, alert_delivered
+//! 02                        source 2, agent
+//! 00 00 01 9a a5 db 3d 7b   time_ms 1763719200123
+//! 00 02 61 31               alert_id "a1"
+//! 00 04 73 69 65 6d         sink "siem"
+//! ```
+//!
+//! # The agent's side
+//!
+//! The agent sends only a kind name and a body ([`Body::encode`], the fields without the
+//! 11-byte header) in `AppendAudit`; procmond decodes it with [`Body::decode`], checks
+//! [`Body::agent_may_append`], and adds the header itself (source `agent`, its own clock). A
+//! body [`Body::decode`] accepts always makes an entry [`Entry::encode`] accepts.
+//!
+//! # Text forms
+//!
+//! [`Entry::to_json`] gives `{"version":1,"kind":…,"source":…,"time_ms":…,"time":…,
+//! "fields":{…}}` and [`Entry`]'s `Display` one line `TIME SOURCE KIND name=value …`; both
+//! write hashes as lowercase hex. Neither is hashed or signed: only the bytes are.
+
+use std::fmt::{self, Write as _};
+
+use serde_json::{Map, Value, json};
+
+use super::Hash;
+
+/// The encoding version this module writes, and the only one it reads.
+pub const VERSION: u8 = 1;
+
+/// The largest encoded entry, header included, in bytes.
+pub const MAX_ENTRY_BYTES: usize = 16 * 1024;
+
+/// The longest string field, in bytes of UTF-8.
+pub const MAX_STR: usize = 4096;
+
+/// The size of the header before the body: version, kind, source, `time_ms`.
+pub const HEADER_BYTES: usize = 11;
+
+/// The largest body ([`Body::encode`]), so that header and body fit in [`MAX_ENTRY_BYTES`].
+pub const MAX_BODY_BYTES: usize = MAX_ENTRY_BYTES - HEADER_BYTES;
+
+/// The kind names, indexed by kind number minus one.
+const KIND_NAMES: [&str; 13] = [
+    "ledger_created",
+    "procmond_started",
+    "procmond_stopped",
+    "privileges_dropped",
+    "scan",
+    "agent_started",
+    "agent_stopped",
+    "alert_raised",
+    "alert_delivered",
+    "bundle_accepted",
+    "bundle_refused",
+    "bundle_rolled_back",
+    "config_changed",
+];
+
+/// Who asked for an entry: procmond itself or the agent (through `AppendAudit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// The collector, which owns the ledger (byte 1).
+    Procmond,
+    /// The agent (byte 2).
+    Agent,
+}
+
+impl Source {
+    /// The byte that encodes this source.
+    pub const fn code(self) -> u8 {
+        match self {
+            Self::Procmond => 1,
+            Self::Agent => 2,
+        }
+    }
+
+    /// The source encoded by `code`, if any.
+    pub const fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(Self::Procmond),
+            2 => Some(Self::Agent),
+            _ => None,
+        }
+    }
+
+    /// The name in text output: `procmond` or `agent`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Procmond => "procmond",
+            Self::Agent => "agent",
+        }
+    }
+
+    /// The source called `name`, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "procmond" => Some(Self::Procmond),
+            "agent" => Some(Self::Agent),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What an entry says: one variant per kind, with the kind's fields in encoding order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// Kind 1: the ledger was created (its first entry). Procmond only.
+    LedgerCreated {
+        /// The ledger's hash function: `blake3` or `sha256`.
+        hash_alg: String,
+        /// The checkpoint signer's C2SP signed-note verifier key.
+        verifier_key: String,
+    },
+    /// Kind 2: procmond started. Procmond only.
+    ProcmondStarted {
+        /// Procmond's version.
+        version: String,
+        /// Its process id.
+        pid: u32,
+    },
+    /// Kind 3: procmond stopped. Procmond only.
+    ProcmondStopped {
+        /// Why.
+        reason: String,
+    },
+    /// Kind 4: procmond dropped its privileges. Procmond only.
+    PrivilegesDropped {
+        /// The user it switched to.
+        user: String,
+        /// That user's id.
+        uid: u32,
+        /// That user's group id.
+        gid: u32,
+        /// The effective capabilities it kept (the `CapEff` bit mask).
+        effective_caps: u64,
+    },
+    /// Kind 5: one scan of the process table. Procmond only.
+    Scan {
+        /// The scan's id.
+        scan_id: i64,
+        /// When it started, in milliseconds since the epoch.
+        started_ms: i64,
+        /// When it finished, in milliseconds since the epoch.
+        finished_ms: i64,
+        /// How many processes it saw.
+        process_count: u64,
+        /// The hash of the scan's records (computed by the caller).
+        records_hash: Hash,
+    },
+    /// Kind 6: the agent started.
+    AgentStarted {
+        /// The agent's version.
+        version: String,
+        /// Its process id.
+        pid: u32,
+    },
+    /// Kind 7: the agent stopped.
+    AgentStopped {
+        /// Why.
+        reason: String,
+    },
+    /// Kind 8: a rule raised an alert.
+    AlertRaised {
+        /// The alert's id.
+        alert_id: String,
+        /// The rule that raised it.
+        rule_id: String,
+        /// Its severity (`info` … `critical`).
+        severity: String,
+        /// The host it is about.
+        host: String,
+    },
+    /// Kind 9: an alert reached a sink.
+    AlertDelivered {
+        /// The alert's id.
+        alert_id: String,
+        /// The sink's name.
+        sink: String,
+    },
+    /// Kind 10: a bundle was verified and applied.
+    BundleAccepted {
+        /// The bundle's name.
+        name: String,
+        /// Its version.
+        version: String,
+        /// The SHA-256 of the bundle file.
+        sha256: Hash,
+    },
+    /// Kind 11: a bundle was refused.
+    BundleRefused {
+        /// The bundle's name, when it could be read.
+        name: Option<String>,
+        /// Its version, when it could be read.
+        version: Option<String>,
+        /// The SHA-256 of the bundle file.
+        sha256: Hash,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// Kind 12: a bundle was rolled back to an earlier version.
+    BundleRolledBack {
+        /// The bundle's name.
+        name: String,
+        /// The version that was active.
+        from_version: String,
+        /// The version now active.
+        to_version: String,
+    },
+    /// Kind 13: the configuration changed.
+    ConfigChanged {
+        /// Where the new configuration came from (a file, a bundle…).
+        source: String,
+        /// The hash of the new configuration.
+        config_hash: Hash,
+    },
+}
+
+/// One record of the audit ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Who asked for it.
+    pub source: Source,
+    /// When procmond appended it, in milliseconds since the epoch (UTC).
+    pub time_ms: i64,
+    /// What it says.
+    pub body: Body,
+}
+
+/// Why an entry or a body could not be encoded or decoded. Offsets count from the first byte
+/// of the entry ([`Entry::decode`]) or of the body ([`Body::decode`]) and point at the start
+/// of the field (for a string, at its length).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    /// The version byte is not [`VERSION`].
+    #[error("unknown entry version {0}")]
+    UnknownVersion(u8),
+    /// The kind byte is not 1 to 13.
+    #[error("unknown entry kind {0}")]
+    UnknownKind(u8),
+    /// The kind name is not one of ours (escaped and cut to 64 characters).
+    #[error("unknown entry kind `{0}`")]
+    UnknownKindName(String),
+    /// The source byte is not 1 or 2.
+    #[error("unknown entry source {0}")]
+    UnknownSource(u8),
+    /// An entry of a procmond-only kind (1 to 5) claims to come from the agent.
+    #[error("entry kind `{kind}` cannot come from the {claimed}")]
+    SourceNotAllowed {
+        /// The kind's name.
+        kind: &'static str,
+        /// The source it claims.
+        claimed: Source,
+    },
+    /// The bytes end inside a field.
+    #[error("entry ends inside field `{field}` at byte {offset}")]
+    Truncated {
+        /// The field.
+        field: &'static str,
+        /// Where the field starts.
+        offset: usize,
+    },
+    /// A string field is not UTF-8.
+    #[error("field `{field}` at byte {offset} is not valid UTF-8")]
+    InvalidUtf8 {
+        /// The field.
+        field: &'static str,
+        /// Where the field starts.
+        offset: usize,
+    },
+    /// A string field is longer than [`MAX_STR`].
+    #[error("field `{field}` is {len} bytes, the limit is {limit}")]
+    StringTooLong {
+        /// The field.
+        field: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// [`MAX_STR`].
+        limit: usize,
+    },
+    /// An optional field's tag is neither 0 (absent) nor 1 (present).
+    #[error("field `{field}` at byte {offset} has option tag {tag}, expected 0 or 1")]
+    BadOptionTag {
+        /// The field.
+        field: &'static str,
+        /// Where the field starts.
+        offset: usize,
+        /// The tag found.
+        tag: u8,
+    },
+    /// Bytes follow the last field.
+    #[error("{0} trailing bytes after the entry")]
+    TrailingBytes(usize),
+    /// The whole entry is longer than [`MAX_ENTRY_BYTES`].
+    #[error("entry is {len} bytes, the limit is {limit}")]
+    TooLarge {
+        /// Its length in bytes.
+        len: usize,
+        /// [`MAX_ENTRY_BYTES`].
+        limit: usize,
+    },
+    /// A body is longer than [`MAX_BODY_BYTES`].
+    #[error("entry body is {len} bytes, the limit is {limit}")]
+    BodyTooLarge {
+        /// Its length in bytes.
+        len: usize,
+        /// [`MAX_BODY_BYTES`].
+        limit: usize,
+    },
+}
+
+/// One field of a body, borrowed, for the encoder and the text forms.
+enum Field<'a> {
+    Str(&'a str),
+    OptStr(Option<&'a str>),
+    U32(u32),
+    U64(u64),
+    I64(i64),
+    Hash(&'a Hash),
+}
+
+impl Body {
+    /// The kind's number (1 to 13), the second byte of the entry.
+    pub const fn kind_code(&self) -> u8 {
+        match self {
+            Self::LedgerCreated { .. } => 1,
+            Self::ProcmondStarted { .. } => 2,
+            Self::ProcmondStopped { .. } => 3,
+            Self::PrivilegesDropped { .. } => 4,
+            Self::Scan { .. } => 5,
+            Self::AgentStarted { .. } => 6,
+            Self::AgentStopped { .. } => 7,
+            Self::AlertRaised { .. } => 8,
+            Self::AlertDelivered { .. } => 9,
+            Self::BundleAccepted { .. } => 10,
+            Self::BundleRefused { .. } => 11,
+            Self::BundleRolledBack { .. } => 12,
+            Self::ConfigChanged { .. } => 13,
+        }
+    }
+
+    /// The kind's `snake_case` name, as in `AppendAudit.kind` and the text forms.
+    pub const fn kind(&self) -> &'static str {
+        KIND_NAMES[self.kind_code() as usize - 1]
+    }
+
+    /// Whether the agent may ask for this entry: false for kinds 1 to 5, which record what
+    /// procmond itself did.
+    pub const fn agent_may_append(&self) -> bool {
+        self.kind_code() > 5
+    }
+
+    /// The body's encoding: its fields only, without the entry header. This is what the agent
+    /// sends in `AppendAudit.payload`.
+    ///
+    /// # Errors
+    ///
+    /// [`EntryError::StringTooLong`] for a string over [`MAX_STR`] bytes,
+    /// [`EntryError::BodyTooLarge`] for a body over [`MAX_BODY_BYTES`].
+    pub fn encode(&self) -> Result<Vec<u8>, EntryError> {
+        let mut out = Vec::new();
+        self.encode_into(&mut out)?;
+        if out.len() > MAX_BODY_BYTES {
+            return Err(EntryError::BodyTooLarge {
+                len: out.len(),
+                limit: MAX_BODY_BYTES,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Decode a body of the kind called `kind` (such as `scan`), strictly: every field present
+    /// and in bounds, nothing after the last one, at most [`MAX_BODY_BYTES`] in all.
+    ///
+    /// The body bytes do not name their kind, so bytes of one kind may decode as another kind
+    /// whose fields have the same shape (`procmond_started` and `agent_started` do).
+    ///
+    /// # Errors
+    ///
+    /// [`EntryError::UnknownKindName`], [`EntryError::BodyTooLarge`] and the field errors.
+    pub fn decode(kind: &str, bytes: &[u8]) -> Result<Body, EntryError> {
+        let Some(code) = kind_code_of(kind) else {
+            let shown: String = kind.chars().take(64).flat_map(char::escape_debug).collect();
+            return Err(EntryError::UnknownKindName(shown));
+        };
+        if bytes.len() > MAX_BODY_BYTES {
+            return Err(EntryError::BodyTooLarge {
+                len: bytes.len(),
+                limit: MAX_BODY_BYTES,
+            });
+        }
+        let mut reader = Reader::new(bytes);
+        let body = decode_fields(code, &mut reader)?;
+        reader.finish()?;
+        Ok(body)
+    }
+
+    /// The fields, in encoding order, with their names.
+    fn fields(&self) -> Vec<(&'static str, Field<'_>)> {
+        use Field::{Hash as H, I64, OptStr, Str, U32, U64};
+        match self {
+            Self::LedgerCreated {
+                hash_alg,
+                verifier_key,
+            } => vec![
+                ("hash_alg", Str(hash_alg)),
+                ("verifier_key", Str(verifier_key)),
+            ],
+            Self::ProcmondStarted { version, pid } | Self::AgentStarted { version, pid } => {
+                vec![("version", Str(version)), ("pid", U32(*pid))]
+            }
+            Self::ProcmondStopped { reason } | Self::AgentStopped { reason } => {
+                vec![("reason", Str(reason))]
+            }
+            Self::PrivilegesDropped {
+                user,
+                uid,
+                gid,
+                effective_caps,
+            } => vec![
+                ("user", Str(user)),
+                ("uid", U32(*uid)),
+                ("gid", U32(*gid)),
+                ("effective_caps", U64(*effective_caps)),
+            ],
+            Self::Scan {
+                scan_id,
+                started_ms,
+                finished_ms,
+                process_count,
+                records_hash,
+            } => vec![
+                ("scan_id", I64(*scan_id)),
+                ("started_ms", I64(*started_ms)),
+                ("finished_ms", I64(*finished_ms)),
+                ("process_count", U64(*process_count)),
+                ("records_hash", H(records_hash)),
+            ],
+            Self::AlertRaised {
+                alert_id,
+                rule_id,
+                severity,
+                host,
+            } => vec![
+                ("alert_id", Str(alert_id)),
+                ("rule_id", Str(rule_id)),
+                ("severity", Str(severity)),
+                ("host", Str(host)),
+            ],
+            Self::AlertDelivered { alert_id, sink } => {
+                vec![("alert_id", Str(alert_id)), ("sink", Str(sink))]
+            }
+            Self::BundleAccepted {
+                name,
+                version,
+                sha256,
+            } => vec![
+                ("name", Str(name)),
+                ("version", Str(version)),
+                ("sha256", H(sha256)),
+            ],
+            Self::BundleRefused {
+                name,
+                version,
+                sha256,
+                reason,
+            } => vec![
+                ("name", OptStr(name.as_deref())),
+                ("version", OptStr(version.as_deref())),
+                ("sha256", H(sha256)),
+                ("reason", Str(reason)),
+            ],
+            Self::BundleRolledBack {
+                name,
+                from_version,
+                to_version,
+            } => vec![
+                ("name", Str(name)),
+                ("from_version", Str(from_version)),
+                ("to_version", Str(to_version)),
+            ],
+            Self::ConfigChanged {
+                source,
+                config_hash,
+            } => vec![("source", Str(source)), ("config_hash", H(config_hash))],
+        }
+    }
+
+    /// Append the fields to `out`, checking only the string lengths.
+    fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), EntryError> {
+        for (name, field) in self.fields() {
+            match field {
+                Field::Str(s) => put_str(out, name, s)?,
+                Field::OptStr(None) => out.push(0),
+                Field::OptStr(Some(s)) => {
+                    out.push(1);
+                    put_str(out, name, s)?;
+                }
+                Field::U32(v) => out.extend_from_slice(&v.to_be_bytes()),
+                Field::U64(v) => out.extend_from_slice(&v.to_be_bytes()),
+                Field::I64(v) => out.extend_from_slice(&v.to_be_bytes()),
+                Field::Hash(h) => out.extend_from_slice(h),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Entry {
+    /// The entry's canonical bytes: header, then body.
+    ///
+    /// # Errors
+    ///
+    /// [`EntryError::SourceNotAllowed`] for a procmond-only kind from the agent,
+    /// [`EntryError::StringTooLong`] for a string over [`MAX_STR`] bytes and
+    /// [`EntryError::TooLarge`] for an entry over [`MAX_ENTRY_BYTES`].
+    pub fn encode(&self) -> Result<Vec<u8>, EntryError> {
+        check_source(&self.body, self.source)?;
+        let mut out = Vec::with_capacity(64);
+        out.push(VERSION);
+        out.push(self.body.kind_code());
+        out.push(self.source.code());
+        out.extend_from_slice(&self.time_ms.to_be_bytes());
+        self.body.encode_into(&mut out)?;
+        if out.len() > MAX_ENTRY_BYTES {
+            return Err(EntryError::TooLarge {
+                len: out.len(),
+                limit: MAX_ENTRY_BYTES,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Decode an entry, strictly (see the module documentation): exactly the bytes
+    /// [`Entry::encode`] would write for it, or an error.
+    ///
+    /// # Errors
+    ///
+    /// The first thing wrong, in byte order, after the total size.
+    pub fn decode(bytes: &[u8]) -> Result<Entry, EntryError> {
+        if bytes.len() > MAX_ENTRY_BYTES {
+            return Err(EntryError::TooLarge {
+                len: bytes.len(),
+                limit: MAX_ENTRY_BYTES,
+            });
+        }
+        let mut reader = Reader::new(bytes);
+        let version = reader.u8("version")?;
+        if version != VERSION {
+            return Err(EntryError::UnknownVersion(version));
+        }
+        let kind = reader.u8("kind")?;
+        if !(1..=13).contains(&kind) {
+            return Err(EntryError::UnknownKind(kind));
+        }
+        let source_code = reader.u8("source")?;
+        let source =
+            Source::from_code(source_code).ok_or(EntryError::UnknownSource(source_code))?;
+        if source == Source::Agent && kind <= 5 {
+            return Err(EntryError::SourceNotAllowed {
+                kind: KIND_NAMES[usize::from(kind) - 1],
+                claimed: source,
+            });
+        }
+        let time_ms = reader.i64("time_ms")?;
+        let body = decode_fields(kind, &mut reader)?;
+        reader.finish()?;
+        Ok(Entry {
+            source,
+            time_ms,
+            body,
+        })
+    }
+
+    /// The entry as JSON: `version`, `kind`, `source`, `time_ms`, `time` (RFC 3339, UTC,
+    /// milliseconds) and `fields` (an object with the kind's fields: strings, numbers, `null`
+    /// for an absent optional string, hashes as lowercase hex).
+    pub fn to_json(&self) -> Value {
+        let mut fields = Map::new();
+        for (name, field) in self.body.fields() {
+            let value = match field {
+                Field::Str(s) => Value::from(s),
+                Field::OptStr(s) => s.map_or(Value::Null, Value::from),
+                Field::U32(v) => Value::from(v),
+                Field::U64(v) => Value::from(v),
+                Field::I64(v) => Value::from(v),
+                Field::Hash(h) => Value::from(hex(h)),
+            };
+            fields.insert(name.to_owned(), value);
+        }
+        json!({
+            "version": VERSION,
+            "kind": self.body.kind(),
+            "source": self.source.name(),
+            "time_ms": self.time_ms,
+            "time": format_time_ms(self.time_ms),
+            "fields": fields,
+        })
+    }
+}
+
+/// One line: `TIME SOURCE KIND name=value …`, fields in encoding order. Strings are quoted,
+/// with `"` and `\` escaped and every control, line-separator and bidirectional-formatting
+/// character written as `\n`, `\r`, `\t` or `\u{…}`, so the line never breaks; an absent
+/// optional string is `-`; numbers are decimal; hashes lowercase hex.
+impl fmt::Display for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} {}",
+            format_time_ms(self.time_ms),
+            self.source,
+            self.body.kind()
+        )?;
+        for (name, field) in self.body.fields() {
+            write!(f, " {name}=")?;
+            match field {
+                Field::Str(s) | Field::OptStr(Some(s)) => write_quoted(f, s)?,
+                Field::OptStr(None) => f.write_char('-')?,
+                Field::U32(v) => write!(f, "{v}")?,
+                Field::U64(v) => write!(f, "{v}")?,
+                Field::I64(v) => write!(f, "{v}")?,
+                Field::Hash(h) => f.write_str(&hex(h))?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The kind number of the kind called `name`.
+fn kind_code_of(name: &str) -> Option<u8> {
+    let index = KIND_NAMES.iter().position(|known| *known == name)?;
+    u8::try_from(index + 1).ok()
+}
+
+/// Kinds 1 to 5 come from procmond only.
+fn check_source(body: &Body, source: Source) -> Result<(), EntryError> {
+    if source == Source::Agent && !body.agent_may_append() {
+        return Err(EntryError::SourceNotAllowed {
+            kind: body.kind(),
+            claimed: source,
+        });
+    }
+    Ok(())
+}
+
+/// Append a `str` field: u16 length, then the bytes.
+fn put_str(out: &mut Vec<u8>, field: &'static str, s: &str) -> Result<(), EntryError> {
+    let len = s.len();
+    let too_long = || EntryError::StringTooLong {
+        field,
+        len,
+        limit: MAX_STR,
+    };
+    if len > MAX_STR {
+        return Err(too_long());
+    }
+    let prefix = u16::try_from(len).map_err(|_| too_long())?;
+    out.extend_from_slice(&prefix.to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+/// The fields of kind `code`, read in encoding order. Struct expressions evaluate their
+/// fields in the order written, which is the encoding order.
+fn decode_fields(code: u8, r: &mut Reader<'_>) -> Result<Body, EntryError> {
+    Ok(match code {
+        1 => Body::LedgerCreated {
+            hash_alg: r.str("hash_alg")?,
+            verifier_key: r.str("verifier_key")?,
+        },
+        2 => Body::ProcmondStarted {
+            version: r.str("version")?,
+            pid: r.u32("pid")?,
+        },
+        3 => Body::ProcmondStopped {
+            reason: r.str("reason")?,
+        },
+        4 => Body::PrivilegesDropped {
+            user: r.str("user")?,
+            uid: r.u32("uid")?,
+            gid: r.u32("gid")?,
+            effective_caps: r.u64("effective_caps")?,
+        },
+        5 => Body::Scan {
+            scan_id: r.i64("scan_id")?,
+            started_ms: r.i64("started_ms")?,
+            finished_ms: r.i64("finished_ms")?,
+            process_count: r.u64("process_count")?,
+            records_hash: r.hash("records_hash")?,
+        },
+        6 => Body::AgentStarted {
+            version: r.str("version")?,
+            pid: r.u32("pid")?,
+        },
+        7 => Body::AgentStopped {
+            reason: r.str("reason")?,
+        },
+        8 => Body::AlertRaised {
+            alert_id: r.str("alert_id")?,
+            rule_id: r.str("rule_id")?,
+            severity: r.str("severity")?,
+            host: r.str("host")?,
+        },
+        9 => Body::AlertDelivered {
+            alert_id: r.str("alert_id")?,
+            sink: r.str("sink")?,
+        },
+        10 => Body::BundleAccepted {
+            name: r.str("name")?,
+            version: r.str("version")?,
+            sha256: r.hash("sha256")?,
+        },
+        11 => Body::BundleRefused {
+            name: r.opt_str("name")?,
+            version: r.opt_str("version")?,
+            sha256: r.hash("sha256")?,
+            reason: r.str("reason")?,
+        },
+        12 => Body::BundleRolledBack {
+            name: r.str("name")?,
+            from_version: r.str("from_version")?,
+            to_version: r.str("to_version")?,
+        },
+        13 => Body::ConfigChanged {
+            source: r.str("source")?,
+            config_hash: r.hash("config_hash")?,
+        },
+        _ => return Err(EntryError::UnknownKind(code)),
+    })
+}
+
+/// A strict cursor over entry bytes.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes, pos: 0 }
+    }
+
+    /// The next `n` bytes of `field`, which started at `start`.
+    fn take(
+        &mut self,
+        n: usize,
+        field: &'static str,
+        start: usize,
+    ) -> Result<&'a [u8], EntryError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|end| *end <= self.bytes.len())
+            .ok_or(EntryError::Truncated {
+                field,
+                offset: start,
+            })?;
+        let taken = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(taken)
+    }
+
+    /// The next `N` bytes of a fixed-width field.
+    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], EntryError> {
+        let start = self.pos;
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N, field, start)?);
+        Ok(out)
+    }
+
+    fn u8(&mut self, field: &'static str) -> Result<u8, EntryError> {
+        Ok(self.array::<1>(field)?[0])
+    }
+
+    fn u32(&mut self, field: &'static str) -> Result<u32, EntryError> {
+        Ok(u32::from_be_bytes(self.array(field)?))
+    }
+
+    fn u64(&mut self, field: &'static str) -> Result<u64, EntryError> {
+        Ok(u64::from_be_bytes(self.array(field)?))
+    }
+
+    fn i64(&mut self, field: &'static str) -> Result<i64, EntryError> {
+        Ok(i64::from_be_bytes(self.array(field)?))
+    }
+
+    fn hash(&mut self, field: &'static str) -> Result<Hash, EntryError> {
+        self.array(field)
+    }
+
+    /// A `str` whose length starts at `start` (the tag's offset for an optional string).
+    fn str_from(&mut self, field: &'static str, start: usize) -> Result<String, EntryError> {
+        let prefix = self.take(2, field, start)?;
+        let len = usize::from(u16::from_be_bytes([prefix[0], prefix[1]]));
+        if len > MAX_STR {
+            return Err(EntryError::StringTooLong {
+                field,
+                len,
+                limit: MAX_STR,
+            });
+        }
+        let raw = self.take(len, field, start)?;
+        let text = std::str::from_utf8(raw).map_err(|_| EntryError::InvalidUtf8 {
+            field,
+            offset: start,
+        })?;
+        Ok(text.to_owned())
+    }
+
+    fn str(&mut self, field: &'static str) -> Result<String, EntryError> {
+        let start = self.pos;
+        self.str_from(field, start)
+    }
+
+    fn opt_str(&mut self, field: &'static str) -> Result<Option<String>, EntryError> {
+        let start = self.pos;
+        match self.u8(field)? {
+            0 => Ok(None),
+            1 => self.str_from(field, start).map(Some),
+            tag => Err(EntryError::BadOptionTag {
+                field,
+                offset: start,
+                tag,
+            }),
+        }
+    }
+
+    /// Nothing may follow the last field.
+    fn finish(&self) -> Result<(), EntryError> {
+        match self.bytes.len() - self.pos {
+            0 => Ok(()),
+            rest => Err(EntryError::TrailingBytes(rest)),
+        }
+    }
+}
+
+/// Lowercase hex.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    out
+}
+
+/// `time_ms` as `YYYY-MM-DDTHH:MM:SS.mmmZ` (RFC 3339, UTC, proleptic Gregorian calendar) for
+/// years 0 to 9999; outside them, for any `i64`, the ISO 8601 expanded year (`+10000-…`,
+/// `-00001-…`), which never panics.
+fn format_time_ms(time_ms: i64) -> String {
+    const MS_PER_DAY: i64 = 86_400_000;
+    let days = time_ms.div_euclid(MS_PER_DAY);
+    let ms_of_day = time_ms.rem_euclid(MS_PER_DAY);
+    // Howard Hinnant's `civil_from_days`: days since 1970-01-01 to year, month, day.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (hour, minute) = (ms_of_day / 3_600_000, ms_of_day / 60_000 % 60);
+    let (second, milli) = (ms_of_day / 1_000 % 60, ms_of_day % 1_000);
+    let year = if (0..=9999).contains(&year) {
+        format!("{year:04}")
+    } else {
+        format!("{year:+06}")
+    };
+    format!("{year}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z")
+}
+
+/// Write `s` in double quotes so that it stays on one line and cannot pass for anything else.
+fn write_quoted(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
+    f.write_char('"')?;
+    for c in s.chars() {
+        match c {
+            '"' => f.write_str("\\\"")?,
+            '\\' => f.write_str("\\\\")?,
+            '\n' => f.write_str("\\n")?,
+            '\r' => f.write_str("\\r")?,
+            '\t' => f.write_str("\\t")?,
+            c if needs_escape(c) => write!(f, "\\u{{{:x}}}", u32::from(c))?,
+            c => f.write_char(c)?,
+        }
+    }
+    f.write_char('"')
+}
+
+/// Control characters (C0, DEL, C1 including NEL), line and paragraph separators, and the
+/// invisible formatting characters that reorder or hide text (bidi controls, zero-width
+/// characters, the byte-order mark).
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{061c}'
+                | '\u{feff}'
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// 2025-11-21T10:00:00.123Z.
+    const T: i64 = 1_763_719_200_123;
+    /// The bytes of `T`, big-endian, worked out by hand (0x0000_019a_a5db_3d7b).
+    const T_BE: [u8; 8] = [0x00, 0x00, 0x01, 0x9a, 0xa5, 0xdb, 0x3d, 0x7b];
+
+    fn h(start: u8) -> Hash {
+        std::array::from_fn(|i| start.wrapping_add(u8::try_from(i).unwrap()))
+    }
+
+    /// One body of every kind, in kind order.
+    fn samples() -> Vec<Body> {
+        vec![
+            Body::LedgerCreated {
+                hash_alg: "blake3".into(),
+                verifier_key: "host+1a2b3c4d+AQID".into(),
+            },
+            Body::ProcmondStarted {
+                version: "0.1.0".into(),
+                pid: 4242,
+            },
+            Body::ProcmondStopped {
+                reason: "signal TERM".into(),
+            },
+            Body::PrivilegesDropped {
+                user: "daemoneye".into(),
+                uid: 998,
+                gid: 997,
+                effective_caps: (1 << 19) | (1 << 2),
+            },
+            Body::Scan {
+                scan_id: 7,
+                started_ms: T - 500,
+                finished_ms: T,
+                process_count: 312,
+                records_hash: h(0),
+            },
+            Body::AgentStarted {
+                version: "0.1.0".into(),
+                pid: 1,
+            },
+            Body::AgentStopped {
+                reason: String::new(),
+            },
+            Body::AlertRaised {
+                alert_id: "al-1".into(),
+                rule_id: "DE-LNX-0001".into(),
+                severity: "high".into(),
+                host: "plant-7-hmi".into(),
+            },
+            Body::AlertDelivered {
+                alert_id: "al-1".into(),
+                sink: "siem".into(),
+            },
+            Body::BundleAccepted {
+                name: "core-rules".into(),
+                version: "12".into(),
+                sha256: h(0x40),
+            },
+            Body::BundleRefused {
+                name: None,
+                version: Some("ü".into()),
+                sha256: h(0x80),
+                reason: "bad signature".into(),
+            },
+            Body::BundleRolledBack {
+                name: "core-rules".into(),
+                from_version: "12".into(),
+                to_version: "11".into(),
+            },
+            Body::ConfigChanged {
+                source: "/etc/daemoneye/config.toml".into(),
+                config_hash: h(0xc0),
+            },
+        ]
+    }
+
+    fn entry(body: Body) -> Entry {
+        Entry {
+            source: Source::Procmond,
+            time_ms: T,
+            body,
+        }
+    }
+
+    // ----- negative tests first -----------------------------------------------------------
+
+    #[test]
+    fn every_truncation_of_every_kind_fails() {
+        for body in samples() {
+            let bytes = entry(body.clone()).encode().unwrap();
+            for cut in 0..bytes.len() {
+                let err = Entry::decode(&bytes[..cut]).unwrap_err();
+                assert!(
+                    matches!(err, EntryError::Truncated { .. }),
+                    "{} cut at {cut}: {err}",
+                    body.kind()
+                );
+            }
+            let body_bytes = body.encode().unwrap();
+            for cut in 0..body_bytes.len() {
+                assert!(matches!(
+                    Body::decode(body.kind(), &body_bytes[..cut]),
+                    Err(EntryError::Truncated { .. })
+                ));
+            }
+        }
+    }
+
+    #[test]
+    fn a_trailing_byte_fails() {
+        for body in samples() {
+            let mut bytes = entry(body.clone()).encode().unwrap();
+            bytes.push(0);
+            assert_eq!(Entry::decode(&bytes), Err(EntryError::TrailingBytes(1)));
+            let mut body_bytes = body.encode().unwrap();
+            body_bytes.extend_from_slice(&[1, 2, 3]);
+            assert_eq!(
+                Body::decode(body.kind(), &body_bytes),
+                Err(EntryError::TrailingBytes(3))
+            );
+        }
+        assert_eq!(
+            EntryError::TrailingBytes(3).to_string(),
+            "3 trailing bytes after the entry"
+        );
+    }
+
+    #[test]
+    fn bad_version_kind_and_source_fail() {
+        let good = entry(samples()[2].clone()).encode().unwrap();
+        for version in [0u8, 2, 0xff] {
+            let mut bytes = good.clone();
+            bytes[0] = version;
+            assert_eq!(
+                Entry::decode(&bytes),
+                Err(EntryError::UnknownVersion(version))
+            );
+        }
+        assert_eq!(
+            EntryError::UnknownVersion(2).to_string(),
+            "unknown entry version 2"
+        );
+        for kind in [0u8, 14, 99, 0xff] {
+            let mut bytes = good.clone();
+            bytes[1] = kind;
+            assert_eq!(Entry::decode(&bytes), Err(EntryError::UnknownKind(kind)));
+        }
+        assert_eq!(
+            EntryError::UnknownKind(99).to_string(),
+            "unknown entry kind 99"
+        );
+        for source in [0u8, 3, 0xff] {
+            let mut bytes = good.clone();
+            bytes[2] = source;
+            assert_eq!(
+                Entry::decode(&bytes),
+                Err(EntryError::UnknownSource(source))
+            );
+        }
+        let err = Body::decode("foo", b"").unwrap_err();
+        assert_eq!(err.to_string(), "unknown entry kind `foo`");
+        let err = Body::decode("Scan", b"").unwrap_err();
+        assert_eq!(err, EntryError::UnknownKindName("Scan".into()));
+        let err = Body::decode("x\ny", b"").unwrap_err();
+        assert_eq!(err.to_string(), "unknown entry kind `x\\ny`");
+        assert!(Entry::decode(&[]).is_err_and(|e| e
+            == EntryError::Truncated {
+                field: "version",
+                offset: 0
+            }));
+    }
+
+    #[test]
+    fn procmond_only_kinds_from_the_agent_fail() {
+        for body in samples() {
+            let from_agent = Entry {
+                source: Source::Agent,
+                ..entry(body.clone())
+            };
+            let mut bytes = entry(body.clone()).encode().unwrap();
+            bytes[2] = Source::Agent.code();
+            if body.agent_may_append() {
+                assert_eq!(Entry::decode(&bytes).unwrap(), from_agent);
+                assert_eq!(from_agent.encode().unwrap(), bytes);
+            } else {
+                let expected = EntryError::SourceNotAllowed {
+                    kind: body.kind(),
+                    claimed: Source::Agent,
+                };
+                assert_eq!(from_agent.encode(), Err(expected.clone()));
+                assert_eq!(Entry::decode(&bytes), Err(expected));
+            }
+        }
+        let err = Entry {
+            source: Source::Agent,
+            ..entry(samples()[4].clone())
+        }
+        .encode()
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "entry kind `scan` cannot come from the agent"
+        );
+    }
+
+    #[test]
+    fn bad_utf8_fails() {
+        let body = Body::AlertRaised {
+            alert_id: "a".into(),
+            rule_id: "r".into(),
+            severity: "s".into(),
+            host: "hh".into(),
+        };
+        let mut bytes = entry(body).encode().unwrap();
+        // header 11, alert_id 3, rule_id 3, severity 3: host's length is at 20.
+        assert_eq!(&bytes[20..], &[0, 2, b'h', b'h']);
+        for bad in [[0xffu8, 0x41], [0xc3, 0x28], [0xed, 0xa0]] {
+            bytes[22..24].copy_from_slice(&bad);
+            let err = Entry::decode(&bytes).unwrap_err();
+            assert_eq!(
+                err,
+                EntryError::InvalidUtf8 {
+                    field: "host",
+                    offset: 20
+                }
+            );
+            assert_eq!(
+                err.to_string(),
+                "field `host` at byte 20 is not valid UTF-8"
+            );
+        }
+    }
+
+    #[test]
+    fn truncation_names_the_field_and_its_offset() {
+        let bytes = entry(samples()[7].clone()).encode().unwrap();
+        // alert_id "al-1" takes 6 bytes from 11, rule_id starts at 17.
+        let err = Entry::decode(&bytes[..20]).unwrap_err();
+        assert_eq!(
+            err,
+            EntryError::Truncated {
+                field: "rule_id",
+                offset: 17
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "entry ends inside field `rule_id` at byte 17"
+        );
+        assert_eq!(
+            Entry::decode(&bytes[..5]),
+            Err(EntryError::Truncated {
+                field: "time_ms",
+                offset: 3
+            })
+        );
+    }
+
+    #[test]
+    fn string_of_4097_bytes_fails_and_4096_passes() {
+        let body = |reason: String| Body::ProcmondStopped { reason };
+        let err = body("x".repeat(MAX_STR + 1)).encode().unwrap_err();
+        assert_eq!(
+            err,
+            EntryError::StringTooLong {
+                field: "reason",
+                len: 4097,
+                limit: 4096
+            }
+        );
+        let err = entry(body("x".repeat(5000))).encode().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "field `reason` is 5000 bytes, the limit is 4096"
+        );
+        // Longer than a u16 can say: refused, never wrapped.
+        assert!(entry(body("x".repeat(70_000))).encode().is_err());
+
+        let ok = entry(body("x".repeat(MAX_STR)));
+        let bytes = ok.encode().unwrap();
+        assert_eq!(Entry::decode(&bytes).unwrap(), ok);
+
+        // A hand-made 4097-byte string is refused by the decoder, before its bytes are read.
+        let mut bytes = vec![1, 3, 1];
+        bytes.extend_from_slice(&T_BE);
+        bytes.extend_from_slice(&4097u16.to_be_bytes());
+        bytes.extend_from_slice(&[b'x'; 4097]);
+        assert_eq!(
+            Entry::decode(&bytes),
+            Err(EntryError::StringTooLong {
+                field: "reason",
+                len: 4097,
+                limit: 4096
+            })
+        );
+        assert!(Entry::decode(&bytes[..13]).is_err());
+    }
+
+    #[test]
+    fn option_tag_2_fails() {
+        let bytes = entry(samples()[10].clone()).encode().unwrap();
+        assert_eq!(bytes[11], 0, "name is absent");
+        for tag in [2u8, 0x80, 0xff] {
+            let mut bad = bytes.clone();
+            bad[11] = tag;
+            let err = Entry::decode(&bad).unwrap_err();
+            assert_eq!(
+                err,
+                EntryError::BadOptionTag {
+                    field: "name",
+                    offset: 11,
+                    tag
+                }
+            );
+        }
+        assert_eq!(
+            EntryError::BadOptionTag {
+                field: "name",
+                offset: 11,
+                tag: 2
+            }
+            .to_string(),
+            "field `name` at byte 11 has option tag 2, expected 0 or 1"
+        );
+    }
+
+    #[test]
+    fn entry_over_max_entry_bytes_fails() {
+        // Four strings at the limit are each fine, together too many.
+        let big = Body::AlertRaised {
+            alert_id: "a".repeat(MAX_STR),
+            rule_id: "r".repeat(MAX_STR),
+            severity: "s".repeat(MAX_STR),
+            host: "h".repeat(MAX_STR),
+        };
+        let len = HEADER_BYTES + 4 * (2 + MAX_STR);
+        assert_eq!(len, 16_403);
+        let err = entry(big.clone()).encode().unwrap_err();
+        assert_eq!(
+            err,
+            EntryError::TooLarge {
+                len,
+                limit: MAX_ENTRY_BYTES
+            }
+        );
+        assert_eq!(err.to_string(), "entry is 16403 bytes, the limit is 16384");
+        assert_eq!(
+            big.encode(),
+            Err(EntryError::BodyTooLarge {
+                len: len - HEADER_BYTES,
+                limit: MAX_BODY_BYTES
+            })
+        );
+
+        // The decoder refuses by size before it reads anything, even a valid-looking prefix.
+        let mut bytes = entry(samples()[2].clone()).encode().unwrap();
+        bytes.resize(17_000, 0);
+        let err = Entry::decode(&bytes).unwrap_err();
+        assert_eq!(err.to_string(), "entry is 17000 bytes, the limit is 16384");
+        assert!(matches!(
+            Body::decode("agent_stopped", &vec![0; MAX_BODY_BYTES + 1]),
+            Err(EntryError::BodyTooLarge { .. })
+        ));
+
+        // Just at the limit: encodes and decodes.
+        let host_len = MAX_ENTRY_BYTES - HEADER_BYTES - 3 * (2 + MAX_STR) - 2;
+        let fits = entry(Body::AlertRaised {
+            alert_id: "a".repeat(MAX_STR),
+            rule_id: "r".repeat(MAX_STR),
+            severity: "s".repeat(MAX_STR),
+            host: "h".repeat(host_len),
+        });
+        let bytes = fits.encode().unwrap();
+        assert_eq!(bytes.len(), MAX_ENTRY_BYTES);
+        assert_eq!(Entry::decode(&bytes).unwrap(), fits);
+    }
+
+    #[test]
+    fn display_never_breaks_the_line() {
+        let hostile = "evil\n2026-01-01T00:00:00.000Z procmond scan\r\u{85}\u{2028}\u{2029}\
+                       \u{202e}\u{0}\u{1b}[31m\"\\\t\u{feff}\u{200b}";
+        let e = Entry {
+            source: Source::Agent,
+            time_ms: T,
+            body: Body::AlertRaised {
+                alert_id: hostile.into(),
+                rule_id: hostile.into(),
+                severity: "high".into(),
+                host: hostile.into(),
+            },
+        };
+        let line = e.to_string();
+        for bad in [
+            '\n', '\r', '\u{85}', '\u{2028}', '\u{2029}', '\u{202e}', '\u{1b}', '\0',
+        ] {
+            assert!(!line.contains(bad), "{bad:?} in {line}");
+        }
+        assert!(line.starts_with("2025-11-21T10:00:00.123Z agent alert_raised alert_id=\"evil\\n"));
+        assert!(line.contains(r#"\"\\\t\u{feff}\u{200b}""#), "{line}");
+    }
+
+    // ----- positive tests -----------------------------------------------------------------
+
+    #[test]
+    fn every_kind_round_trips() {
+        let bodies = samples();
+        let codes: Vec<u8> = bodies.iter().map(Body::kind_code).collect();
+        assert_eq!(codes, (1..=13).collect::<Vec<u8>>());
+        for body in bodies {
+            for source in [Source::Procmond, Source::Agent] {
+                if source == Source::Agent && !body.agent_may_append() {
+                    continue;
+                }
+                for time_ms in [T, 0, -1, i64::MIN, i64::MAX] {
+                    let e = Entry {
+                        source,
+                        time_ms,
+                        body: body.clone(),
+                    };
+                    let bytes = e.encode().unwrap();
+                    assert_eq!(bytes[..3], [1, body.kind_code(), source.code()]);
+                    assert_eq!(bytes[3..11], time_ms.to_be_bytes());
+                    assert_eq!(bytes[11..], body.encode().unwrap());
+                    assert_eq!(Entry::decode(&bytes).unwrap(), e);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn known_answer_alert_delivered() {
+        // The example of the module documentation, byte by byte from the specification.
+        let mut expected = vec![0x01, 0x09, 0x02];
+        expected.extend_from_slice(&T_BE);
+        expected.extend_from_slice(&[0x00, 0x02, b'a', b'1']);
+        expected.extend_from_slice(&[0x00, 0x04, b's', b'i', b'e', b'm']);
+        let e = Entry {
+            source: Source::Agent,
+            time_ms: T,
+            body: Body::AlertDelivered {
+                alert_id: "a1".into(),
+                sink: "siem".into(),
+            },
+        };
+        assert_eq!(expected.len(), 21);
+        assert_eq!(e.encode().unwrap(), expected);
+        assert_eq!(Entry::decode(&expected).unwrap(), e);
+    }
+
+    #[test]
+    fn known_answer_scan() {
+        let expected: Vec<u8> = [
+            &[0x01, 0x05, 0x01][..],   // version 1, scan, procmond
+            &T_BE,                     // time_ms
+            &[0, 0, 0, 0, 0, 0, 0, 7], // scan_id 7
+            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe], // started_ms -2
+            &[0, 0, 0, 0, 0, 0, 0x01, 0x00], // finished_ms 256
+            &[0, 0, 0, 0, 0, 0, 0x01, 0x38], // process_count 312
+            &[
+                0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d,
+                0x0e, 0x0f, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b,
+                0x1c, 0x1d, 0x1e, 0x1f,
+            ], // records_hash
+        ]
+        .concat();
+        let e = entry(Body::Scan {
+            scan_id: 7,
+            started_ms: -2,
+            finished_ms: 256,
+            process_count: 312,
+            records_hash: h(0),
+        });
+        assert_eq!(expected.len(), 11 + 32 + 32);
+        assert_eq!(e.encode().unwrap(), expected);
+        assert_eq!(Entry::decode(&expected).unwrap(), e);
+    }
+
+    #[test]
+    fn known_answer_bundle_refused() {
+        let expected: Vec<u8> = [
+            &[0x01, 0x0b, 0x01][..],
+            &T_BE,
+            &[0x00],                         // name absent
+            &[0x01, 0x00, 0x02, 0xc3, 0xbc], // version present, "ü" (2 bytes of UTF-8)
+            &[0xaa; 32],                     // sha256
+            &[0x00, 0x03, b'b', b'a', b'd'], // reason "bad"
+        ]
+        .concat();
+        let e = entry(Body::BundleRefused {
+            name: None,
+            version: Some("ü".into()),
+            sha256: [0xaa; 32],
+            reason: "bad".into(),
+        });
+        assert_eq!(e.encode().unwrap(), expected);
+        assert_eq!(Entry::decode(&expected).unwrap(), e);
+        // An empty present string is not the same as an absent one.
+        let mut present_empty = expected.clone();
+        present_empty.splice(11..12, [0x01, 0x00, 0x00]);
+        let decoded = Entry::decode(&present_empty).unwrap();
+        assert!(
+            matches!(decoded.body, Body::BundleRefused { name: Some(ref n), .. } if n.is_empty())
+        );
+    }
+
+    #[test]
+    fn agent_may_append_is_false_exactly_for_kinds_1_to_5() {
+        for body in samples() {
+            assert_eq!(
+                body.agent_may_append(),
+                body.kind_code() > 5,
+                "{}",
+                body.kind()
+            );
+        }
+        let names: Vec<&str> = samples()
+            .iter()
+            .filter(|b| !b.agent_may_append())
+            .map(Body::kind)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "ledger_created",
+                "procmond_started",
+                "procmond_stopped",
+                "privileges_dropped",
+                "scan"
+            ]
+        );
+    }
+
+    #[test]
+    fn body_decode_by_kind_name_round_trips() {
+        for body in samples() {
+            let bytes = body.encode().unwrap();
+            assert_eq!(Body::decode(body.kind(), &bytes).unwrap(), body);
+            // What procmond does with an AppendAudit: the body always fits an entry.
+            let e = Entry {
+                source: Source::Agent,
+                time_ms: T,
+                body: body.clone(),
+            };
+            if body.agent_may_append() {
+                assert_eq!(&e.encode().unwrap()[HEADER_BYTES..], bytes);
+            }
+        }
+    }
+
+    /// The body bytes carry no kind: under another kind name they either fail or decode as
+    /// that other kind, never as the original. Same-shaped kinds do decode: the kind byte of
+    /// the entry header (and `AppendAudit.kind`) is what tells them apart.
+    #[test]
+    fn body_decode_with_the_wrong_kind_fails_or_decodes_as_that_kind() {
+        let mut cross = Vec::new();
+        for body in samples() {
+            let bytes = body.encode().unwrap();
+            for other in KIND_NAMES.iter().filter(|k| **k != body.kind()) {
+                if let Ok(decoded) = Body::decode(other, &bytes) {
+                    assert_eq!(decoded.kind(), *other);
+                    assert_ne!(decoded, body);
+                    assert_eq!(decoded.encode().unwrap(), bytes);
+                    cross.push((body.kind(), *other));
+                }
+            }
+        }
+        // The pairs with the same field shapes (given these samples' lengths).
+        assert!(cross.contains(&("procmond_started", "agent_started")));
+        assert!(cross.contains(&("agent_started", "procmond_started")));
+        assert!(cross.contains(&("procmond_stopped", "agent_stopped")));
+        assert!(cross.contains(&("agent_stopped", "procmond_stopped")));
+        assert!(cross.contains(&("ledger_created", "alert_delivered")));
+        assert!(cross.contains(&("alert_delivered", "ledger_created")));
+        assert_eq!(
+            Body::decode(
+                "agent_started",
+                &Body::ProcmondStarted {
+                    version: "1".into(),
+                    pid: 9
+                }
+                .encode()
+                .unwrap()
+            ),
+            Ok(Body::AgentStarted {
+                version: "1".into(),
+                pid: 9
+            })
+        );
+        // A scan body read as a string kind fails.
+        let scan = samples()[4].encode().unwrap();
+        assert!(Body::decode("agent_stopped", &scan).is_err());
+    }
+
+    #[test]
+    fn kind_names_match_the_table() {
+        for (index, name) in KIND_NAMES.iter().enumerate() {
+            assert_eq!(kind_code_of(name), Some(u8::try_from(index + 1).unwrap()));
+        }
+        for body in samples() {
+            assert_eq!(KIND_NAMES[usize::from(body.kind_code()) - 1], body.kind());
+        }
+        assert_eq!(Source::from_code(1), Some(Source::Procmond));
+        assert_eq!(Source::from_name("agent"), Some(Source::Agent));
+        assert_eq!(Source::from_code(0), None);
+    }
+
+    #[test]
+    fn display_is_one_documented_line() {
+        let line = entry(samples()[4].clone()).to_string();
+        assert_eq!(
+            line,
+            "2025-11-21T10:00:00.123Z procmond scan scan_id=7 started_ms=1763719199623 \
+             finished_ms=1763719200123 process_count=312 \
+             records_hash=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+        );
+        let line = entry(samples()[10].clone()).to_string();
+        assert!(
+            line.contains(" bundle_refused name=- version=\"ü\" sha256=8081"),
+            "{line}"
+        );
+        assert!(line.ends_with(" reason=\"bad signature\""), "{line}");
+    }
+
+    #[test]
+    fn to_json_has_the_documented_keys() {
+        for body in samples() {
+            let e = entry(body.clone());
+            let value = e.to_json();
+            let object = value.as_object().unwrap();
+            let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+            keys.sort_unstable();
+            assert_eq!(
+                keys,
+                ["fields", "kind", "source", "time", "time_ms", "version"]
+            );
+            assert_eq!(value["version"], 1);
+            assert_eq!(value["kind"], body.kind());
+            assert_eq!(value["source"], "procmond");
+            assert_eq!(value["time_ms"], T);
+            assert_eq!(value["time"], "2025-11-21T10:00:00.123Z");
+            let fields = value["fields"].as_object().unwrap();
+            let expected: Vec<&str> = body.fields().iter().map(|(n, _)| *n).collect();
+            assert_eq!(fields.len(), expected.len());
+            for name in expected {
+                assert!(fields.contains_key(name), "{name}");
+            }
+        }
+        let value = entry(samples()[4].clone()).to_json();
+        assert_eq!(value["fields"]["process_count"], 312);
+        assert_eq!(
+            value["fields"]["records_hash"],
+            "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+        );
+        let value = entry(samples()[10].clone()).to_json();
+        assert_eq!(value["fields"]["name"], Value::Null);
+        assert_eq!(value["fields"]["version"], "ü");
+    }
+
+    #[test]
+    fn time_formatting_edges() {
+        assert_eq!(format_time_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format_time_ms(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(format_time_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            format_time_ms(253_402_300_799_999),
+            "9999-12-31T23:59:59.999Z"
+        );
+        assert_eq!(
+            format_time_ms(253_402_300_800_000),
+            "+10000-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            format_time_ms(-62_167_219_200_000),
+            "0000-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            format_time_ms(-62_167_219_200_001),
+            "-00001-12-31T23:59:59.999Z"
+        );
+        // Never panics at the extremes.
+        assert!(format_time_ms(i64::MIN).starts_with('-'));
+        assert!(format_time_ms(i64::MAX).starts_with('+'));
+    }
+
+    // ----- property tests -----------------------------------------------------------------
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => ".{0,24}",
+            1 => "[\\x00-\\x7f]{0,8}",
+            1 => proptest::collection::vec(any::<char>(), 0..300).prop_map(String::from_iter),
+        ]
+    }
+
+    fn hash() -> impl Strategy<Value = Hash> {
+        any::<Hash>()
+    }
+
+    fn body() -> impl Strategy<Value = Body> {
+        prop_oneof![
+            (text(), text()).prop_map(|(hash_alg, verifier_key)| Body::LedgerCreated {
+                hash_alg,
+                verifier_key
+            }),
+            (text(), any::<u32>())
+                .prop_map(|(version, pid)| Body::ProcmondStarted { version, pid }),
+            text().prop_map(|reason| Body::ProcmondStopped { reason }),
+            (text(), any::<u32>(), any::<u32>(), any::<u64>()).prop_map(
+                |(user, uid, gid, effective_caps)| Body::PrivilegesDropped {
+                    user,
+                    uid,
+                    gid,
+                    effective_caps
+                }
+            ),
+            (
+                any::<i64>(),
+                any::<i64>(),
+                any::<i64>(),
+                any::<u64>(),
+                hash()
+            )
+                .prop_map(
+                    |(scan_id, started_ms, finished_ms, process_count, records_hash)| Body::Scan {
+                        scan_id,
+                        started_ms,
+                        finished_ms,
+                        process_count,
+                        records_hash
+                    }
+                ),
+            (text(), any::<u32>()).prop_map(|(version, pid)| Body::AgentStarted { version, pid }),
+            text().prop_map(|reason| Body::AgentStopped { reason }),
+            (text(), text(), text(), text()).prop_map(|(alert_id, rule_id, severity, host)| {
+                Body::AlertRaised {
+                    alert_id,
+                    rule_id,
+                    severity,
+                    host,
+                }
+            }),
+            (text(), text()).prop_map(|(alert_id, sink)| Body::AlertDelivered { alert_id, sink }),
+            (text(), text(), hash()).prop_map(|(name, version, sha256)| Body::BundleAccepted {
+                name,
+                version,
+                sha256
+            }),
+            (
+                proptest::option::of(text()),
+                proptest::option::of(text()),
+                hash(),
+                text()
+            )
+                .prop_map(|(name, version, sha256, reason)| Body::BundleRefused {
+                    name,
+                    version,
+                    sha256,
+                    reason
+                }),
+            (text(), text(), text()).prop_map(|(name, from_version, to_version)| {
+                Body::BundleRolledBack {
+                    name,
+                    from_version,
+                    to_version,
+                }
+            }),
+            (text(), hash()).prop_map(|(source, config_hash)| Body::ConfigChanged {
+                source,
+                config_hash
+            }),
+        ]
+    }
+
+    fn any_entry() -> impl Strategy<Value = Entry> {
+        (any::<bool>(), any::<i64>(), body()).prop_map(|(agent, time_ms, body)| Entry {
+            source: if agent && body.agent_may_append() {
+                Source::Agent
+            } else {
+                Source::Procmond
+            },
+            time_ms,
+            body,
+        })
+    }
+
+    /// Bytes that start like an entry (so the decoder gets past the header), then anything.
+    fn entry_like_bytes() -> impl Strategy<Value = Vec<u8>> {
+        (
+            0u8..=14,
+            0u8..=3,
+            proptest::collection::vec(any::<u8>(), 0..120),
+        )
+            .prop_map(|(kind, source, tail)| {
+                let mut bytes = vec![VERSION, kind, source];
+                bytes.extend_from_slice(&T_BE);
+                bytes.extend(tail);
+                bytes
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn prop_entries_round_trip(e in any_entry()) {
+            let bytes = e.encode().unwrap();
+            let decoded = Entry::decode(&bytes).unwrap();
+            prop_assert_eq!(&decoded, &e);
+            prop_assert_eq!(decoded.encode().unwrap(), bytes.clone());
+            let body_bytes = e.body.encode().unwrap();
+            prop_assert_eq!(&bytes[HEADER_BYTES..], &body_bytes[..]);
+            prop_assert_eq!(Body::decode(e.body.kind(), &body_bytes).unwrap(), e.body.clone());
+            let line = e.to_string();
+            prop_assert!(!line.contains('\n') && !line.contains('\r'));
+        }
+
+        #[test]
+        fn prop_random_bytes_never_panic_and_are_canonical(bytes in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..64),
+            entry_like_bytes(),
+        ]) {
+            if let Ok(e) = Entry::decode(&bytes) {
+                prop_assert_eq!(e.encode().unwrap(), bytes.clone());
+                let _ = (e.to_string(), e.to_json());
+            }
+            for kind in KIND_NAMES {
+                if let Ok(body) = Body::decode(kind, &bytes) {
+                    prop_assert_eq!(body.encode().unwrap(), bytes.clone());
+                }
+            }
+        }
+
+        #[test]
+        fn prop_mutated_entries_never_panic_and_are_canonical(
+            e in any_entry(),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+            cut in any::<prop::sample::Index>(),
+            truncate in any::<bool>(),
+        ) {
+            let mut bytes = e.encode().unwrap();
+            for (index, value) in edits {
+                let i = index.index(bytes.len());
+                bytes[i] = value;
+            }
+            if truncate {
+                bytes.truncate(cut.index(bytes.len()));
+            }
+            if let Ok(decoded) = Entry::decode(&bytes) {
+                prop_assert_eq!(decoded.encode().unwrap(), bytes);
+            }
+        }
+
+        #[test]
+        fn prop_time_matches_humantime(time_ms in 0i64..253_402_300_800_000) {
+            let system = std::time::UNIX_EPOCH
+                + std::time::Duration::from_millis(u64::try_from(time_ms).unwrap());
+            let expected = humantime::format_rfc3339_millis(system).to_string();
+            prop_assert_eq!(format_time_ms(time_ms), expected);
+        }
+
+        #[test]
+        fn prop_display_stays_on_one_line(s in proptest::collection::vec(any::<char>(), 0..64)) {
+            let s: String = s.into_iter().collect();
+            let e = entry(Body::AgentStopped { reason: s });
+            let line = e.to_string();
+            let breaks = ['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}'];
+            prop_assert!(!line.contains(breaks), "line break in {}", line);
+        }
+    }
+}
