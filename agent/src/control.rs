@@ -180,7 +180,18 @@ pub fn assess(
             ),
         ),
     };
-    vec![agent, procmond, scan]
+    let ledger = match &status.last_health {
+        Some(health) if health.ledger_available => {
+            component("ledger", Level::Ok, health.ledger_detail.clone())
+        }
+        Some(health) => component("ledger", Level::Degraded, health.ledger_detail.clone()),
+        None => component(
+            "ledger",
+            Level::Degraded,
+            "unknown until procmond reports".to_owned(),
+        ),
+    };
+    vec![agent, procmond, scan, ledger]
 }
 
 /// Serves CLI connections until `until` completes.
@@ -274,6 +285,37 @@ mod tests {
                 component.detail
             );
         }
+    }
+
+    #[test]
+    fn the_ledger_is_ok_only_when_procmond_reports_it_open() {
+        let now = Instant::now();
+        let running = State::Running { pid: 7, since: now };
+        let ledger = |health: Option<proto::CollectorHealth>| {
+            let status = Status {
+                last_health: health,
+                ..status(running.clone(), 0, None)
+            };
+            let got = assess(&status, &ScanStats::default(), 0, now);
+            let ledger = got.iter().find(|c| c.name == "ledger").expect("reported");
+            (ledger.status(), ledger.detail.clone())
+        };
+        let open = proto::CollectorHealth {
+            ledger_available: true,
+            ledger_detail: "12 entries (blake3), newest checkpoint at size 10".to_owned(),
+            ..Default::default()
+        };
+        assert_eq!(ledger(Some(open.clone())), (Level::Ok, open.ledger_detail));
+        let closed = proto::CollectorHealth {
+            ledger_available: false,
+            ledger_detail: "the audit ledger is not available: damaged".to_owned(),
+            ..Default::default()
+        };
+        assert_eq!(
+            ledger(Some(closed.clone())),
+            (Level::Degraded, closed.ledger_detail)
+        );
+        assert_eq!(ledger(None).0, Level::Degraded);
     }
 
     #[test]

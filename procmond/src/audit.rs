@@ -109,6 +109,19 @@ impl AuditLog {
         self.with(|_| Ok(())).is_ok()
     }
 
+    /// One line for health reports: size, hash and newest checkpoint, or why it is not open.
+    pub fn describe(&self) -> String {
+        self.with(|ledger| {
+            Ok(format!(
+                "{} entries ({}), newest checkpoint at size {}",
+                ledger.size(),
+                ledger.hash(),
+                ledger.latest().map_or(0, |c| c.checkpoint.size)
+            ))
+        })
+        .unwrap_or_else(|err| err.message)
+    }
+
     fn with<T>(
         &self,
         f: impl FnOnce(&mut Ledger) -> Result<T, LedgerError>,
@@ -296,5 +309,189 @@ fn log_recovery(ledger: &Ledger, recovery: &Recovery) {
             checkpoint_bytes = recovery.checkpoints_cut,
             "cut a torn tail left by a crash from the audit ledger"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use daemoneye_lib::ledger::note::{InclusionProofFile, NoteVerifier};
+    use daemoneye_lib::ledger::verify::{self, Verified};
+
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            hash: HashAlg::Blake3,
+            origin: "daemoneye.ledger/test/host".to_owned(),
+        }
+    }
+
+    fn request(kind: audit_request::Kind) -> proto::AuditRequest {
+        proto::AuditRequest { kind: Some(kind) }
+    }
+
+    fn append(audit: &AuditLog, body: &Body) -> Result<u64, TaskError> {
+        audit.append_from_agent(&proto::AppendAudit {
+            kind: body.kind().to_owned(),
+            payload: body.encode().expect("encodes"),
+        })
+    }
+
+    #[test]
+    fn the_agent_appends_its_kinds_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let audit = AuditLog::open(dir.path(), &settings());
+        let started = Body::AgentStarted {
+            version: "1".to_owned(),
+            pid: 9,
+        };
+        assert_eq!(
+            append(&audit, &started).expect("appended"),
+            1,
+            "after ledger_created"
+        );
+
+        let forged = Body::ProcmondStarted {
+            version: "1".to_owned(),
+            pid: 1,
+        };
+        let err = append(&audit, &forged).expect_err("refused");
+        assert_eq!(err.code, ErrorCode::BadRequest);
+        assert!(
+            err.message.contains("only procmond records"),
+            "{}",
+            err.message
+        );
+
+        let mut payload = started.encode().expect("encodes");
+        payload.push(0);
+        let err = audit
+            .append_from_agent(&proto::AppendAudit {
+                kind: "agent_started".to_owned(),
+                payload,
+            })
+            .expect_err("refused");
+        assert!(err.message.contains("trailing"), "{}", err.message);
+        let err = audit
+            .append_from_agent(&proto::AppendAudit {
+                kind: "no_such_kind".to_owned(),
+                payload: Vec::new(),
+            })
+            .expect_err("refused");
+        assert_eq!(err.code, ErrorCode::BadRequest);
+
+        let entries = audit
+            .answer(request(audit_request::Kind::Entries(proto::AuditEntries {
+                start: 0,
+                max: 100,
+            })))
+            .expect("answers");
+        assert_eq!(entries.size, 2, "only the good append was recorded");
+        let second = Entry::decode(&entries.entries[1]).expect("decodes");
+        assert_eq!(second.source, Source::Agent);
+        assert_eq!(second.body, started);
+    }
+
+    #[test]
+    fn a_proof_of_a_new_entry_signs_a_checkpoint_first_and_verifies() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let audit = AuditLog::open(dir.path(), &settings());
+        audit.record(Body::ProcmondStopped {
+            reason: "test".to_owned(),
+        });
+        let key = audit
+            .answer(request(audit_request::Kind::Key(proto::AuditKey {})))
+            .expect("answers");
+        let key = NoteVerifier::parse(key.text.trim()).expect("a verifier key");
+        let proof = audit
+            .answer(request(audit_request::Kind::Prove(proto::AuditProve {
+                index: 1,
+            })))
+            .expect("answers");
+        assert_eq!(proof.checkpoint_count, 1, "signed on demand");
+        let parsed = InclusionProofFile::parse(&proof.text).expect("a proof file");
+        assert_eq!(parsed.index, 1);
+        match verify::verify_text(&proof.text, &key, None).expect("verifies") {
+            Verified::Inclusion { entry, .. } => assert_eq!(
+                entry.body,
+                Body::ProcmondStopped {
+                    reason: "test".to_owned()
+                }
+            ),
+            other => panic!("not an inclusion proof: {other:?}"),
+        }
+        let err = audit
+            .answer(request(audit_request::Kind::Prove(proto::AuditProve {
+                index: 2,
+            })))
+            .expect_err("no such entry");
+        assert_eq!(err.code, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn interval_checkpoints_are_signed_only_when_the_ledger_grew() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let audit = AuditLog::open(dir.path(), &settings());
+        let count = || {
+            audit
+                .answer(request(audit_request::Kind::Checkpoints(
+                    proto::AuditCheckpoints { start: 0, max: 10 },
+                )))
+                .expect("answers")
+                .checkpoints
+                .len()
+        };
+        audit.checkpoint_if_grown();
+        assert_eq!(count(), 1);
+        audit.checkpoint_if_grown();
+        assert_eq!(count(), 1, "nothing new, no checkpoint");
+        audit.record(Body::ProcmondStopped {
+            reason: "x".to_owned(),
+        });
+        audit.checkpoint_if_grown();
+        assert_eq!(count(), 2);
+    }
+
+    #[test]
+    fn without_a_ledger_every_request_says_why() {
+        let audit = AuditLog::unavailable("procmond was started without --data-dir");
+        assert!(!audit.available());
+        let err = audit
+            .answer(request(audit_request::Kind::Key(proto::AuditKey {})))
+            .expect_err("no ledger");
+        assert_eq!(err.code, ErrorCode::Unsupported);
+        assert!(
+            err.message.contains("without --data-dir"),
+            "{}",
+            err.message
+        );
+        assert!(audit.describe().contains("without --data-dir"));
+    }
+
+    #[test]
+    fn the_records_hash_covers_every_record_and_their_order() {
+        let record = |pid: u32, name: &str| ProcessRecord {
+            pid,
+            name: Some(name.to_owned()),
+            ..ProcessRecord::default()
+        };
+        let scan = [record(1, "init"), record(2, "sshd")];
+        let base = records_hash(HashAlg::Blake3, &scan);
+        assert_ne!(
+            base,
+            records_hash(HashAlg::Blake3, &[record(1, "init"), record(2, "sshe")])
+        );
+        assert_ne!(
+            base,
+            records_hash(HashAlg::Blake3, &[scan[1].clone(), scan[0].clone()])
+        );
+        assert_ne!(base, records_hash(HashAlg::Blake3, &scan[..1]));
+        assert_ne!(base, records_hash(HashAlg::Sha256, &scan));
+    }
+
+    #[test]
+    fn origin_parts_cannot_break_the_origin_line() {
+        assert_eq!(origin_part("plant 7+x\n"), "plant7x");
+        assert_eq!(origin_part("\u{2014}"), "unnamed");
     }
 }

@@ -77,6 +77,7 @@ impl ServerState {
                 no_new_privs: state.no_new_privs,
             }),
             ledger_available: self.audit.available(),
+            ledger_detail: self.audit.describe(),
         }
     }
 }
