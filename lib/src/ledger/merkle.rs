@@ -62,9 +62,10 @@ use super::{Hash, HashAlg};
 /// Hashes of complete, aligned subtrees: `node(level, index)` is MTH of leaves
 /// `[index << level, (index + 1) << level)`. Level 0 is the leaf hashes.
 ///
-/// Callers only ask for nodes that are complete in the tree size they work on; a source may
-/// fail (e.g. an I/O error of the store) but must never return a hash for a node it does not
-/// hold as if it were real.
+/// The functions of this module only ask for nodes that are complete in the tree size they are
+/// given, so a size beyond what the source holds is the caller's mistake. A store should then
+/// fail (as it does on an I/O error) rather than invent a hash; [`MemoryTree`], whose error is
+/// `Infallible`, reads such nodes as 32 zero bytes, which yields proofs that do not verify.
 pub trait NodeSource {
     /// Why a node could not be read.
     type Error;
