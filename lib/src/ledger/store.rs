@@ -196,6 +196,8 @@ pub struct Recovery {
 struct Levels {
     dir: PathBuf,
     files: Vec<(File, u64)>,
+    /// Bit `l` set: level `l` changed since it was last synced.
+    dirty: u64,
 }
 
 impl Levels {
@@ -225,6 +227,7 @@ impl Levels {
         Ok(Self {
             dir: dir.to_path_buf(),
             files,
+            dirty: 0,
         })
     }
 
@@ -243,6 +246,7 @@ impl Levels {
                 let path = Self::path(&self.dir, level as u32);
                 file.set_len(keep).map_err(io_error("cutting", &path))?;
                 *len = keep;
+                self.dirty |= 1 << level;
             }
         }
         Ok(())
@@ -260,14 +264,20 @@ impl Levels {
         file.write_all_at(hashes, *len)
             .map_err(io_error("writing", &path))?;
         *len += hashes.len() as u64;
+        self.dirty |= 1 << level;
         Ok(())
     }
 
-    fn sync(&self) -> Result<(), LedgerError> {
+    /// Syncs the levels that changed since their last sync (most upper levels change
+    /// rarely, and a checkpoint should not wait for files it did not touch).
+    fn sync(&mut self) -> Result<(), LedgerError> {
         for (level, (file, _)) in self.files.iter().enumerate() {
-            file.sync_data()
-                .map_err(io_error("syncing", &Self::path(&self.dir, level as u32)))?;
+            if self.dirty & (1 << level) != 0 {
+                file.sync_data()
+                    .map_err(io_error("syncing", &Self::path(&self.dir, level as u32)))?;
+            }
         }
+        self.dirty = 0;
         Ok(())
     }
 }
@@ -536,6 +546,8 @@ pub struct Ledger {
     entries_len: u64,
     index: File,
     index_len: u64,
+    /// `entries.idx` changed since its last sync.
+    index_dirty: bool,
     levels: Levels,
     frontier: Frontier,
     checkpoints: File,
@@ -650,9 +662,13 @@ impl Ledger {
             }
             start = fits;
         }
-        index
-            .set_len(start * 8)
-            .map_err(io_error("cutting", &index_path))?;
+        let mut index_dirty = false;
+        if index_len != start * 8 {
+            index
+                .set_len(start * 8)
+                .map_err(io_error("cutting", &index_path))?;
+            index_dirty = true;
+        }
         levels.truncate(start)?;
         let frontier = Frontier::from_source(alg, &levels, start)?;
         let mut ledger = Self {
@@ -664,6 +680,7 @@ impl Ledger {
             entries_len,
             index,
             index_len: start * 8,
+            index_dirty,
             levels,
             frontier,
             checkpoints,
@@ -734,11 +751,7 @@ impl Ledger {
                 ),
             });
         }
-        ledger
-            .index
-            .sync_data()
-            .map_err(io_error("syncing", &index_path))?;
-        ledger.levels.sync()?;
+        ledger.sync_derived()?;
         Ok((ledger, recovery))
     }
 
@@ -864,6 +877,7 @@ impl Ledger {
             .write_all_at(&batch.index, self.index_len)
             .map_err(io_error("writing", &path))?;
         self.index_len += batch.index.len() as u64;
+        self.index_dirty = true;
         for (level, hashes) in batch.levels.iter().enumerate() {
             if !hashes.is_empty() {
                 self.levels.append(level as u32, hashes)?;
@@ -873,16 +887,24 @@ impl Ledger {
         Ok(())
     }
 
+    /// Syncs the derived files that changed since their last sync.
+    fn sync_derived(&mut self) -> Result<(), LedgerError> {
+        if self.index_dirty {
+            self.index
+                .sync_data()
+                .map_err(io_error("syncing", &self.dir.join(INDEX)))?;
+            self.index_dirty = false;
+        }
+        self.levels.sync()
+    }
+
     /// Signs a checkpoint of the tree as it is now and keeps it: the derived files are synced
     /// first, so they are durable up to its size.
     pub fn checkpoint(&mut self, time_ms: i64) -> Result<&SignedCheckpoint, LedgerError> {
         if let Some(why) = &self.broken {
             return Err(LedgerError::Broken(why.clone()));
         }
-        self.index
-            .sync_data()
-            .map_err(io_error("syncing", &self.dir.join(INDEX)))?;
-        self.levels.sync()?;
+        self.sync_derived()?;
         let checkpoint = Checkpoint {
             origin: self.origin.clone(),
             size: self.size(),
