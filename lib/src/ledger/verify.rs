@@ -412,3 +412,6 @@ fn sorted_files(dir: &Path) -> Result<Vec<PathBuf>, VerifyFailure> {
 fn display_name(dir: &Path, path: &Path) -> String {
     path.strip_prefix(dir).unwrap_or(path).display().to_string()
 }
+
+#[cfg(test)]
+mod tests;
