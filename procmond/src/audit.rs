@@ -250,12 +250,18 @@ impl AuditLog {
         })
     }
 
-    /// Records procmond's stop and signs a last checkpoint.
+    /// Records procmond's stop, signs a last checkpoint and closes the ledger: nothing is
+    /// appended after the stop entry (a late request is answered with the reason).
     pub fn close(&self, reason: &str) {
         self.record(Body::ProcmondStopped {
             reason: reason.to_owned(),
         });
         self.checkpoint_if_grown();
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *state = Err("procmond has stopped".to_owned());
     }
 }
 
@@ -450,6 +456,44 @@ mod tests {
         });
         audit.checkpoint_if_grown();
         assert_eq!(count(), 2);
+    }
+
+    #[test]
+    fn nothing_is_appended_after_the_stop_entry() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let audit = AuditLog::open(dir.path(), &settings());
+        audit.close("test");
+        audit.record(Body::ProcmondStopped {
+            reason: "late".to_owned(),
+        });
+        let err = append(
+            &audit,
+            &Body::AgentStopped {
+                reason: "late".to_owned(),
+            },
+        )
+        .expect_err("closed");
+        assert!(
+            err.message.contains("procmond has stopped"),
+            "{}",
+            err.message
+        );
+        drop(audit);
+        let reopened = AuditLog::open(dir.path(), &settings());
+        let entries = reopened
+            .answer(request(audit_request::Kind::Entries(proto::AuditEntries {
+                start: 0,
+                max: 100,
+            })))
+            .expect("answers");
+        let last = Entry::decode(entries.entries.last().expect("entries")).expect("decodes");
+        assert_eq!(
+            last.body,
+            Body::ProcmondStopped {
+                reason: "test".to_owned()
+            }
+        );
+        assert_eq!(entries.size, 2, "ledger_created and the stop");
     }
 
     #[test]

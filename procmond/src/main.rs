@@ -205,6 +205,7 @@ fn serve(socket: &Path, config: &Config, data_dir: Option<&Path>) -> anyhow::Res
         privileges,
         Arc::clone(&audit),
     ));
+    let served = Arc::clone(&state);
     tracing::info!(socket = %socket.display(), "serving the agent");
     let interval = config.ledger.checkpoint_interval.get();
     let reason = runtime.block_on(async {
@@ -217,6 +218,8 @@ fn serve(socket: &Path, config: &Config, data_dir: Option<&Path>) -> anyhow::Res
         checkpoints.abort();
         reason_rx.await.unwrap_or("stopped")
     });
+    // A scan still running on the blocking pool is recorded before the stop entry.
+    served.wait_for_scan();
     audit.close(reason);
     Ok(())
 }

@@ -60,6 +60,15 @@ impl ServerState {
         }
     }
 
+    /// Returns once no scan is running (a scan holds the collector until it is recorded).
+    pub fn wait_for_scan(&self) {
+        drop(
+            self.collector
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+    }
+
     fn health(&self) -> proto::CollectorHealth {
         let state = privilege::current_state();
         let last = self.last_scan_at.load(Ordering::Relaxed);

@@ -370,6 +370,15 @@ fn verify_export_dir(dir: &Path, key: &NoteVerifier) -> Result<DirectoryReport, 
         offset += 4 + n as u64;
     }
     let mut report = replay.finish()?;
+    if report.uncovered > 0 {
+        // An export holds only what its newest checkpoint covers: anything after it is
+        // unauthenticated, never "not yet covered" as in a live ledger.
+        return fail(format!(
+            "entries.bin holds {} entries after the newest checkpoint's {}: entries were added",
+            report.uncovered,
+            report.entries - report.uncovered
+        ));
+    }
     let old_checkpoints = dir.join("checkpoints");
     for path in sorted_files(&dir.join("proofs"))? {
         let name = display_name(dir, &path);
