@@ -83,8 +83,8 @@ use serde::{Deserialize, Serialize};
 
 pub use data_dir::{DATA_DIR_ENV, DataDirInputs, resolve_data_dir};
 pub use detection::{DetectionConfig, StorageConfig};
-pub use ledger::{LedgerConfig, LedgerHash};
 pub use ipc::{IpcConfig, MIN_FRAME_BYTES};
+pub use ledger::{LedgerConfig, LedgerHash};
 pub use values::{HumanDuration, SiteId};
 use values::{USER_NAME_RULE, is_valid_user_name};
 
