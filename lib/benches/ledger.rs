@@ -353,7 +353,9 @@ fn proofs(c: &mut Criterion) {
     for n in sizes() {
         let dir = prepare(n);
         let ledger = open(&dir);
-        let notes = ledger.checkpoint_notes().expect("the checkpoints read");
+        let notes = ledger
+            .checkpoint_notes(0, usize::MAX)
+            .expect("the checkpoints read");
         assert_eq!(notes.len(), 3);
         let key = ledger.verifier();
 
@@ -460,7 +462,9 @@ fn cold(_: &mut Criterion) {
     }
     for n in sizes() {
         let dir = prepare(n);
-        let notes = open(&dir).checkpoint_notes().expect("the checkpoints read");
+        let notes = open(&dir)
+            .checkpoint_notes(0, usize::MAX)
+            .expect("the checkpoints read");
         let mut rng = Rng(n ^ 0xc01d);
         let (mut opens, mut proves, mut seconds, mut consistencies) =
             (vec![], vec![], vec![], vec![]);

@@ -235,12 +235,7 @@ impl AuditLog {
                 }
                 audit_request::Kind::Checkpoints(range) => {
                     let max = range.max.clamp(1, MAX_CHECKPOINTS_PER_ANSWER) as usize;
-                    response.checkpoints = ledger
-                        .checkpoint_notes()?
-                        .into_iter()
-                        .skip(usize::try_from(range.start).unwrap_or(usize::MAX))
-                        .take(max)
-                        .collect();
+                    response.checkpoints = ledger.checkpoint_notes(range.start, max)?;
                 }
             }
             response.size = ledger.size();

@@ -1006,8 +1006,9 @@ impl Ledger {
         Ok(out)
     }
 
-    /// Every signed checkpoint note kept, oldest first.
-    pub fn checkpoint_notes(&self) -> Result<Vec<String>, LedgerError> {
+    /// Up to `max` signed checkpoint notes from the `start`-th kept (oldest first); the ones
+    /// before `start` are read past, not kept in memory.
+    pub fn checkpoint_notes(&self, start: u64, max: usize) -> Result<Vec<String>, LedgerError> {
         let path = self.dir.join(CHECKPOINTS);
         let mut notes = Vec::new();
         let mut reader = self
@@ -1025,7 +1026,8 @@ impl Ledger {
             self.checkpoints_len,
             MAX_NOTE_BYTES,
         );
-        for frame in frames {
+        let wanted = usize::try_from(start).unwrap_or(usize::MAX);
+        for frame in frames.skip(wanted).take(max) {
             let frame = frame.map_err(|fault| LedgerError::Damaged {
                 path: path.clone(),
                 offset: match &fault {

@@ -464,7 +464,12 @@ fn checkpoint_notes_are_kept_oldest_first() {
         ledger.append(&entries(n..n + 1)).expect("appends");
         notes.push(ledger.checkpoint(n as i64).expect("signs").note.clone());
     }
-    assert_eq!(ledger.checkpoint_notes().expect("reads"), notes);
+    assert_eq!(
+        ledger.checkpoint_notes(0, usize::MAX).expect("reads"),
+        notes
+    );
+    assert_eq!(ledger.checkpoint_notes(1, 2).expect("reads"), notes[1..3]);
+    assert!(ledger.checkpoint_notes(4, 10).expect("reads").is_empty());
     assert_eq!(ledger.checkpoint_count(), 4);
 }
 
