@@ -524,3 +524,32 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_newest_checkpoint_that_does_not_verify_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let (mut ledger, _) = open(dir.path());
+        ledger.append(&entries(0..3)).expect("appends");
+        ledger.checkpoint(1).expect("signs");
+        ledger.checkpoint(2).expect("signs");
+    }
+    // A digit of the newest note's time line, with the frame checksum fixed up.
+    let path = dir.path().join(CHECKPOINTS);
+    let mut bytes = fs::read(&path).expect("reads");
+    let first = u32::from_be_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
+    let start = 8 + 8 + first;
+    let len = u32::from_be_bytes(bytes[start..start + 4].try_into().expect("4 bytes")) as usize;
+    let payload = start + 8..start + 8 + len;
+    let text = String::from_utf8(bytes[payload.clone()].to_vec()).expect("UTF-8");
+    let digit = start + 8 + text.find("\ntime ").expect("time line") + "\ntime ".len();
+    bytes[digit] = if bytes[digit] == b'9' { b'8' } else { b'9' };
+    let crc = crc32c::crc32c(&bytes[payload]);
+    bytes[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
+    fs::write(&path, bytes).expect("writes");
+    let err = Ledger::open(dir.path(), &settings(HashAlg::Blake3))
+        .err()
+        .expect("refused");
+    assert!(matches!(err, LedgerError::Note { .. }), "{err}");
+    assert!(err.to_string().contains("newest checkpoint"), "{err}");
+}
