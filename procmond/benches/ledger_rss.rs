@@ -43,6 +43,10 @@ use daemoneye_lib::ledger::note::NoteVerifier;
 use daemoneye_lib::ledger::store::Ledger;
 use daemoneye_lib::ledger::verify::{self, Verified};
 use nix::sys::signal::{Signal, kill};
+
+#[path = "../../lib/benches/support/ledger_entries.rs"]
+mod ledger_entries;
+use ledger_entries::{Rng, T0, entry};
 use nix::unistd::Pid;
 
 const DEFAULT_ENTRIES: u64 = 10_000_000;
@@ -52,63 +56,6 @@ const APPENDS: usize = 300;
 const CONSISTENCY: usize = 100;
 /// The target for procmond's resident size.
 const TARGET_KB: u64 = 30 * 1000;
-/// 2025-11-21T10:00:00Z.
-const T0: i64 = 1_763_719_200_000;
-
-/// SplitMix64: a small, fixed pseudo-random sequence.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
-/// Entry `i` of the ledger: a procmond scan for even `i`, an agent alert (~120 bytes) for odd.
-fn entry(i: u64) -> Entry {
-    let time_ms = T0 + i as i64 * 10;
-    let mut rng = Rng(i);
-    if i.is_multiple_of(2) {
-        let mut records_hash = [0u8; 32];
-        for chunk in records_hash.chunks_mut(8) {
-            chunk.copy_from_slice(&rng.next().to_be_bytes());
-        }
-        Entry {
-            source: Source::Procmond,
-            time_ms,
-            body: Body::Scan {
-                scan_id: (i / 2) as i64,
-                started_ms: time_ms - 850,
-                finished_ms: time_ms,
-                process_count: 300 + i % 97,
-                records_hash,
-            },
-        }
-    } else {
-        let (a, b) = (rng.next(), rng.next());
-        Entry {
-            source: Source::Agent,
-            time_ms,
-            body: Body::AlertRaised {
-                alert_id: format!(
-                    "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-                    a >> 32,
-                    (a >> 16) & 0xffff,
-                    a & 0xfff,
-                    b >> 52,
-                    b & 0xffff_ffff_ffff
-                ),
-                rule_id: format!("linux.process.suspicious-shell-{:02}", i % 40),
-                severity: ["low", "medium", "high", "critical"][(i / 2 % 4) as usize].to_owned(),
-                host: "web-07.plant-7.example.net".to_owned(),
-            },
-        }
-    }
-}
 
 fn human(d: Duration) -> String {
     let us = d.as_secs_f64() * 1e6;
@@ -406,7 +353,7 @@ async fn with_ledger(socket: &Path, data_dir: &Path, log: &Path, rows: &mut Rows
     let mut rng = Rng(size);
     let mut times = Vec::with_capacity(PROOFS);
     for i in 0..PROOFS {
-        let index = rng.next() % size;
+        let index = rng.below(size);
         let started = Instant::now();
         let proof = agent
             .audit(audit_request::Kind::Prove(proto::AuditProve { index }))
