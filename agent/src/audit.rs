@@ -6,7 +6,7 @@ use std::path::Path;
 
 use daemoneye_lib::config::Config;
 use daemoneye_lib::ledger::HashAlg;
-use daemoneye_lib::ledger::entry::Body;
+use daemoneye_lib::ledger::entry::{self, Body};
 
 use crate::supervisor::Supervisor;
 
@@ -43,7 +43,7 @@ pub async fn record_start(supervisor: &Supervisor, config: &Config, data_dir: &P
         return;
     };
     let hash = HashAlg::Blake3.digest(&[&json]);
-    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = entry::hex(&hash);
     let file = data_dir.join(CONFIG_HASH_FILE);
     if std::fs::read_to_string(&file).is_ok_and(|stored| stored.trim() == hex) {
         return;

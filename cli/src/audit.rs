@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use daemoneye_lib::ipc::proto::{self, audit_request::Kind};
-use daemoneye_lib::ledger::entry::Entry;
+use daemoneye_lib::ledger::entry::{Entry, format_time_ms};
 use daemoneye_lib::ledger::note::{Checkpoint, NoteVerifier};
 use daemoneye_lib::ledger::verify::{self, DirectoryReport, Verified};
 
@@ -208,17 +208,7 @@ fn describe_checkpoint(cp: &Checkpoint) -> String {
         cp.origin,
         cp.size,
         cp.hash,
-        time(cp.time_ms)
-    )
-}
-
-fn time(ms: i64) -> String {
-    u64::try_from(ms).map_or_else(
-        |_| format!("{ms} ms"),
-        |ms| {
-            humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(ms))
-                .to_string()
-        },
+        format_time_ms(cp.time_ms)
     )
 }
 
@@ -479,7 +469,7 @@ DaemonEye's `lib/src/ledger/entry.rs` and INTERFACE.md.
         origin = newest.origin,
         size = newest.size,
         hash = newest.hash,
-        time = time(newest.time_ms),
+        time = format_time_ms(newest.time_ms),
         key = key.trim(),
     )
 }

@@ -914,8 +914,8 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Lowercase hex.
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex, as entries show hashes.
+pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for byte in bytes {
@@ -928,7 +928,7 @@ fn hex(bytes: &[u8]) -> String {
 /// `time_ms` as `YYYY-MM-DDTHH:MM:SS.mmmZ` (RFC 3339, UTC, proleptic Gregorian calendar) for
 /// years 0 to 9999; outside them, for any `i64`, the ISO 8601 expanded year (`+10000-…`,
 /// `-00001-…`), which never panics.
-fn format_time_ms(time_ms: i64) -> String {
+pub fn format_time_ms(time_ms: i64) -> String {
     const MS_PER_DAY: i64 = 86_400_000;
     let days = time_ms.div_euclid(MS_PER_DAY);
     let ms_of_day = time_ms.rem_euclid(MS_PER_DAY);
