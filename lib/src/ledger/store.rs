@@ -504,6 +504,25 @@ fn open_framed(path: &Path, magic: &[u8; 8], create: bool) -> Result<(File, u64)
     Ok((file, len))
 }
 
+/// A buffered [`FrameReader`] over `file` (a second handle: reads never move the writer's
+/// position, which `pwrite` does not use anyway) from `offset` to `len`.
+fn frames_at(
+    path: &Path,
+    file: &File,
+    offset: u64,
+    len: u64,
+    max_payload: usize,
+) -> Result<FrameReader<BufReader<File>>, LedgerError> {
+    let mut reader = file.try_clone().map_err(io_error("opening", path))?;
+    io::Seek::seek(&mut reader, io::SeekFrom::Start(offset)).map_err(io_error("reading", path))?;
+    Ok(FrameReader::new(
+        BufReader::new(reader),
+        offset,
+        len,
+        max_payload,
+    ))
+}
+
 /// Reads every frame of a framed file from `offset`; a torn tail is cut (and synced),
 /// damage is an error. Returns the frames and the bytes cut.
 fn read_frames(
@@ -514,9 +533,7 @@ fn read_frames(
     max_payload: usize,
     mut each: impl FnMut(Frame) -> Result<(), LedgerError>,
 ) -> Result<(u64, u64), LedgerError> {
-    let mut reader = file.try_clone().map_err(io_error("opening", path))?;
-    io::Seek::seek(&mut reader, io::SeekFrom::Start(offset)).map_err(io_error("reading", path))?;
-    let mut frames = FrameReader::new(BufReader::new(reader), offset, len, max_payload);
+    let mut frames = frames_at(path, file, offset, len, max_payload)?;
     for frame in frames.by_ref() {
         match frame {
             Ok(frame) => each(frame)?,
@@ -1033,21 +1050,13 @@ impl Ledger {
     pub fn checkpoint_notes(&self, start: u64, max: usize) -> Result<Vec<String>, LedgerError> {
         let path = self.dir.join(CHECKPOINTS);
         let mut notes = Vec::new();
-        let mut reader = self
-            .checkpoints
-            .try_clone()
-            .map_err(io_error("opening", &path))?;
-        io::Seek::seek(
-            &mut reader,
-            io::SeekFrom::Start(CHECKPOINTS_MAGIC.len() as u64),
-        )
-        .map_err(io_error("reading", &path))?;
-        let frames = FrameReader::new(
-            BufReader::new(reader),
+        let frames = frames_at(
+            &path,
+            &self.checkpoints,
             CHECKPOINTS_MAGIC.len() as u64,
             self.checkpoints_len,
             MAX_NOTE_BYTES,
-        );
+        )?;
         let wanted = usize::try_from(start).unwrap_or(usize::MAX);
         for frame in frames.skip(wanted).take(max) {
             let frame = frame.map_err(|fault| LedgerError::Damaged {
