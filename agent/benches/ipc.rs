@@ -2,9 +2,9 @@
 //!
 //! `cargo bench -p daemoneye-agent --bench ipc`.
 //!
-//! - `health_round_trip`: one `CollectorClient::health()` against the real
+//! - `health_round_trip`: one `ProcmondLink::health()` against the real
 //!   `procmond::server::serve`, in process: request, frame, socket, answer, decode.
-//! - `scan_transfer_10k`: one `CollectorClient::enumerate()` answered with 10,000 synthetic
+//! - `scan_transfer_10k`: one `ProcmondLink::scan()` answered with 10,000 synthetic
 //!   records, measuring everything a scan costs after the collector has produced its records:
 //!   the server converts and cuts them into frames (`procmond::tasks::split_result`), encodes
 //!   and checksums them, the socket carries them, and the client checks, decodes and converts
@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use daemoneye_agent::collector_client::CollectorClient;
+use daemoneye_agent::link::ProcmondLink;
 use daemoneye_lib::ipc::frame::HEADER_LEN;
 use daemoneye_lib::ipc::proto::{self, Role, collector_request};
 use daemoneye_lib::ipc::transport::{self, PeerPolicy, SocketListener};
@@ -56,8 +56,8 @@ fn runtime() -> Runtime {
         .expect("a tokio runtime")
 }
 
-async fn connect(path: &Path) -> CollectorClient {
-    CollectorClient::connect(path, Limits::default(), &PeerPolicy::for_current_user())
+async fn connect(path: &Path) -> ProcmondLink {
+    ProcmondLink::connect(path, Limits::default(), &PeerPolicy::for_current_user())
         .await
         .expect("the client connects and handshakes")
 }
@@ -68,13 +68,12 @@ fn ipc(c: &mut Criterion) {
     // Declared first so that it is removed last, after the runtime has dropped the listener.
     let (_health_dir, path) = private_socket();
     let rt = runtime();
-    let mut client = rt.block_on(async {
+    let client = rt.block_on(async {
         let listener = transport::listen(&path, PeerPolicy::for_current_user())
             .expect("listening on the socket");
         let options = CollectorOptions::default();
         let state = ServerState::new(
-            Collector::new(options.clone()).expect("the collector starts"),
-            options,
+            Collector::new(options).expect("the collector starts"),
             Limits::default(),
             PrivilegeOutcome::NotRoot {
                 uid: nix::unistd::getuid().as_raw(),
@@ -101,7 +100,7 @@ fn ipc(c: &mut Criterion) {
     let records = Arc::new(synthetic_records(RECORDS));
     let summary = summary(RECORDS);
     let (limit_tx, limit_rx) = oneshot::channel();
-    let mut client = rt.block_on(async {
+    let client = rt.block_on(async {
         let listener = transport::listen(&path, PeerPolicy::for_current_user())
             .expect("listening on the socket");
         tokio::spawn(serve_scans(
@@ -115,7 +114,7 @@ fn ipc(c: &mut Criterion) {
     let send_limit = rt
         .block_on(limit_rx)
         .expect("the server reports the negotiated frame limit");
-    let got = rt.block_on(client.enumerate()).expect("a scan arrives");
+    let got = rt.block_on(client.scan()).expect("a scan arrives");
     assert_eq!(got.records.len(), RECORDS);
     assert_eq!(got.records[RECORDS - 1], records[RECORDS - 1]);
     report_wire_size(&records, summary, send_limit);
@@ -127,7 +126,7 @@ fn ipc(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(10));
     group.throughput(Throughput::Elements(RECORDS as u64));
     group.bench_function("scan_transfer_10k", |b| {
-        b.iter(|| black_box(rt.block_on(client.enumerate()).expect("a scan arrives")));
+        b.iter(|| black_box(rt.block_on(client.scan()).expect("a scan arrives")));
     });
     group.finish();
     drop(client);
@@ -143,10 +142,15 @@ async fn serve_scans(
 ) {
     let (stream, peer) = listener.accept().await.expect("the client connects");
     peer.expect("the client runs as this user");
-    let mut conn =
-        Connection::server_handshake(stream, Limits::default(), Role::Collector, &[Role::Agent])
-            .await
-            .expect("the handshake succeeds");
+    let mut conn = Connection::server_handshake(
+        stream,
+        Limits::default(),
+        Role::Collector,
+        &[Role::Agent],
+        &[],
+    )
+    .await
+    .expect("the handshake succeeds");
     let send_limit = conn.negotiated().send_limit;
     // The receiver waits for this before the first request, so it cannot have gone.
     let _ = limit_tx.send(send_limit);

@@ -13,19 +13,36 @@ use crate::supervisor::Supervisor;
 /// Where the hash of the configuration last recorded is kept, in the data directory.
 const CONFIG_HASH_FILE: &str = "config.audit";
 
+/// Entries per `AppendAudit` request; procmond accepts up to 512.
+const BATCH: usize = 256;
+
 /// Asks procmond to record `body`; a failure is logged.
 pub async fn record(supervisor: &Supervisor, body: Body) -> bool {
-    let kind = body.kind();
-    match supervisor.append_audit(&body).await {
-        Ok(index) => {
-            tracing::debug!(kind, index, "recorded in the audit ledger");
-            true
-        }
-        Err(err) => {
-            tracing::warn!(kind, error = %err, "not recorded in the audit ledger");
-            false
+    record_batch(supervisor, std::slice::from_ref(&body)).await
+}
+
+/// Asks procmond to record `bodies` in order with one `fdatasync` (in batches of at most
+/// the size procmond accepts); a failure is logged.
+pub async fn record_batch(supervisor: &Supervisor, bodies: &[Body]) -> bool {
+    let mut all = true;
+    for batch in bodies.chunks(BATCH) {
+        let kind = batch.first().map_or("", Body::kind);
+        match supervisor.append_audit(batch).await {
+            Ok(indexes) => {
+                tracing::debug!(
+                    kind,
+                    entries = batch.len(),
+                    first = indexes.start,
+                    "recorded in the audit ledger"
+                );
+            }
+            Err(err) => {
+                tracing::warn!(kind, entries = batch.len(), error = %err, "not recorded in the audit ledger");
+                all = false;
+            }
         }
     }
+    all
 }
 
 /// Records the agent's start, and the configuration when it differs from the one recorded last
@@ -59,18 +76,19 @@ pub async fn record_start(supervisor: &Supervisor, config: &Config, data_dir: &P
     }
 }
 
-/// Records each alert raised by a scan.
+/// Records each alert raised by a scan, in one batch.
 pub async fn record_alerts(supervisor: &Supervisor, alerts: &[daemoneye_lib::alert::Alert]) {
-    for alert in alerts {
-        record(
-            supervisor,
-            Body::AlertRaised {
-                alert_id: alert.id.clone(),
-                rule_id: alert.rule_id.clone(),
-                severity: alert.severity.to_string(),
-                host: alert.host.clone(),
-            },
-        )
-        .await;
+    if alerts.is_empty() {
+        return;
     }
+    let bodies: Vec<Body> = alerts
+        .iter()
+        .map(|alert| Body::AlertRaised {
+            alert_id: alert.id.clone(),
+            rule_id: alert.rule_id.clone(),
+            severity: alert.severity.to_string(),
+            host: alert.host.clone(),
+        })
+        .collect();
+    record_batch(supervisor, &bodies).await;
 }

@@ -1,20 +1,28 @@
 //! `daemoneye-agent`: DaemonEye's detection orchestrator.
 //!
-//! The agent starts and supervises procmond ([`supervisor`]), asks it for a scan every
-//! `collection.interval`, passes each scan through the [`pipeline`] (event store, SQL rules,
-//! alert folding), prints raised alerts on stdout ([`output`]), and answers the CLI on
-//! `<data_dir>/run/agent.sock` ([`control`]). It records its start, stop, configuration and
-//! alerts in procmond's audit ledger ([`audit`]) and forwards the CLI's ledger requests there. Delivery to other sinks arrives in a later issue.
+//! The agent is a few tasks joined by channels ([`run`] wires them):
+//!
+//! - [`supervisor`] starts, watches and restarts procmond and owns the [`link`] to it, on
+//!   which several requests run at once (a scan does not hold up a health check);
+//! - [`pipeline`] runs on a thread of its own: it stores each scan, runs the [`detector`]'s
+//!   rules over it (the rule set can be replaced whole between two scans), folds and keeps
+//!   alerts in one store transaction, and hands raised alerts on through a channel;
+//! - the delivery task prints them on stdout ([`output`]; other sinks arrive with the outbox)
+//!   and records them in procmond's audit ledger ([`audit`]);
+//! - [`control`] answers the CLI on `<data_dir>/run/agent.sock` from the shared store, the
+//!   rule set the pipeline publishes and the supervisor's status; CLI queries run in a
+//!   sandbox of their own ([`tables`] reads the store for both).
 //!
 //! The agent runs unprivileged work only: it never reads `/proc` of other users itself (that is
 //! procmond's job) and never links code that procmond must not link into procmond.
 
 pub mod audit;
 pub mod backoff;
-pub mod collector_client;
 pub mod control;
+pub mod detector;
+pub mod link;
 pub mod output;
 pub mod pipeline;
-pub mod requests;
 pub mod run;
 pub mod supervisor;
+pub mod tables;

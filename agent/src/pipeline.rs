@@ -1,72 +1,51 @@
-//! What happens to a scan once procmond delivered it: store, detect, fold, keep.
+//! What happens to a scan once procmond delivered it: store, detect, fold, keep, hand on.
 //!
 //! 1. [`Store::ingest`] writes the scan in one transaction and computes its process events;
-//! 2. the tables the rules read are loaded into the engine's sandbox and every rule runs;
+//! 2. the tables the rules read are loaded into the [`Detector`]'s sandbox and every rule runs;
 //! 3. each rule's rows become alert candidates, folded against the stored alerts with the
 //!    same id (a repeat within the window is counted, not raised);
-//! 4. alerts and rule states are written in one transaction;
-//! 5. retention deletes old scans in small transactions of their own.
+//! 4. alerts and rule states are written in one transaction ([`Store::write`]);
+//! 5. retention deletes old scans in small transactions of their own;
+//! 6. the raised alerts are handed on through a channel ([`Raised`]: stdout today).
 //!
-//! The pipeline is synchronous (redb and SQLite are); the agent runs it on a blocking thread.
+//! The pipeline runs on a thread of its own (redb and SQLite are synchronous) and owns its
+//! detector and rule states; the rest of the agent talks to it through a [`PipelineHandle`].
+//! A replaced detector takes effect between two scans, so a scan runs entirely on the old or
+//! entirely on the new rule set, and rule states carry over by rule id. The CLI never goes
+//! through the pipeline: it reads the shared [`Store`] and the [`RulesView`] published after
+//! every scan and every replacement.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use daemoneye_lib::alert::Alert;
+use daemoneye_lib::alert::{Alert, Severity};
 use daemoneye_lib::config::Config;
 use daemoneye_lib::detection::alerts::{self, AlertContext, Folded};
-use daemoneye_lib::detection::engine::{Engine, RuleRun};
-use daemoneye_lib::detection::precheck::CheckedSql;
-use daemoneye_lib::detection::rules::{self, Diagnostic, Loaded};
-use daemoneye_lib::detection::sandbox::{Dataset, Limits, QueryError, QueryResult, Sandbox};
-use daemoneye_lib::detection::schema::Table;
+use daemoneye_lib::detection::engine::RuleRun;
 use daemoneye_lib::models::{ProcessRecord, ScanSummary};
 use daemoneye_lib::storage::{Retention, RuleState, RuleStatus, Store};
+use tokio::sync::{mpsc, oneshot, watch};
 
-include!(concat!(env!("OUT_DIR"), "/builtin_rules.rs"));
+use crate::detector::Detector;
+use crate::tables::Tables;
 
-/// Records of retained scans loaded for a query or rule that reads `process_snapshots`.
-const MAX_SNAPSHOT_ROWS: usize = 1_000_000;
-/// Events loaded for a query that reads `process_events` across scans.
-const MAX_EVENT_ROWS: usize = 1_000_000;
 /// Scans deleted per retention transaction.
 const RETENTION_BATCH: usize = 4;
 /// redb's page cache. Measured over 300 ingests of 10,000 records: 25.5 MiB of anonymous
 /// memory with a 16 MiB cache, 13.4 MiB with 4 MiB, and no slower ingest.
-const STORE_CACHE_BYTES: usize = 4 * 1024 * 1024;
-/// The largest /etc/passwd read.
-const MAX_PASSWD_BYTES: u64 = 16 * 1024 * 1024;
-
-/// Loads the built-in pack (unless disabled) and the configured rule files.
-pub fn load_rules(config: &Config, limits: Limits) -> anyhow::Result<Loaded> {
-    let sandbox = Sandbox::new(limits).context("setting up the SQL sandbox")?;
-    let mut loaded = Loaded::default();
-    if config.detection.builtin_rules {
-        for (name, text) in BUILTIN_RULE_FILES {
-            loaded.extend(rules::parse(&format!("builtin:{name}"), text, &sandbox));
-        }
-    }
-    loaded.extend(rules::load_paths(&config.detection.rules, &sandbox));
-    Ok(loaded)
-}
-
-/// The limits of the SQL sandbox, from `[detection]`.
-pub fn limits(config: &Config) -> Limits {
-    Limits {
-        timeout: config.detection.rule_timeout.get(),
-        max_rows: usize::try_from(config.detection.max_rows).unwrap_or(usize::MAX),
-        max_memory: config.detection.max_memory,
-    }
-}
+pub const STORE_CACHE_BYTES: usize = 4 * 1024 * 1024;
+/// Commands queued for the pipeline thread.
+const QUEUE: usize = 4;
 
 /// What one scan produced.
 #[derive(Debug, Default)]
 pub struct ScanOutcome {
     /// The store's id of the scan.
     pub scan_id: i64,
-    /// Alerts raised (to deliver).
+    /// Alerts raised (handed on for delivery as well).
     pub raised: Vec<Alert>,
     /// Repeats folded into earlier alerts.
     pub suppressed: u64,
@@ -80,14 +59,57 @@ pub struct ScanOutcome {
     pub detection_time: Duration,
     /// Scans deleted by retention.
     pub expired_scans: u64,
+    /// The rule set the scan ran on (1 for the first, one more per replacement).
+    pub generation: u64,
+    /// The ids of the rules that ran, in order.
+    pub rules_run: Vec<String>,
 }
 
-/// The store, the rules and what the agent knows about the host.
+/// Alerts one scan raised, handed on for delivery.
+#[derive(Debug, Clone)]
+pub struct Raised {
+    /// The store's id of the scan.
+    pub scan_id: i64,
+    /// The alerts, in rule order.
+    pub alerts: Vec<Alert>,
+}
+
+/// One loaded rule as the CLI sees it.
+#[derive(Debug, Clone)]
+pub struct RuleView {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its alerts' severity.
+    pub severity: Severity,
+    /// ATT&CK ids.
+    pub mitre: Vec<String>,
+    /// Its file, or `builtin:<file>`.
+    pub source: String,
+    /// How it fared.
+    pub state: RuleState,
+}
+
+/// The rule set as the CLI sees it: published by the pipeline, read without its lock.
+#[derive(Debug, Clone, Default)]
+pub struct RulesView {
+    /// The loaded rules, in evaluation order.
+    pub rules: Vec<RuleView>,
+    /// Rules that did not load: "file: id: reason".
+    pub problems: Vec<String>,
+    /// Where the set came from.
+    pub origin: String,
+    /// See [`ScanOutcome::generation`].
+    pub generation: u64,
+}
+
+/// The store, the detector and what the agent knows about the host.
 pub struct Pipeline {
-    store: Store,
-    engine: Engine,
+    store: Arc<Store>,
+    detector: Detector,
+    generation: u64,
     states: HashMap<String, RuleState>,
-    diagnostics: Vec<Diagnostic>,
     host: String,
     site: Option<String>,
     default_window: Duration,
@@ -97,31 +119,66 @@ pub struct Pipeline {
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline")
-            .field("rules", &self.engine.rules().len())
+            .field("rules", &self.detector.rules().len())
+            .field("generation", &self.generation)
             .field("host", &self.host)
             .finish_non_exhaustive()
     }
 }
 
+/// Opens the event store `data_dir/events.redb`.
+pub fn open_store(data_dir: &Path) -> anyhow::Result<Store> {
+    let path = data_dir.join("events.redb");
+    Store::open(&path, STORE_CACHE_BYTES)
+        .with_context(|| format!("opening the event store {}", path.display()))
+}
+
 impl Pipeline {
-    /// Opens the store in `data_dir` and loads the rules.
-    pub fn open(config: &Config, data_dir: &Path) -> anyhow::Result<Self> {
-        let path = data_dir.join("events.redb");
-        let store = Store::open(&path, STORE_CACHE_BYTES)
-            .with_context(|| format!("opening the event store {}", path.display()))?;
-        let limits = limits(config);
-        let loaded = load_rules(config, limits)?;
-        for diagnostic in &loaded.diagnostics {
-            tracing::warn!(problem = %diagnostic, "rule not loaded");
-        }
-        let mut states: HashMap<String, RuleState> = store
+    /// A pipeline over `store` running `detector`.
+    pub fn new(config: &Config, store: Arc<Store>, detector: Detector) -> anyhow::Result<Self> {
+        let states: HashMap<String, RuleState> = store
             .rule_states()
             .context("reading rule states")?
             .into_iter()
             .map(|state| (state.rule_id.clone(), state))
             .collect();
-        for rule in &loaded.rules {
-            states
+        let mut pipeline = Self {
+            store,
+            detector,
+            generation: 1,
+            states,
+            host: host_name(),
+            site: config.site.id.as_ref().map(ToString::to_string),
+            default_window: config.detection.dedup_window.get(),
+            retention: Retention {
+                max_scans: config.storage.retention_scans,
+                max_age: config.storage.retention_age.get(),
+                scans_per_transaction: RETENTION_BATCH,
+            },
+        };
+        pipeline.adopt_rules();
+        Ok(pipeline)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Replaces the rule set; states of rules that stay (by id) carry over.
+    pub fn replace_detector(&mut self, detector: Detector) {
+        self.detector = detector;
+        self.generation += 1;
+        self.adopt_rules();
+    }
+
+    /// Logs the rule set and gives every new rule a state.
+    fn adopt_rules(&mut self) {
+        for diagnostic in self.detector.diagnostics() {
+            tracing::warn!(problem = %diagnostic, "rule not loaded");
+        }
+        for rule in self.detector.rules() {
+            self.states
                 .entry(rule.id.to_string())
                 .or_insert_with(|| RuleState {
                     rule_id: rule.id.to_string(),
@@ -134,50 +191,50 @@ impl Pipeline {
                 });
         }
         tracing::info!(
-            rules = loaded.rules.len(),
-            problems = loaded.diagnostics.len(),
-            store = %path.display(),
+            rules = self.detector.rules().len(),
+            problems = self.detector.diagnostics().len(),
+            origin = self.detector.origin(),
+            generation = self.generation,
             "detection ready"
         );
-        let engine = Engine::new(loaded.rules, limits).context("setting up the SQL sandbox")?;
-        Ok(Self {
-            store,
-            engine,
-            states,
-            diagnostics: loaded.diagnostics,
-            host: host_name(),
-            site: config.site.id.as_ref().map(ToString::to_string),
-            default_window: config.detection.dedup_window.get(),
-            retention: Retention {
-                max_scans: config.storage.retention_scans,
-                max_age: config.storage.retention_age.get(),
-                scans_per_transaction: RETENTION_BATCH,
-            },
-        })
-    }
-
-    /// The store.
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    /// The engine (rules and sandbox).
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
-
-    /// Problems found while loading rules.
-    pub fn diagnostics(&self) -> &[Diagnostic] {
-        &self.diagnostics
     }
 
     /// The state of every loaded rule, in evaluation order.
     pub fn rule_states(&self) -> Vec<RuleState> {
-        self.engine
+        self.detector
             .rules()
             .iter()
             .filter_map(|rule| self.states.get(rule.id.as_str()).cloned())
             .collect()
+    }
+
+    /// The rule set as the CLI sees it now.
+    pub fn view(&self) -> RulesView {
+        RulesView {
+            rules: self
+                .detector
+                .rules()
+                .iter()
+                .filter_map(|rule| {
+                    Some(RuleView {
+                        id: rule.id.to_string(),
+                        name: rule.name.clone(),
+                        severity: rule.severity,
+                        mitre: rule.mitre.clone(),
+                        source: rule.source.clone(),
+                        state: self.states.get(rule.id.as_str())?.clone(),
+                    })
+                })
+                .collect(),
+            problems: self
+                .detector
+                .diagnostics()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            origin: self.detector.origin().to_owned(),
+            generation: self.generation,
+        }
     }
 
     /// Stores `records`, runs the rules over them, and keeps the alerts.
@@ -198,13 +255,14 @@ impl Pipeline {
             scan_id: ingested.scan_id,
             started: ingested.started,
             exited: ingested.exited,
+            generation: self.generation,
             ..ScanOutcome::default()
         };
-        let needed = self.engine.tables_needed();
-        let tables = self.load_tables(&needed, Some(ingested.scan_id))?;
+        let needed = self.detector.tables_needed();
+        let tables = Tables::load(&self.store, &needed, Some(ingested.scan_id))?;
         let dataset = tables.dataset(&records);
         let runs = self
-            .engine
+            .detector
             .evaluate(&dataset)
             .context("loading the scan into the SQL sandbox")?;
         outcome.detection_time = runs.iter().map(|run| run.elapsed).sum();
@@ -216,9 +274,9 @@ impl Pipeline {
             scan_id: ingested.scan_id,
             now_ms,
         };
-        let candidates = self.engine.alerts(&runs, &ctx);
+        let candidates = self.detector.engine().alerts(&runs, &ctx);
         let windows: HashMap<&str, Duration> = self
-            .engine
+            .detector
             .rules()
             .iter()
             .map(|rule| {
@@ -228,7 +286,7 @@ impl Pipeline {
                 )
             })
             .collect();
-        let mut states = Vec::with_capacity(candidates.len());
+        let mut folded = Vec::with_capacity(candidates.len());
         for candidate in candidates {
             let window = windows
                 .get(candidate.rule_id.as_str())
@@ -241,21 +299,22 @@ impl Pipeline {
             match alerts::fold(existing.as_ref(), candidate, now_ms, window) {
                 Folded::Raised(state) => {
                     outcome.raised.push(state.alert.clone());
-                    states.push(state);
+                    folded.push(state);
                 }
                 Folded::Suppressed(state) => {
                     outcome.suppressed += 1;
-                    states.push(state);
+                    folded.push(state);
                 }
             }
         }
-        self.store
-            .put_alerts(&states)
-            .context("storing the alerts")?;
         let rule_states = self.rule_states();
+        // Everything this scan decided, in one transaction: a crash leaves all of it or none.
         self.store
-            .put_rule_states(&rule_states)
-            .context("storing rule states")?;
+            .write("store a scan's alerts and rule states", |w| {
+                w.put_alerts(&folded)?;
+                w.put_rule_states(&rule_states)
+            })
+            .context("storing the alerts and rule states")?;
         let expired = self
             .store
             .enforce_retention(&self.retention, now_ms)
@@ -266,9 +325,10 @@ impl Pipeline {
 
     fn record_runs(&mut self, runs: &[RuleRun], scan_id: i64, outcome: &mut ScanOutcome) {
         for run in runs {
-            let Some(rule) = self.engine.rules().get(run.rule) else {
+            let Some(rule) = self.detector.rules().get(run.rule) else {
                 continue;
             };
+            outcome.rules_run.push(rule.id.to_string());
             let Some(state) = self.states.get_mut(rule.id.as_str()) else {
                 continue;
             };
@@ -292,131 +352,130 @@ impl Pipeline {
             }
         }
     }
+}
 
-    /// Runs an operator's query over the newest scan (and whatever else it reads).
-    pub fn query(&mut self, sql: &CheckedSql) -> Result<QueryResult, QueryError> {
-        let latest = self
-            .store
-            .latest_scan()
-            .map_err(|err| QueryError::Failed(format!("reading the store: {err}")))?;
-        let records = match &latest {
-            Some(scan) => self
-                .store
-                .snapshot(scan.scan_id)
-                .map_err(|err| QueryError::Failed(format!("reading the store: {err}")))?,
-            None => Vec::new(),
-        };
-        // Outside a rule, process_events means every retained event, not one scan's.
-        let tables = self
-            .load_tables(sql.tables(), None)
-            .map_err(|err| QueryError::Failed(format!("{err:#}")))?;
-        self.engine
-            .load(&tables.dataset(&records))
-            .map_err(|err| QueryError::Failed(err.to_string()))?;
-        self.engine.query(sql)
-    }
+/// What the pipeline thread is asked to do.
+enum Command {
+    Scan {
+        summary: ScanSummary,
+        records: Vec<ProcessRecord>,
+        now_ms: i64,
+        reply: oneshot::Sender<anyhow::Result<ScanOutcome>>,
+    },
+    Replace {
+        detector: Box<Detector>,
+        reply: oneshot::Sender<u64>,
+    },
+    Stop,
+}
 
-    /// Reads what `needed` names from the store (and /etc/passwd). `events_of`: the scan
-    /// whose events `process_events` holds, or `None` for every retained event.
-    fn load_tables(
-        &self,
-        needed: &BTreeSet<Table>,
-        events_of: Option<i64>,
-    ) -> anyhow::Result<Tables> {
-        let mut tables = Tables::default();
-        if needed.contains(&Table::ProcessSnapshots) {
-            let limited = self
-                .store
-                .snapshots(MAX_SNAPSHOT_ROWS)
-                .context("reading snapshots")?;
-            if limited.truncated {
-                tracing::warn!(
-                    rows = MAX_SNAPSHOT_ROWS,
-                    "process_snapshots holds only the newest scans' records"
-                );
-            }
-            tables.snapshots = Some(limited.items);
-        }
-        if needed.contains(&Table::ProcessEvents) {
-            tables.events = Some(match events_of {
-                Some(scan_id) => self.store.events(scan_id).context("reading events")?,
-                None => {
-                    self.store
-                        .all_events(MAX_EVENT_ROWS)
-                        .context("reading events")?
-                        .items
+/// The rest of the agent's way to the pipeline thread.
+#[derive(Clone)]
+pub struct PipelineHandle {
+    commands: mpsc::Sender<Command>,
+    view: watch::Receiver<Arc<RulesView>>,
+}
+
+impl PipelineHandle {
+    /// Starts the pipeline on a thread of its own; raised alerts go to `raised`. The thread
+    /// ends after [`PipelineHandle::stop`], or when every handle is dropped; `raised` is
+    /// closed then.
+    pub fn spawn(
+        mut pipeline: Pipeline,
+        raised: mpsc::Sender<Raised>,
+    ) -> anyhow::Result<(Self, std::thread::JoinHandle<()>)> {
+        let (commands, mut queue) = mpsc::channel::<Command>(QUEUE);
+        let (view_tx, view) = watch::channel(Arc::new(pipeline.view()));
+        let thread = std::thread::Builder::new()
+            .name("pipeline".to_owned())
+            .spawn(move || {
+                while let Some(command) = queue.blocking_recv() {
+                    match command {
+                        Command::Scan {
+                            summary,
+                            records,
+                            now_ms,
+                            reply,
+                        } => {
+                            // A panic in one scan leaves the store as its transactions left
+                            // it; the next scan starts afresh.
+                            let outcome =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    pipeline.process(&summary, records, now_ms)
+                                }))
+                                .unwrap_or_else(|_| Err(anyhow::anyhow!("detection panicked")));
+                            view_tx.send_replace(Arc::new(pipeline.view()));
+                            if let Ok(outcome) = &outcome
+                                && !outcome.raised.is_empty()
+                            {
+                                // The receiver is gone only while the agent stops.
+                                let _ = raised.blocking_send(Raised {
+                                    scan_id: outcome.scan_id,
+                                    alerts: outcome.raised.clone(),
+                                });
+                            }
+                            let _ = reply.send(outcome);
+                        }
+                        Command::Replace { detector, reply } => {
+                            pipeline.replace_detector(*detector);
+                            view_tx.send_replace(Arc::new(pipeline.view()));
+                            let _ = reply.send(pipeline.generation);
+                        }
+                        Command::Stop => break,
+                    }
                 }
-            });
-        }
-        if needed.contains(&Table::Scans) {
-            tables.scans = Some(self.store.scans().context("reading scans")?);
-        }
-        if needed.contains(&Table::Alerts) {
-            tables.alerts = Some(
-                self.store
-                    .alerts()
-                    .context("reading alerts")?
-                    .into_iter()
-                    .map(|stored| (stored.alert, stored.acked_at_ms.is_some()))
-                    .collect(),
-            );
-        }
-        if needed.contains(&Table::Users) {
-            tables.users = Some(read_users(Path::new("/etc/passwd")));
-        }
-        tables.processes = needed.contains(&Table::Processes);
-        Ok(tables)
+            })
+            .context("starting the pipeline thread")?;
+        Ok((Self { commands, view }, thread))
     }
-}
 
-/// Rows read for one evaluation.
-#[derive(Default)]
-struct Tables {
-    processes: bool,
-    snapshots: Option<Vec<ProcessRecord>>,
-    events: Option<Vec<daemoneye_lib::models::ProcessEvent>>,
-    scans: Option<Vec<ScanSummary>>,
-    alerts: Option<Vec<(Alert, bool)>>,
-    users: Option<Vec<(u32, String)>>,
-}
-
-impl Tables {
-    fn dataset<'a>(&'a self, records: &'a [ProcessRecord]) -> Dataset<'a> {
-        Dataset {
-            processes: self.processes.then_some(records),
-            snapshots: self.snapshots.as_deref(),
-            events: self.events.as_deref(),
-            scans: self.scans.as_deref(),
-            alerts: self.alerts.as_deref(),
-            users: self.users.as_deref(),
-        }
+    /// Stores, detects and keeps one scan; returns what it produced.
+    pub async fn process(
+        &self,
+        summary: ScanSummary,
+        records: Vec<ProcessRecord>,
+        now_ms: i64,
+    ) -> anyhow::Result<ScanOutcome> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Scan {
+                summary,
+                records,
+                now_ms,
+                reply,
+            })
+            .await
+            .map_err(|_| anyhow::anyhow!("the pipeline has stopped"))?;
+        answer
+            .await
+            .map_err(|_| anyhow::anyhow!("the pipeline stopped during the scan"))?
     }
-}
 
-/// uid and name of every account in `passwd` (a missing or unreadable file gives none: the
-/// `User` field then shows the uid).
-pub fn read_users(passwd: &Path) -> Vec<(u32, String)> {
-    use std::io::Read;
-    let mut text = String::new();
-    let read = std::fs::File::open(passwd)
-        .and_then(|file| file.take(MAX_PASSWD_BYTES).read_to_string(&mut text));
-    if let Err(err) = read {
-        tracing::debug!(error = %err, file = %passwd.display(), "no user names");
-        return Vec::new();
+    /// Replaces the rule set after the scan in progress, if any; returns its generation.
+    pub async fn replace(&self, detector: Detector) -> anyhow::Result<u64> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Replace {
+                detector: Box::new(detector),
+                reply,
+            })
+            .await
+            .map_err(|_| anyhow::anyhow!("the pipeline has stopped"))?;
+        answer
+            .await
+            .map_err(|_| anyhow::anyhow!("the pipeline stopped"))
     }
-    parse_passwd(&text)
-}
 
-fn parse_passwd(text: &str) -> Vec<(u32, String)> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let mut fields = line.split(':');
-            let name = fields.next()?;
-            let uid = fields.nth(1)?.parse().ok()?;
-            (!name.is_empty()).then(|| (uid, name.to_owned()))
-        })
-        .collect()
+    /// Stops the pipeline after the commands queued before this one; later ones fail.
+    pub async fn stop(&self) {
+        // An error means the thread has already ended.
+        let _ = self.commands.send(Command::Stop).await;
+    }
+
+    /// The rule set as published after the last scan or replacement.
+    pub fn rules(&self) -> Arc<RulesView> {
+        Arc::clone(&self.view.borrow())
+    }
 }
 
 /// This machine's name, as alerts carry it.
@@ -426,53 +485,4 @@ pub fn host_name() -> String {
         .and_then(|name| name.into_string().ok())
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "localhost".to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwd_lines_give_uid_and_name() {
-        let text = "root:x:0:0:root:/root:/bin/bash\n# comment\nbroken\n:x:5:5::/:/bin/sh\n\
-                    daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nbad:x:notanumber:1::/:\n";
-        assert_eq!(
-            parse_passwd(text),
-            [(0, "root".to_owned()), (1, "daemon".to_owned())]
-        );
-    }
-
-    #[test]
-    fn every_builtin_rule_loads_and_its_fixtures_pass() {
-        let config = Config::default();
-        let loaded = load_rules(&config, limits(&config)).unwrap();
-        assert!(
-            loaded.diagnostics.is_empty(),
-            "{:?}",
-            loaded
-                .diagnostics
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-        );
-        assert!(loaded.rules.len() >= 15, "{} rules", loaded.rules.len());
-        for rule in &loaded.rules {
-            assert!(!rule.mitre.is_empty(), "{}: no ATT&CK id", rule.id);
-            let outcomes = rules::run_fixtures(rule, limits(&config)).unwrap();
-            let matching = rule
-                .tests
-                .iter()
-                .filter(|test| test.expect_rows > 0)
-                .count();
-            assert!(matching >= 1, "{}: no fixture that must match", rule.id);
-            assert!(
-                rule.tests.len() > matching,
-                "{}: no fixture that must not match",
-                rule.id
-            );
-            for outcome in outcomes {
-                assert!(outcome.passed(), "{}: {outcome:?}", rule.id);
-            }
-        }
-    }
 }

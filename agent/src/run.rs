@@ -10,14 +10,18 @@ use daemoneye_lib::config::Config;
 use daemoneye_lib::ipc::Limits;
 use daemoneye_lib::ipc::transport::{self, PeerPolicy};
 use daemoneye_lib::ledger::entry::Body;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::audit;
 use crate::backoff::Backoff;
 use crate::control::{self, AgentState};
+use crate::detector::{self, Detector};
 use crate::output::{AlertFormat, print_alerts};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{self, Pipeline, PipelineHandle, Raised};
 use crate::supervisor::{Settings, Supervisor, Unavailable};
+
+/// Raised batches queued for delivery before the pipeline waits for the printer.
+const RAISED_QUEUE: usize = 64;
 
 /// Everything the agent needs to run, resolved from flags and configuration.
 #[derive(Debug, Clone)]
@@ -64,18 +68,34 @@ pub fn find_procmond(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 }
 
 /// Runs the agent until SIGTERM or SIGINT (or after one scan with `once`).
+///
+/// Tasks and what they own:
+///
+/// - the supervisor ([`Supervisor`]) owns procmond and the link to it;
+/// - the pipeline thread ([`PipelineHandle`]) owns the rules and writes the store;
+/// - the delivery task receives the alerts the pipeline raised ([`Raised`]), prints them and
+///   records them in the ledger;
+/// - the control server ([`control`]) answers the CLI from the shared store, the published
+///   rule set and the supervisor's status;
+/// - this function runs the scan loop: ask procmond, hand the scan to the pipeline.
 pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     let run_dir = options.data_dir.join("run");
     transport::prepare_run_dir(&options.data_dir).context("preparing the data directory")?;
     transport::prepare_run_dir(&run_dir).context("preparing the socket directory")?;
-    let pipeline = {
+    let (store, pipeline) = {
         let config = options.config.clone();
         let data_dir = options.data_dir.clone();
-        tokio::task::spawn_blocking(move || Pipeline::open(&config, &data_dir))
-            .await
-            .context("opening the store")??
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let store = Arc::new(pipeline::open_store(&data_dir)?);
+            let detector = Detector::from_config(&config)?;
+            let pipeline = Pipeline::new(&config, Arc::clone(&store), detector)?;
+            Ok((store, pipeline))
+        })
+        .await
+        .context("opening the store")??
     };
-    let pipeline = Arc::new(std::sync::Mutex::new(pipeline));
+    let (raised_tx, raised_rx) = mpsc::channel(RAISED_QUEUE);
+    let (pipeline, pipeline_thread) = PipelineHandle::spawn(pipeline, raised_tx)?;
     let limits = Limits {
         max_frame_bytes: options.config.ipc.max_frame_bytes,
         ..Limits::default()
@@ -116,17 +136,21 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     let signal = stop_signal()?;
     tokio::pin!(signal);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (serve_stop_tx, serve_stop_rx) = watch::channel(false);
     let (supervisor, supervising) = Supervisor::start(settings, stop_rx.clone());
     let state = Arc::new(AgentState::new(
         supervisor.clone(),
         limits,
-        Arc::clone(&pipeline),
+        store,
+        pipeline.clone(),
+        detector::limits(&options.config),
     ));
     let serving = tokio::spawn(control::serve(
         listener,
         Arc::clone(&state),
-        stopped(stop_rx.clone()),
+        stopped(serve_stop_rx),
     ));
+    let delivering = tokio::spawn(deliver(raised_rx, supervisor.clone(), options.format));
     tracing::info!(
         data_dir = %options.data_dir.display(),
         socket = %control_socket.display(),
@@ -138,7 +162,6 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     // answers, the scan loop reports that and the supervisor keeps trying.
     let mut tick = tokio::time::interval(options.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let format = options.format;
     let mut result = Ok(());
     // Every wait below, a scan included, gives way to a stop signal.
     tokio::select! {
@@ -150,7 +173,7 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
                 () = &mut signal => break,
                 _ = tick.tick() => tokio::select! {
                     () = &mut signal => break,
-                    outcome = scan_once(&supervisor, &state, &pipeline, format) => {
+                    outcome = scan_once(&supervisor, &state, &pipeline) => {
                         if options.once {
                             result = outcome;
                             break;
@@ -166,6 +189,11 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     } else {
         "stopped by a signal"
     };
+    // The pipeline finishes the scan it has, then stops; the delivery task then sees its
+    // queue close once it has printed and recorded every alert raised.
+    pipeline.stop().await;
+    let _ = delivering.await;
+    let _ = tokio::task::spawn_blocking(move || pipeline_thread.join()).await;
     audit::record(
         &supervisor,
         Body::AgentStopped {
@@ -174,6 +202,7 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     )
     .await;
     // The receivers only ever wait for this; if they are gone there is nothing to tell.
+    let _ = serve_stop_tx.send(true);
     let _ = stop_tx.send(true);
     let _ = supervising.await;
     let _ = serving.await;
@@ -181,13 +210,21 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     result
 }
 
-/// One scan: ask procmond, then store, detect and print. An error is logged and returned (the
-/// continuous loop goes on; `--once` exits with it).
+/// Hands raised alerts on: printed on stdout (the sink until the outbox arrives), then
+/// recorded in the ledger, one batch per scan.
+async fn deliver(mut raised: mpsc::Receiver<Raised>, supervisor: Supervisor, format: AlertFormat) {
+    while let Some(batch) = raised.recv().await {
+        print_alerts(&batch.alerts, format);
+        audit::record_alerts(&supervisor, &batch.alerts).await;
+    }
+}
+
+/// One scan: ask procmond, then hand the scan to the pipeline. An error is logged and
+/// returned (the continuous loop goes on; `--once` exits with it).
 async fn scan_once(
     supervisor: &Supervisor,
     state: &AgentState,
-    pipeline: &Arc<std::sync::Mutex<Pipeline>>,
-    format: AlertFormat,
+    pipeline: &PipelineHandle,
 ) -> anyhow::Result<()> {
     let scan = match supervisor.enumerate().await {
         Ok(scan) => scan,
@@ -211,18 +248,7 @@ async fn scan_once(
         elapsed_ms = scan.summary.finished_at - scan.summary.started_at,
         "scan received"
     );
-    let pipeline = Arc::clone(pipeline);
-    let processed = tokio::task::spawn_blocking(move || {
-        // A panic in an earlier scan leaves the pipeline as it was before that scan's
-        // transaction; the store itself is transactional.
-        let mut pipeline = pipeline
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        pipeline.process(&scan.summary, scan.records, now_ms())
-    })
-    .await
-    .context("running detection")?;
-    let outcome = match processed {
+    let outcome = match pipeline.process(scan.summary, scan.records, now_ms()).await {
         Ok(outcome) => outcome,
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), "scan not processed");
@@ -239,10 +265,9 @@ async fn scan_once(
         degraded_rules = outcome.degraded.len(),
         detection_ms = outcome.detection_time.as_secs_f64() * 1000.0,
         expired_scans = outcome.expired_scans,
+        rule_set = outcome.generation,
         "scan processed"
     );
-    print_alerts(&outcome.raised, format);
-    audit::record_alerts(supervisor, &outcome.raised).await;
     let mut stats = state.scans();
     stats.completed += 1;
     stats.last_at = Some(finished_at);

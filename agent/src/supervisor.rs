@@ -5,9 +5,10 @@
 //! 1. It starts procmond with `--socket <data_dir>/run/procmond.sock`, then connects and
 //!    handshakes, retrying until [`Settings::startup_timeout`]; a procmond that exits first or
 //!    never answers counts as a crash.
-//! 2. While procmond runs, it asks for a health report every `collector.health_interval`
-//!    (skipped while a scan holds the connection: the scan has its own time limit). A failed or
-//!    late health report, or a request that broke the connection, gets procmond killed.
+//! 2. While procmond runs, it asks for a health report every `collector.health_interval`,
+//!    whatever else is in flight: requests share the connection ([`crate::link`]) and a
+//!    running scan does not hold it. A failed or late health report, or a request that broke
+//!    the connection or outlived its time limit, gets procmond killed.
 //! 3. When procmond is gone, for whatever reason, the supervisor waits a capped exponential
 //!    backoff with jitter ([`crate::backoff`]), counts a restart, logs why, and starts it again.
 //!
@@ -30,7 +31,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
 use crate::backoff::{Backoff, STABLE_AFTER};
-use crate::collector_client::{CollectorClient, ReceivedScan};
+use crate::link::{ProcmondLink, ReceivedScan};
 
 /// How long procmond has to answer an audit request (an append or a checkpoint waits for
 /// fsync; a proof reads O(log n) hashes).
@@ -116,7 +117,37 @@ pub enum Unavailable {
 
 struct Shared {
     status: Mutex<Status>,
-    client: tokio::sync::Mutex<Option<CollectorClient>>,
+    /// The link to the running procmond; requests clone it out and never hold this lock
+    /// while they wait.
+    link: Mutex<Option<ProcmondLink>>,
+}
+
+impl Shared {
+    fn link(&self) -> Option<ProcmondLink> {
+        self.link
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_link(&self, link: Option<ProcmondLink>) {
+        *self
+            .link
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = link;
+    }
+
+    /// Forgets `failed` (if it is still the current link): the next health check then
+    /// restarts procmond.
+    fn drop_link(&self, failed: &ProcmondLink) {
+        let mut link = self
+            .link
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if link.as_ref().is_some_and(|current| current.same(failed)) {
+            *link = None;
+        }
+    }
 }
 
 /// A handle on the supervisor task.
@@ -139,7 +170,7 @@ impl Supervisor {
                 last_exit: None,
                 last_health: None,
             }),
-            client: tokio::sync::Mutex::new(None),
+            link: Mutex::new(None),
         });
         let handle = Self {
             shared: Arc::clone(&shared),
@@ -170,16 +201,15 @@ impl Supervisor {
 
     /// Asks procmond for a scan of every process.
     pub async fn enumerate(&self) -> Result<ReceivedScan, Unavailable> {
-        self.with_client(self.scan_timeout, async |client| client.enumerate().await)
+        self.with_link(self.scan_timeout, async |link| link.scan().await)
             .await
     }
 
-    /// Asks procmond to append an audit entry; returns its index.
-    pub async fn append_audit(&self, body: &Body) -> Result<u64, Unavailable> {
-        self.with_client(AUDIT_TIMEOUT, async |client| {
-            client.append_audit(body).await
-        })
-        .await
+    /// Asks procmond to append these audit entries with one `fdatasync`; returns their
+    /// indexes.
+    pub async fn append_audit(&self, bodies: &[Body]) -> Result<std::ops::Range<u64>, Unavailable> {
+        self.with_link(AUDIT_TIMEOUT, async |link| link.append_audit(bodies).await)
+            .await
     }
 
     /// Forwards a request of the ledger's read side to procmond.
@@ -187,32 +217,32 @@ impl Supervisor {
         &self,
         request: proto::AuditRequest,
     ) -> Result<proto::AuditResponse, Unavailable> {
-        self.with_client(AUDIT_TIMEOUT, async |client| client.audit(request).await)
+        self.with_link(AUDIT_TIMEOUT, async |link| link.audit(request).await)
             .await
     }
 
-    /// Runs `operation` on the connection to procmond, within `timeout`.
-    async fn with_client<T>(
+    /// Runs `operation` on the link to procmond, within `timeout`. Other requests run beside
+    /// it on the same connection.
+    async fn with_link<T>(
         &self,
         timeout: Duration,
-        operation: impl AsyncFnOnce(&mut CollectorClient) -> Result<T, IpcError>,
+        operation: impl AsyncFnOnce(&ProcmondLink) -> Result<T, IpcError>,
     ) -> Result<T, Unavailable> {
-        let mut guard = self.shared.client.lock().await;
-        let Some(client) = guard.as_mut() else {
+        let Some(link) = self.shared.link() else {
             return Err(Unavailable::Down(describe_state(&self.status().state)));
         };
-        match tokio::time::timeout(timeout, operation(client)).await {
+        match tokio::time::timeout(timeout, operation(&link)).await {
             Ok(Ok(answer)) => Ok(answer),
             // procmond answered with a reason: the connection is still in step.
             Ok(Err(err @ IpcError::Refused { .. })) => Err(Unavailable::Failed(err)),
             Ok(Err(err)) => {
-                // The connection is in an unknown state now; dropping it makes the next
-                // health check restart procmond.
-                *guard = None;
+                // The connection is broken or procmond is hostile; forgetting the link makes
+                // the next health check restart procmond.
+                self.shared.drop_link(&link);
                 Err(Unavailable::Failed(err))
             }
             Err(_) => {
-                *guard = None;
+                self.shared.drop_link(&link);
                 Err(Unavailable::TimedOut(timeout))
             }
         }
@@ -248,7 +278,7 @@ async fn supervise(shared: Arc<Shared>, settings: Settings, mut shutdown: watch:
             lock(&shared.status).state = State::Stopped;
             return;
         };
-        *shared.client.lock().await = None;
+        shared.set_link(None);
         // The report belonged to the procmond that is gone.
         lock(&shared.status).last_health = None;
         if started.elapsed() >= STABLE_AFTER {
@@ -318,7 +348,7 @@ async fn run_child(
     tracing::info!(pid, procmond = %settings.procmond.display(), "started procmond");
 
     let deadline = Instant::now() + settings.startup_timeout;
-    let client = loop {
+    let link = loop {
         tokio::select! {
             status = child.wait() => return Some(format!("{} before it answered", describe_exit(status))),
             _ = shutdown.changed() => {
@@ -327,8 +357,8 @@ async fn run_child(
             }
             () = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
-        match CollectorClient::connect(&settings.socket, settings.limits, &settings.policy).await {
-            Ok(client) => break client,
+        match ProcmondLink::connect(&settings.socket, settings.limits, &settings.policy).await {
+            Ok(link) => break link,
             Err(err) if Instant::now() >= deadline => {
                 let ended = stop(&mut child).await;
                 return Some(format!(
@@ -340,15 +370,15 @@ async fn run_child(
             Err(_) => {}
         }
     };
-    if client.server_pid() != Some(pid) {
+    if link.server_pid() != Some(pid) {
         // Another process answered on our socket: not the procmond we started.
         let _ = stop(&mut child).await;
         return Some(format!(
             "the socket was answered by pid {:?}, not by the procmond started (pid {pid})",
-            client.server_pid()
+            link.server_pid()
         ));
     }
-    *shared.client.lock().await = Some(client);
+    shared.set_link(Some(link));
     lock(&shared.status).state = State::Running {
         pid,
         since: Instant::now(),
@@ -376,26 +406,23 @@ async fn run_child(
     }
 }
 
-/// One health check; `Err` says why procmond must be restarted.
+/// One health check; `Err` says why procmond must be restarted. It runs beside whatever
+/// else is in flight, a scan included.
 async fn check_health(shared: &Shared) -> Result<(), String> {
-    let Ok(mut guard) = shared.client.try_lock() else {
-        // A scan holds the connection and has its own time limit.
-        return Ok(());
-    };
-    let Some(client) = guard.as_mut() else {
+    let Some(link) = shared.link() else {
         return Err("its connection was lost".to_owned());
     };
-    match tokio::time::timeout(HEALTH_TIMEOUT, client.health()).await {
+    match tokio::time::timeout(HEALTH_TIMEOUT, link.health()).await {
         Ok(Ok(health)) => {
             lock(&shared.status).last_health = Some(health);
             Ok(())
         }
         Ok(Err(err)) => {
-            *guard = None;
+            shared.drop_link(&link);
             Err(format!("health check failed: {err}"))
         }
         Err(_) => {
-            *guard = None;
+            shared.drop_link(&link);
             Err(format!(
                 "no answer to a health check within {HEALTH_TIMEOUT:?}"
             ))

@@ -1,9 +1,11 @@
-//! The CLI's end of the agent link (`<data_dir>/run/agent.sock`).
+//! The CLI's end of the agent link (`<data_dir>/run/agent.sock`), over the typed request
+//! helper both links share ([`rpc`]).
 
 use std::path::Path;
 
 use daemoneye_lib::ipc::proto::{self, Role, agent_request, agent_response};
-use daemoneye_lib::ipc::transport::{self, LocalStream, PeerPolicy};
+use daemoneye_lib::ipc::rpc::{self, AgentLink};
+use daemoneye_lib::ipc::transport::{self, PeerPolicy};
 use daemoneye_lib::ipc::{Connection, IpcError, Limits, MessageType};
 
 /// Why a command that needs the agent could not reach it (exit code 4), or failed after.
@@ -31,8 +33,7 @@ pub enum ClientError {
 
 /// A handshaken connection to the agent.
 pub struct AgentClient {
-    conn: Connection<LocalStream>,
-    next_id: u64,
+    client: rpc::Client<AgentLink>,
 }
 
 impl AgentClient {
@@ -50,10 +51,12 @@ impl AgentClient {
         let (stream, _) = transport::connect(&path, policy)
             .await
             .map_err(unreachable)?;
-        let conn = Connection::client_handshake(stream, limits, Role::Cli, Role::Agent)
+        let conn = Connection::client_handshake(stream, limits, Role::Cli, Role::Agent, &[])
             .await
             .map_err(unreachable)?;
-        Ok(Self { conn, next_id: 1 })
+        // The agent pushes nothing on this link.
+        let (client, _pushes) = rpc::Client::new(conn, 1);
+        Ok(Self { client })
     }
 
     /// The agent's health report.
@@ -129,23 +132,11 @@ impl AgentClient {
         &mut self,
         kind: agent_request::Kind,
     ) -> Result<agent_response::Kind, IpcError> {
-        let id = self.next_id;
-        self.next_id += 1;
         let request = proto::AgentRequest {
-            request_id: id,
+            request_id: 0,
             kind: Some(kind),
         };
-        self.conn.send(MessageType::AgentRequest, &request).await?;
-        let response: proto::AgentResponse = self.conn.recv(MessageType::AgentResponse).await?;
-        if response.request_id != id {
-            return Err(IpcError::Decode {
-                kind: MessageType::AgentResponse,
-                reason: format!(
-                    "an answer to request {} while waiting for {id}",
-                    response.request_id
-                ),
-            });
-        }
+        let response = self.client.call(request).await?;
         match response.kind {
             Some(agent_response::Kind::Error(err)) => Err(IpcError::Refused {
                 code: err.code(),

@@ -63,6 +63,7 @@ fn seeds() -> Vec<(&'static str, MessageType, Vec<u8>)> {
             no_new_privs: true,
         }),
         ledger_available: true,
+        ledger_detail: "12 entries (blake3), newest checkpoint at size 10".to_owned(),
     };
     let scan = proto::DetectionResult {
         task_id: "scan-1".to_owned(),
@@ -79,7 +80,6 @@ fn seeds() -> Vec<(&'static str, MessageType, Vec<u8>)> {
                 ..ProcessRecord::default()
             }),
         ],
-        hash_result: None,
         scan: Some(proto::ScanSummary {
             scan_id: 1,
             started_at: 1_699_999_999_000,
@@ -101,11 +101,12 @@ fn seeds() -> Vec<(&'static str, MessageType, Vec<u8>)> {
             "stream-hello-agent",
             T::Hello,
             proto::Hello {
-                min_version: 1,
-                max_version: 1,
+                min_version: 2,
+                max_version: 2,
                 role: Role::Agent as i32,
                 software_version: "0.1.0".to_owned(),
                 max_frame_bytes: u64::from(frame::DEFAULT_MAX_FRAME_BYTES),
+                features: vec!["events".to_owned()],
             }
             .encode_to_vec(),
         ),
@@ -118,6 +119,7 @@ fn seeds() -> Vec<(&'static str, MessageType, Vec<u8>)> {
                 role: Role::Cli as i32,
                 software_version: "9.0.0".to_owned(),
                 max_frame_bytes: u64::MAX,
+                features: Vec::new(),
             }
             .encode_to_vec(),
         ),
@@ -125,11 +127,12 @@ fn seeds() -> Vec<(&'static str, MessageType, Vec<u8>)> {
             "stream-welcome-collector",
             T::Welcome,
             proto::Welcome {
-                version: 1,
+                version: 2,
                 role: Role::Collector as i32,
                 software_version: "0.1.0".to_owned(),
                 pid: 4242,
                 max_frame_bytes: u64::from(frame::DEFAULT_MAX_FRAME_BYTES),
+                features: vec!["events".to_owned()],
             }
             .encode_to_vec(),
         ),
@@ -161,32 +164,7 @@ fn seeds() -> Vec<(&'static str, MessageType, Vec<u8>)> {
                 kind: Some(CollectorRequestKind::Task(proto::DetectionTask {
                     task_id: "scan-1".to_owned(),
                     task_type: TaskType::EnumerateProcesses as i32,
-                    process_filter: Some(proto::ProcessFilter {
-                        pids: vec![1, 2, 4242],
-                        root_pid: Some(1),
-                        name: Some("sshd".to_owned()),
-                    }),
-                    hash_check: None,
                     metadata: Some("{\"reason\":\"schedule\"}".to_owned()),
-                })),
-            }
-            .encode_to_vec(),
-        ),
-        (
-            "collector-request-verify-executable",
-            T::CollectorRequest,
-            proto::CollectorRequest {
-                request_id: 2,
-                kind: Some(CollectorRequestKind::Task(proto::DetectionTask {
-                    task_id: "verify-1".to_owned(),
-                    task_type: TaskType::VerifyExecutable as i32,
-                    process_filter: None,
-                    hash_check: Some(proto::HashCheck {
-                        pid: None,
-                        path: Some("/usr/bin/sshd".to_owned()),
-                        expected_sha256: Some("ab".repeat(32)),
-                    }),
-                    metadata: None,
                 })),
             }
             .encode_to_vec(),
@@ -206,8 +184,16 @@ fn seeds() -> Vec<(&'static str, MessageType, Vec<u8>)> {
             proto::CollectorRequest {
                 request_id: 4,
                 kind: Some(CollectorRequestKind::AppendAudit(proto::AppendAudit {
-                    kind: "scan".to_owned(),
-                    payload: vec![0, 1, 2, 3, 0xff],
+                    entries: vec![
+                        proto::AuditEntryBody {
+                            kind: "scan".to_owned(),
+                            payload: vec![0, 1, 2, 3, 0xff],
+                        },
+                        proto::AuditEntryBody {
+                            kind: "agent_started".to_owned(),
+                            payload: vec![0, 1, b'1', 0, 0, 0, 9],
+                        },
+                    ],
                 })),
             }
             .encode_to_vec(),
@@ -218,28 +204,6 @@ fn seeds() -> Vec<(&'static str, MessageType, Vec<u8>)> {
             proto::CollectorResponse {
                 request_id: 1,
                 kind: Some(CollectorResponseKind::Result(scan)),
-            }
-            .encode_to_vec(),
-        ),
-        (
-            "collector-response-hash",
-            T::CollectorResponse,
-            proto::CollectorResponse {
-                request_id: 2,
-                kind: Some(CollectorResponseKind::Result(proto::DetectionResult {
-                    task_id: "verify-1".to_owned(),
-                    success: true,
-                    error_message: None,
-                    processes: Vec::new(),
-                    hash_result: Some(proto::HashResult {
-                        path: Some("/usr/bin/sshd".to_owned()),
-                        sha256: Some("cd".repeat(32)),
-                        matches: Some(false),
-                        size: Some(1_234_567),
-                    }),
-                    scan: None,
-                    more: false,
-                })),
             }
             .encode_to_vec(),
         ),
@@ -258,7 +222,10 @@ fn seeds() -> Vec<(&'static str, MessageType, Vec<u8>)> {
             proto::CollectorResponse {
                 request_id: 4,
                 kind: Some(CollectorResponseKind::AppendAudit(
-                    proto::AppendAuditResult { index: 41 },
+                    proto::AppendAuditResult {
+                        first_index: 41,
+                        count: 2,
+                    },
                 )),
             }
             .encode_to_vec(),

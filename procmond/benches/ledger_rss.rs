@@ -248,7 +248,7 @@ impl Agent {
             handshake_timeout: Duration::from_secs(60),
             ..Limits::default()
         };
-        let conn = Connection::client_handshake(stream, limits, Role::Agent, Role::Collector)
+        let conn = Connection::client_handshake(stream, limits, Role::Agent, Role::Collector, &[])
             .await
             .expect("the handshake with procmond");
         Self { conn, next_id: 1 }
@@ -290,14 +290,16 @@ impl Agent {
 
     async fn append(&mut self, body: &Body) -> u64 {
         let append = proto::AppendAudit {
-            kind: body.kind().to_owned(),
-            payload: body.encode().expect("the body encodes"),
+            entries: vec![proto::AuditEntryBody {
+                kind: body.kind().to_owned(),
+                payload: body.encode().expect("the body encodes"),
+            }],
         };
         match self
             .request(collector_request::Kind::AppendAudit(append))
             .await
         {
-            collector_response::Kind::AppendAudit(result) => result.index,
+            collector_response::Kind::AppendAudit(result) => result.first_index,
             other => panic!("not an append answer: {other:?}"),
         }
     }

@@ -24,6 +24,9 @@ use crate::tasks::TaskError;
 pub const MAX_ENTRIES_PER_ANSWER: u32 = 10_000;
 /// The most checkpoint notes one `AuditCheckpoints` answer carries.
 pub const MAX_CHECKPOINTS_PER_ANSWER: u32 = 1_000;
+/// The most entries one `AppendAudit` batch may carry (an entry is at most 16 KiB, so a
+/// batch stays within a frame of the default size).
+pub const MAX_ENTRIES_PER_BATCH: usize = 512;
 
 /// The ledger settings from the configuration: the hash and an origin naming this site and host.
 pub fn settings(config: &Config) -> Settings {
@@ -161,28 +164,44 @@ impl AuditLog {
         });
     }
 
-    /// Appends an entry the agent asked for: the kind must be one the agent may record and
-    /// the payload exactly that kind's canonical body; procmond adds the time and the source.
-    pub fn append_from_agent(&self, request: &proto::AppendAudit) -> Result<u64, TaskError> {
+    /// Appends the entries the agent asked for, in order, with one `fdatasync`: each kind
+    /// must be one the agent may record and each payload exactly that kind's canonical body;
+    /// procmond adds the time and the source. One bad entry refuses the whole batch.
+    pub fn append_from_agent(
+        &self,
+        request: &proto::AppendAudit,
+    ) -> Result<std::ops::Range<u64>, TaskError> {
         let bad = |message: String| TaskError {
             code: ErrorCode::BadRequest,
             message,
         };
-        let body = Body::decode(&request.kind, &request.payload)
-            .map_err(|err| bad(format!("audit entry refused: {err}")))?;
-        if !body.agent_may_append() {
+        if request.entries.is_empty() {
+            return Err(bad("audit batch refused: it holds no entry".to_owned()));
+        }
+        if request.entries.len() > MAX_ENTRIES_PER_BATCH {
             return Err(bad(format!(
-                "audit entry refused: only procmond records `{}` entries",
-                body.kind()
+                "audit batch refused: {} entries, at most {MAX_ENTRIES_PER_BATCH} per batch",
+                request.entries.len()
             )));
         }
-        let entry = Entry {
-            source: Source::Agent,
-            time_ms: epoch_millis(),
-            body,
-        };
-        self.with(|ledger| ledger.append(std::slice::from_ref(&entry)))
-            .map(|range| range.start)
+        let time_ms = epoch_millis();
+        let mut entries = Vec::with_capacity(request.entries.len());
+        for (n, wire) in request.entries.iter().enumerate() {
+            let body = Body::decode(&wire.kind, &wire.payload)
+                .map_err(|err| bad(format!("audit entry {n} refused: {err}")))?;
+            if !body.agent_may_append() {
+                return Err(bad(format!(
+                    "audit entry {n} refused: only procmond records `{}` entries",
+                    body.kind()
+                )));
+            }
+            entries.push(Entry {
+                source: Source::Agent,
+                time_ms,
+                body,
+            });
+        }
+        self.with(|ledger| ledger.append(&entries))
     }
 
     /// Signs a checkpoint when entries were appended since the newest one (the interval
@@ -331,11 +350,57 @@ mod tests {
         proto::AuditRequest { kind: Some(kind) }
     }
 
+    fn batch(entries: &[(&str, Vec<u8>)]) -> proto::AppendAudit {
+        proto::AppendAudit {
+            entries: entries
+                .iter()
+                .map(|(kind, payload)| proto::AuditEntryBody {
+                    kind: (*kind).to_owned(),
+                    payload: payload.clone(),
+                })
+                .collect(),
+        }
+    }
+
     fn append(audit: &AuditLog, body: &Body) -> Result<u64, TaskError> {
-        audit.append_from_agent(&proto::AppendAudit {
-            kind: body.kind().to_owned(),
-            payload: body.encode().expect("encodes"),
-        })
+        audit
+            .append_from_agent(&batch(&[(body.kind(), body.encode().expect("encodes"))]))
+            .map(|range| range.start)
+    }
+
+    #[test]
+    fn a_batch_is_appended_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let audit = AuditLog::open(dir.path(), &settings());
+        let body = |pid| Body::AgentStarted {
+            version: "1".to_owned(),
+            pid,
+        };
+        let good: Vec<(&str, Vec<u8>)> = (1..=3)
+            .map(|pid| ("agent_started", body(pid).encode().expect("encodes")))
+            .collect();
+        let range = audit.append_from_agent(&batch(&good)).expect("appended");
+        assert_eq!(range, 1..4, "after ledger_created");
+
+        let forged = Body::ProcmondStarted {
+            version: "1".to_owned(),
+            pid: 1,
+        };
+        let mut mixed = good.clone();
+        mixed.push(("procmond_started", forged.encode().expect("encodes")));
+        let err = audit
+            .append_from_agent(&batch(&mixed))
+            .expect_err("refused");
+        assert!(err.message.contains("entry 3 refused"), "{}", err.message);
+        let err = audit.append_from_agent(&batch(&[])).expect_err("refused");
+        assert!(err.message.contains("no entry"), "{}", err.message);
+        let too_many = vec![good[0].clone(); MAX_ENTRIES_PER_BATCH + 1];
+        let err = audit
+            .append_from_agent(&batch(&too_many))
+            .expect_err("refused");
+        assert_eq!(err.code, ErrorCode::BadRequest);
+        // Nothing of the refused batches was appended.
+        assert_eq!(append(&audit, &body(9)).expect("appended"), 4);
     }
 
     #[test]
@@ -367,17 +432,11 @@ mod tests {
         let mut payload = started.encode().expect("encodes");
         payload.push(0);
         let err = audit
-            .append_from_agent(&proto::AppendAudit {
-                kind: "agent_started".to_owned(),
-                payload,
-            })
+            .append_from_agent(&batch(&[("agent_started", payload)]))
             .expect_err("refused");
         assert!(err.message.contains("trailing"), "{}", err.message);
         let err = audit
-            .append_from_agent(&proto::AppendAudit {
-                kind: "no_such_kind".to_owned(),
-                payload: Vec::new(),
-            })
+            .append_from_agent(&batch(&[("no_such_kind", Vec::new())]))
             .expect_err("refused");
         assert_eq!(err.code, ErrorCode::BadRequest);
 

@@ -193,14 +193,13 @@ fn serve(socket: &Path, config: &Config, data_dir: Option<&Path>) -> anyhow::Res
         });
     }
     let options = CollectorOptions::from_config(&config.collection);
-    let collector = Collector::new(options.clone()).context("starting the collector")?;
+    let collector = Collector::new(options).context("starting the collector")?;
     let limits = Limits {
         max_frame_bytes: config.ipc.max_frame_bytes,
         ..Limits::default()
     };
     let state = Arc::new(ServerState::new(
         collector,
-        options,
         limits,
         privileges,
         Arc::clone(&audit),

@@ -2,33 +2,40 @@
 //!
 //! One task per connection, at most [`MAX_CONNECTIONS`] at a time (more are refused with
 //! `BUSY`). Each connection is checked before a byte is read (peer uid), then handshaken
-//! (version, role: only an agent may connect), then serves requests one at a time until the
-//! peer closes it or sends something invalid, which closes it with a `ProtocolError` naming the
-//! reason. A bad peer never stops the server: errors end the connection, not the process.
+//! (version, role: only an agent may connect), then serves requests through
+//! [`rpc::serve`] until the peer closes it or sends something invalid, which closes it with a
+//! `ProtocolError` naming the reason. A bad peer never stops the server: errors end the
+//! connection, not the process.
 //!
-//! Scans run on a blocking thread (the collector uses rayon), one at a time: a second agent
-//! request waits for the first scan rather than running a second one beside it.
+//! Up to [`MAX_IN_FLIGHT`] requests of a connection run at once, each answered by its id, so
+//! a health check or a ledger request is answered while a scan runs. Scans run on a blocking
+//! thread (the collector uses rayon), one at a time: a second scan request waits for the
+//! first rather than running beside it.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use daemoneye_lib::ipc::proto::{self, ErrorCode, Role, collector_request, collector_response};
+use daemoneye_lib::ipc::rpc::{self, CollectorLink, Responder};
 use daemoneye_lib::ipc::transport::{LocalStream, SocketListener};
-use daemoneye_lib::ipc::{Connection, IpcError, Limits, MessageType, convert};
+use daemoneye_lib::ipc::{Connection, IpcError, Limits, convert};
 
 use crate::audit::AuditLog;
-use crate::collector::{Collector, CollectorOptions, Scan, epoch_millis};
+use crate::collector::{Collector, Scan, epoch_millis};
 use crate::privilege::{self, PrivilegeOutcome};
 use crate::tasks::{self, TaskError};
 
 /// The most connections served at once; procmond normally has exactly one, its agent.
 pub const MAX_CONNECTIONS: usize = 4;
 
+/// The most requests of one connection served at once (a scan, health checks, ledger
+/// appends and the CLI's ledger reads in flight together).
+pub const MAX_IN_FLIGHT: usize = 8;
+
 /// What the server shares between connections.
 pub struct ServerState {
     collector: Mutex<Collector>,
-    options: CollectorOptions,
     limits: Limits,
     started: Instant,
     privileges: PrivilegeOutcome,
@@ -43,7 +50,6 @@ impl ServerState {
     /// The state of a server that has dropped its privileges as `privileges` says.
     pub fn new(
         collector: Collector,
-        options: CollectorOptions,
         limits: Limits,
         privileges: PrivilegeOutcome,
         audit: Arc<AuditLog>,
@@ -51,7 +57,6 @@ impl ServerState {
         Self {
             audit,
             collector: Mutex::new(collector),
-            options,
             limits,
             started: Instant::now(),
             privileges,
@@ -116,38 +121,30 @@ pub async fn serve(
 }
 
 async fn serve_connection(stream: LocalStream, state: &Arc<ServerState>) -> Result<(), IpcError> {
-    let mut conn =
-        Connection::server_handshake(stream, state.limits, Role::Collector, &[Role::Agent]).await?;
+    // No optional feature yet: procmond has no event source to push from (the "events"
+    // feature arrives with the kernel's process events), so it agrees to none.
+    let conn =
+        Connection::server_handshake(stream, state.limits, Role::Collector, &[Role::Agent], &[])
+            .await?;
     tracing::info!(
         version = conn.negotiated().version,
         agent_version = %conn.negotiated().peer_software_version,
         "agent connected"
     );
-    loop {
-        let request = match conn
-            .recv::<proto::CollectorRequest>(MessageType::CollectorRequest)
-            .await
-        {
-            Ok(request) => request,
-            Err(IpcError::Closed) => return Ok(()),
-            Err(err) => {
-                conn.refuse(&err).await;
-                return Err(err);
-            }
-        };
-        let send_limit = conn.negotiated().send_limit;
-        for response in answer(request, state, send_limit).await {
-            conn.send(MessageType::CollectorResponse, &response).await?;
-        }
-    }
+    let state = Arc::clone(state);
+    rpc::serve::<CollectorLink, _, _, _>(conn, MAX_IN_FLIGHT, None, move |request, responder| {
+        let state = Arc::clone(&state);
+        async move { answer(request, &state, responder).await }
+    })
+    .await
 }
 
-/// The responses to one request: one, or several parts of a large scan.
+/// Answers one request: with one response, or several parts of a large scan.
 async fn answer(
     request: proto::CollectorRequest,
     state: &Arc<ServerState>,
-    send_limit: u32,
-) -> Vec<proto::CollectorResponse> {
+    responder: Responder<CollectorLink>,
+) {
     let id = request.request_id;
     let reply = |kind| {
         vec![proto::CollectorResponse {
@@ -157,14 +154,17 @@ async fn answer(
     };
     let outcome = match request.kind {
         Some(collector_request::Kind::Health(_)) => {
-            return reply(collector_response::Kind::Health(state.health()));
+            Ok(reply(collector_response::Kind::Health(state.health())))
         }
         Some(collector_request::Kind::AppendAudit(append)) => {
             audit_blocking(state, move |audit| audit.append_from_agent(&append))
                 .await
-                .map(|index| {
+                .map(|range| {
                     reply(collector_response::Kind::AppendAudit(
-                        proto::AppendAuditResult { index },
+                        proto::AppendAuditResult {
+                            first_index: range.start,
+                            count: u32::try_from(range.end - range.start).unwrap_or(u32::MAX),
+                        },
                     ))
                 })
         }
@@ -173,18 +173,23 @@ async fn answer(
                 .await
                 .map(|response| reply(collector_response::Kind::Audit(response)))
         }
-        Some(collector_request::Kind::Task(task)) => run_task(id, task, state, send_limit).await,
-        None => Err(TaskError {
-            code: ErrorCode::BadRequest,
-            message: "the request names no operation".to_owned(),
-        }),
+        Some(collector_request::Kind::Task(task)) => {
+            run_task(id, task, state, responder.send_limit()).await
+        }
+        None => Err(TaskError::bad("the request names no operation")),
     };
-    outcome.unwrap_or_else(|err| {
-        reply(collector_response::Kind::Error(proto::RequestError {
-            code: err.code as i32,
-            message: err.message,
-        }))
-    })
+    match outcome {
+        Ok(responses) => {
+            for response in responses {
+                if !responder.send(response).await {
+                    return;
+                }
+            }
+        }
+        Err(err) => {
+            responder.refuse(err.code, err.message).await;
+        }
+    }
 }
 
 /// Runs a ledger operation on a blocking thread: appends and checkpoints wait for fsync.
@@ -195,10 +200,7 @@ async fn audit_blocking<T: Send + 'static>(
     let audit = Arc::clone(&state.audit);
     tokio::task::spawn_blocking(move || operation(&audit))
         .await
-        .map_err(|err| TaskError {
-            code: ErrorCode::Internal,
-            message: format!("the ledger operation failed: {err}"),
-        })?
+        .map_err(|err| TaskError::failed(format!("the ledger operation failed: {err}")))?
 }
 
 async fn run_task(
@@ -207,66 +209,49 @@ async fn run_task(
     state: &Arc<ServerState>,
     send_limit: u32,
 ) -> Result<Vec<proto::CollectorResponse>, TaskError> {
-    let kind = proto::TaskType::try_from(task.task_type).map_err(|_| TaskError {
-        code: ErrorCode::Unsupported,
-        message: format!("unknown task type {}", task.task_type),
-    })?;
+    match proto::TaskType::try_from(task.task_type) {
+        Ok(proto::TaskType::EnumerateProcesses) => {}
+        Err(_) => {
+            return Err(TaskError {
+                code: ErrorCode::Unsupported,
+                message: format!("unknown task type {}", task.task_type),
+            });
+        }
+    }
     let state = Arc::clone(state);
-    let blocking = tokio::task::spawn_blocking(move || match kind {
-        proto::TaskType::EnumerateProcesses | proto::TaskType::MonitorProcessTree => {
-            let filter = task.process_filter.unwrap_or_default();
-            if kind == proto::TaskType::MonitorProcessTree && filter.root_pid.is_none() {
-                return Err(TaskError {
-                    code: ErrorCode::BadRequest,
-                    message: "MONITOR_PROCESS_TREE needs process_filter.root_pid".to_owned(),
-                });
-            }
-            let scan = scan(&state);
-            let summary = convert::scan_summary_to_proto(
-                &scan.summary,
-                &scan.errors,
-                scan.hashed_files,
-                scan.cached_files,
-            );
-            let records = tasks::filter_records(scan.records, &filter);
-            tasks::split_result(id, &task.task_id, &records, summary, send_limit)
-        }
-        proto::TaskType::CheckProcessHash => {
-            let check = task.hash_check.unwrap_or_default();
-            let pid = check.pid.ok_or_else(|| TaskError {
-                code: ErrorCode::BadRequest,
-                message: "CHECK_PROCESS_HASH needs hash_check.pid".to_owned(),
-            })?;
-            let found = tasks::check_process_hash(pid, &state.options)?;
-            Ok(vec![hash_result(id, task.task_id, found)])
-        }
-        proto::TaskType::VerifyExecutable => {
-            let check = task.hash_check.unwrap_or_default();
-            let path = check.path.ok_or_else(|| TaskError {
-                code: ErrorCode::BadRequest,
-                message: "VERIFY_EXECUTABLE needs hash_check.path".to_owned(),
-            })?;
-            let found =
-                tasks::verify_executable(&path, check.expected_sha256.as_deref(), &state.options)?;
-            Ok(vec![hash_result(id, task.task_id, found)])
-        }
-    });
-    blocking.await.map_err(|err| TaskError {
-        code: ErrorCode::Internal,
-        message: format!("the task failed: {err}"),
-    })?
+    tokio::task::spawn_blocking(move || {
+        let scan = scan(&state);
+        let summary = convert::scan_summary_to_proto(
+            &scan.summary,
+            &scan.errors,
+            scan.hashed_files,
+            scan.cached_files,
+        );
+        tasks::split_result(id, &task.task_id, &scan.records, summary, send_limit)
+    })
+    .await
+    .map_err(|err| TaskError::failed(format!("the scan failed: {err}")))?
 }
 
-fn hash_result(id: u64, task_id: String, found: proto::HashResult) -> proto::CollectorResponse {
-    tasks::result(
-        id,
-        proto::DetectionResult {
-            task_id,
-            success: true,
-            hash_result: Some(found),
-            ..proto::DetectionResult::default()
-        },
-    )
+/// Debug builds only: while the file `DAEMONEYE_TEST_SCAN_GATE` names exists, a scan waits
+/// before it reads anything (five minutes at most), so that end-to-end tests can hold a scan
+/// in progress for as long as they need without depending on how fast the machine is.
+/// Release builds contain none of this.
+#[cfg(debug_assertions)]
+fn hold_at_test_gate() {
+    use std::time::Duration;
+    let Some(gate) = std::env::var_os("DAEMONEYE_TEST_SCAN_GATE").map(std::path::PathBuf::from)
+    else {
+        return;
+    };
+    if !gate.exists() {
+        return;
+    }
+    tracing::info!(gate = %gate.display(), "scan held at the test gate");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while gate.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn scan(state: &ServerState) -> Scan {
@@ -276,6 +261,8 @@ fn scan(state: &ServerState) -> Scan {
         .collector
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
+    #[cfg(debug_assertions)]
+    hold_at_test_gate();
     let scan = collector.scan();
     state.scans_completed.fetch_add(1, Ordering::Relaxed);
     state.last_scan_at.store(epoch_millis(), Ordering::Relaxed);

@@ -115,6 +115,11 @@ pub struct Agent {
 impl Agent {
     /// Starts an agent with `config` (TOML) and the given scan interval.
     pub fn start(config: &str, interval_secs: f64) -> Self {
+        Self::start_with_env(config, interval_secs, &[])
+    }
+
+    /// [`Agent::start`] with extra environment variables (procmond inherits them).
+    pub fn start_with_env(config: &str, interval_secs: f64, env: &[(&str, &Path)]) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let data_dir = dir.path().join("data");
         let config_file = dir.path().join("config.toml");
@@ -134,6 +139,7 @@ impl Agent {
             ])
             .env("RUST_LOG", "info")
             .env_remove("DAEMONEYE_DATA_DIR")
+            .envs(env.iter().map(|(key, value)| (*key, *value)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -65,6 +65,7 @@ fn hello(min: u32, max: u32, role: Role) -> Vec<u8> {
         role: role as i32,
         software_version: "hostile".into(),
         max_frame_bytes: u64::from(MAX),
+        features: vec!["no-such-feature".into()],
     };
     frame::encode(MessageType::Hello, &hello.encode_to_vec(), MAX).unwrap()
 }

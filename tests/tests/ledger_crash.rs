@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use daemoneye_agent::collector_client::CollectorClient;
+use daemoneye_agent::link::ProcmondLink;
 use daemoneye_e2e::bin;
 use daemoneye_lib::ipc::Limits;
 use daemoneye_lib::ipc::proto::{self, audit_request::Kind};
@@ -156,7 +156,7 @@ fn request(kind: Kind) -> proto::AuditRequest {
 /// Appends as fast as procmond answers (each append is synced before it is answered) until
 /// the connection breaks; asks for a checkpoint now and then when `checkpoints`.
 async fn append_until_killed(
-    mut client: CollectorClient,
+    client: ProcmondLink,
     round: usize,
     checkpoints: bool,
     seed: u64,
@@ -178,8 +178,8 @@ async fn append_until_killed(
             }
         }
         let body = body_for(round, n);
-        match client.append_audit(&body).await {
-            Ok(index) => log.acked.push((index, (round, n))),
+        match client.append_audit(std::slice::from_ref(&body)).await {
+            Ok(indexes) => log.acked.push((indexes.start, (round, n))),
             Err(err) => {
                 log.unanswered = Some((round, n));
                 log.error = Some(format!("append {n}: {err}"));
@@ -192,12 +192,11 @@ async fn append_until_killed(
 }
 
 /// Connects as the agent to the procmond just started, waiting for it to listen.
-async fn connect(socket: &Path, procmond: &Procmond) -> CollectorClient {
+async fn connect(socket: &Path, procmond: &Procmond) -> ProcmondLink {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let attempt =
-            CollectorClient::connect(socket, Limits::default(), &PeerPolicy::for_current_user())
-                .await;
+            ProcmondLink::connect(socket, Limits::default(), &PeerPolicy::for_current_user()).await;
         match attempt {
             Ok(client) if client.server_pid() == Some(procmond.pid()) => return client,
             other => {
@@ -214,7 +213,7 @@ async fn connect(socket: &Path, procmond: &Procmond) -> CollectorClient {
 }
 
 /// Every entry of the ledger, through procmond.
-async fn all_entries(client: &mut CollectorClient) -> Vec<Entry> {
+async fn all_entries(client: &ProcmondLink) -> Vec<Entry> {
     let mut entries = Vec::new();
     loop {
         let response = client
@@ -426,7 +425,7 @@ fn acknowledged_appends_survive_sigkill_and_torn_writes() {
 
     for round in 0..=ROUNDS {
         let mut procmond = Procmond::start(dir, round);
-        let mut client = runtime.block_on(connect(&socket, &procmond));
+        let client = runtime.block_on(connect(&socket, &procmond));
 
         // The ledger opened again (procmond answers audit requests) with the same key.
         let text = runtime
@@ -471,7 +470,7 @@ fn acknowledged_appends_survive_sigkill_and_torn_writes() {
         }
 
         // Every acknowledged append is there, in order, at its index.
-        let entries = runtime.block_on(all_entries(&mut client));
+        let entries = runtime.block_on(all_entries(&client));
         in_flight_kept = check_entries(&entries, &history, round + 1);
         // Every checkpoint signed before is a prefix of the ledger now.
         let mut olds: Vec<&String> = history.checkpoints.iter().rev().take(2).collect();

@@ -24,7 +24,7 @@
 use std::time::Duration;
 
 use prost::Message;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use super::frame::{self, FrameHeader, HEADER_LEN, MessageType};
 use super::proto::{self, ErrorCode, Role};
@@ -64,6 +64,15 @@ pub struct Negotiated {
     pub peer_pid: Option<u32>,
     /// The largest frame payload this end may send: the smaller of both limits.
     pub send_limit: u32,
+    /// The optional features both ends agreed on (see [`features`](super::features)).
+    pub features: Vec<String>,
+}
+
+impl Negotiated {
+    /// Whether both ends agreed on `feature`.
+    pub fn has(&self, feature: &str) -> bool {
+        self.features.iter().any(|f| f == feature)
+    }
 }
 
 /// A connection that carries whole messages.
@@ -76,12 +85,14 @@ pub struct Connection<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
-    /// Connects as a client: sends `Hello` as `role`, expects `Welcome` from `server_role`.
+    /// Connects as a client: sends `Hello` as `role` offering `features`, expects `Welcome`
+    /// from `server_role`.
     pub async fn client_handshake(
         stream: S,
         limits: Limits,
         role: Role,
         server_role: Role,
+        features: &[&str],
     ) -> Result<Self, IpcError> {
         let mut conn = Self::unnegotiated(stream, limits);
         let hello = proto::Hello {
@@ -90,6 +101,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             role: role as i32,
             software_version: env!("CARGO_PKG_VERSION").to_owned(),
             max_frame_bytes: u64::from(limits.max_frame_bytes),
+            features: features.iter().map(|f| (*f).to_owned()).collect(),
         };
         let welcome = with_timeout(limits.handshake_timeout, "the handshake", async {
             conn.send(MessageType::Hello, &hello).await?;
@@ -110,17 +122,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 got: peer_role,
             });
         }
+        // The server may only accept what was offered: anything else is a confused or hostile
+        // peer, and acting on a feature this end never asked for would misread its frames.
+        if let Some(extra) = welcome
+            .features
+            .iter()
+            .find(|f| !features.contains(&f.as_str()))
+        {
+            return Err(IpcError::Decode {
+                kind: MessageType::Welcome,
+                reason: format!("the server accepted feature {extra:?}, which was not offered"),
+            });
+        }
         conn.negotiated = Negotiated {
             version: welcome.version,
             peer_role,
             peer_software_version: welcome.software_version,
             peer_pid: Some(welcome.pid),
             send_limit: send_limit(limits.max_frame_bytes, welcome.max_frame_bytes),
+            features: welcome.features,
         };
         Ok(conn)
     }
 
-    /// Accepts a client as `role`, serving clients whose role is one of `accepted`.
+    /// Accepts a client as `role`, serving clients whose role is one of `accepted`, and
+    /// agreeing to those of the client's offered features that are in `supported`.
     ///
     /// On failure the client has been sent a `ProtocolError` saying why (as far as the
     /// connection still works) and the returned error says the same.
@@ -129,6 +155,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         limits: Limits,
         role: Role,
         accepted: &[Role],
+        supported: &[&str],
     ) -> Result<Self, IpcError> {
         let mut conn = Self::unnegotiated(stream, limits);
         let result = with_timeout(limits.handshake_timeout, "the handshake", async {
@@ -148,12 +175,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     peer_max: hello.max_version,
                 });
             }
+            // Unknown features are ignored, not refused: a newer client may offer more.
+            let mut features: Vec<String> = hello
+                .features
+                .iter()
+                .filter(|f| supported.contains(&f.as_str()))
+                .cloned()
+                .collect();
+            features.sort_unstable();
+            features.dedup();
             let welcome = proto::Welcome {
                 version,
                 role: role as i32,
                 software_version: env!("CARGO_PKG_VERSION").to_owned(),
                 pid: std::process::id(),
                 max_frame_bytes: u64::from(limits.max_frame_bytes),
+                features: features.clone(),
             };
             conn.send(MessageType::Welcome, &welcome).await?;
             Ok(Negotiated {
@@ -162,6 +199,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 peer_software_version: hello.software_version,
                 peer_pid: None,
                 send_limit: send_limit(limits.max_frame_bytes, hello.max_frame_bytes),
+                features,
             })
         })
         .await;
@@ -200,9 +238,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 // Until the peer has said otherwise, the handshake messages (a few dozen bytes)
                 // are all that is sent.
                 send_limit: limits.max_frame_bytes,
+                features: Vec::new(),
             },
             write_buf: Vec::new(),
         }
+    }
+
+    /// Splits the connection into a reading and a writing half, so that one task can wait
+    /// for frames while others send (requests in flight at once, answers out of order).
+    pub fn into_split(
+        self,
+    ) -> (
+        Negotiated,
+        FrameReader<ReadHalf<S>>,
+        FrameWriter<WriteHalf<S>>,
+    ) {
+        let (read, write) = tokio::io::split(self.stream);
+        let reader = FrameReader {
+            stream: read,
+            limits: self.limits,
+        };
+        let writer = FrameWriter {
+            stream: write,
+            limits: self.limits,
+            send_limit: self.negotiated.send_limit,
+            write_buf: self.write_buf,
+        };
+        (self.negotiated, reader, writer)
     }
 
     /// What the handshake settled.
@@ -214,39 +276,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     ///
     /// Returns [`IpcError::Closed`] when the peer closed the connection cleanly between frames.
     pub async fn read_frame(&mut self) -> Result<(MessageType, Vec<u8>), IpcError> {
-        let mut header = [0_u8; HEADER_LEN];
-        // The first byte may take as long as the peer likes: an idle connection is normal.
-        match self.stream.read(&mut header[..1]).await {
-            Ok(0) => return Err(IpcError::Closed),
-            Ok(_) => {}
-            Err(err) => return Err(read_error(err)),
-        }
-        let limits = self.limits;
-        with_timeout(limits.frame_timeout, "the rest of a frame", async {
-            read_exact(&mut self.stream, &mut header[1..], 1, HEADER_LEN).await?;
-            let parsed = FrameHeader::parse(&header, limits.max_frame_bytes)?;
-            let len = parsed.len as usize;
-            // Grow the buffer as bytes actually arrive rather than trusting the length (a peer
-            // that announces 16 MiB and sends nothing costs 64 KiB), doubling so that a large
-            // frame is not copied over and over, but never past the length announced.
-            let mut payload: Vec<u8> = Vec::new();
-            while payload.len() < len {
-                let start = payload.len();
-                let end = (start * 2).max(64 * 1024).min(len);
-                payload.reserve_exact(end - start);
-                payload.resize(end, 0);
-                read_exact(
-                    &mut self.stream,
-                    &mut payload[start..],
-                    HEADER_LEN + start,
-                    HEADER_LEN + len,
-                )
-                .await?;
-            }
-            parsed.check_payload(&payload)?;
-            Ok((parsed.kind, payload))
-        })
-        .await
+        read_frame(&mut self.stream, self.limits).await
     }
 
     /// Reads one frame that must hold a `kind` message, and decodes it.
@@ -255,20 +285,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// [`IpcError::Unexpected`].
     pub async fn recv<M: Message + Default>(&mut self, kind: MessageType) -> Result<M, IpcError> {
         let (got, payload) = self.read_frame().await?;
-        if got == kind {
-            return decode(kind, &payload);
-        }
-        if got == MessageType::ProtocolError {
-            let refusal: proto::ProtocolError = decode(got, &payload)?;
-            return Err(IpcError::Refused {
-                code: refusal.code(),
-                message: refusal.message,
-            });
-        }
-        Err(IpcError::Unexpected {
-            expected: kind.name(),
-            got,
-        })
+        expect(kind, got, &payload)
     }
 
     /// Encodes `message` into one frame of type `kind` and sends it.
@@ -278,40 +295,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         message: &M,
     ) -> Result<(), IpcError> {
         let limit = self.negotiated.send_limit;
-        let len = message.encoded_len();
-        if len > limit as usize {
-            return Err(IpcError::MessageTooLarge { len, max: limit });
-        }
-        let mut buf = std::mem::take(&mut self.write_buf);
-        buf.clear();
-        buf.reserve(HEADER_LEN + len);
-        let start = frame::start_frame(&mut buf, kind);
-        // Encoding into a Vec with enough capacity cannot fail; the error is still mapped
-        // rather than unwrapped because it costs nothing.
-        message
-            .encode(&mut buf)
-            .map_err(|_| IpcError::MessageTooLarge { len, max: limit })?;
-        frame::finish_frame(&mut buf, start, limit)?;
-        let result = self.write_all(&buf).await;
-        // Keep the buffer for the next message unless it grew for an exceptional one.
-        if buf.capacity() <= 1024 * 1024 {
-            self.write_buf = buf;
-        }
-        result
-    }
-
-    async fn write_all(&mut self, bytes: &[u8]) -> Result<(), IpcError> {
-        let timeout = self.limits.frame_timeout;
-        with_timeout(timeout, "the peer to accept a frame", async {
-            self.stream
-                .write_all(bytes)
-                .await
-                .map_err(|err| IpcError::io("writing a frame", err))?;
-            self.stream
-                .flush()
-                .await
-                .map_err(|err| IpcError::io("writing a frame", err))
-        })
+        send(
+            &mut self.stream,
+            self.limits,
+            limit,
+            &mut self.write_buf,
+            kind,
+            message,
+        )
         .await
     }
 
@@ -323,15 +314,216 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     /// Sends `ProtocolError { code, message }` (best effort) and shuts the connection down.
     pub async fn refuse_with(&mut self, code: ErrorCode, message: &str) {
-        let refusal = proto::ProtocolError {
-            code: code as i32,
-            message: message.to_owned(),
-        };
-        // Errors are ignored: the peer may be gone or may never read, and either way this end
-        // is done with it.
-        let _ = self.send(MessageType::ProtocolError, &refusal).await;
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.stream.shutdown()).await;
+        let limit = self.negotiated.send_limit;
+        refuse(
+            &mut self.stream,
+            self.limits,
+            limit,
+            &mut self.write_buf,
+            code,
+            message,
+        )
+        .await;
     }
+}
+
+/// The reading half of a split [`Connection`].
+#[derive(Debug)]
+pub struct FrameReader<R> {
+    stream: R,
+    limits: Limits,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// Reads one whole frame and checks its checksum (as [`Connection::read_frame`]).
+    pub async fn read_frame(&mut self) -> Result<(MessageType, Vec<u8>), IpcError> {
+        read_frame(&mut self.stream, self.limits).await
+    }
+}
+
+/// The writing half of a split [`Connection`].
+#[derive(Debug)]
+pub struct FrameWriter<W> {
+    stream: W,
+    limits: Limits,
+    send_limit: u32,
+    write_buf: Vec<u8>,
+}
+
+impl<W: AsyncWrite + Send + 'static> FrameWriter<W> {
+    /// The same writer over a boxed stream, so that its type does not name the socket's.
+    pub fn boxed(self) -> FrameWriter<std::pin::Pin<Box<dyn AsyncWrite + Send>>> {
+        FrameWriter {
+            stream: Box::pin(self.stream),
+            limits: self.limits,
+            send_limit: self.send_limit,
+            write_buf: self.write_buf,
+        }
+    }
+}
+
+impl<W: AsyncWrite + Unpin> FrameWriter<W> {
+    /// Encodes `message` into one frame of type `kind` and sends it (as [`Connection::send`]).
+    pub async fn send<M: Message>(
+        &mut self,
+        kind: MessageType,
+        message: &M,
+    ) -> Result<(), IpcError> {
+        send(
+            &mut self.stream,
+            self.limits,
+            self.send_limit,
+            &mut self.write_buf,
+            kind,
+            message,
+        )
+        .await
+    }
+
+    /// The largest payload this end may send.
+    pub fn send_limit(&self) -> u32 {
+        self.send_limit
+    }
+
+    /// Sends `ProtocolError { code, message }` (best effort) and shuts the writing side down.
+    pub async fn refuse_with(&mut self, code: ErrorCode, message: &str) {
+        refuse(
+            &mut self.stream,
+            self.limits,
+            self.send_limit,
+            &mut self.write_buf,
+            code,
+            message,
+        )
+        .await;
+    }
+}
+
+/// Sends `ProtocolError { code, message }` (best effort) and shuts `stream` down.
+async fn refuse<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    limits: Limits,
+    limit: u32,
+    write_buf: &mut Vec<u8>,
+    code: ErrorCode,
+    message: &str,
+) {
+    let refusal = proto::ProtocolError {
+        code: code as i32,
+        message: message.to_owned(),
+    };
+    // Errors are ignored: the peer may be gone or may never read, and either way this end
+    // is done with it.
+    let _ = send(
+        stream,
+        limits,
+        limit,
+        write_buf,
+        MessageType::ProtocolError,
+        &refusal,
+    )
+    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+}
+
+/// Decodes `payload`, which arrived as `got`, as the `kind` message that was expected.
+pub fn expect<M: Message + Default>(
+    kind: MessageType,
+    got: MessageType,
+    payload: &[u8],
+) -> Result<M, IpcError> {
+    if got == kind {
+        return decode(kind, payload);
+    }
+    if got == MessageType::ProtocolError {
+        let refusal: proto::ProtocolError = decode(got, payload)?;
+        return Err(IpcError::Refused {
+            code: refusal.code(),
+            message: refusal.message,
+        });
+    }
+    Err(IpcError::Unexpected {
+        expected: kind.name(),
+        got,
+    })
+}
+
+async fn read_frame<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    limits: Limits,
+) -> Result<(MessageType, Vec<u8>), IpcError> {
+    let mut header = [0_u8; HEADER_LEN];
+    // The first byte may take as long as the peer likes: an idle connection is normal.
+    match stream.read(&mut header[..1]).await {
+        Ok(0) => return Err(IpcError::Closed),
+        Ok(_) => {}
+        Err(err) => return Err(read_error(err)),
+    }
+    with_timeout(limits.frame_timeout, "the rest of a frame", async {
+        read_exact(stream, &mut header[1..], 1, HEADER_LEN).await?;
+        let parsed = FrameHeader::parse(&header, limits.max_frame_bytes)?;
+        let len = parsed.len as usize;
+        // Grow the buffer as bytes actually arrive rather than trusting the length (a peer
+        // that announces 16 MiB and sends nothing costs 64 KiB), doubling so that a large
+        // frame is not copied over and over, but never past the length announced.
+        let mut payload: Vec<u8> = Vec::new();
+        while payload.len() < len {
+            let start = payload.len();
+            let end = (start * 2).max(64 * 1024).min(len);
+            payload.reserve_exact(end - start);
+            payload.resize(end, 0);
+            read_exact(
+                stream,
+                &mut payload[start..],
+                HEADER_LEN + start,
+                HEADER_LEN + len,
+            )
+            .await?;
+        }
+        parsed.check_payload(&payload)?;
+        Ok((parsed.kind, payload))
+    })
+    .await
+}
+
+async fn send<W: AsyncWrite + Unpin, M: Message>(
+    stream: &mut W,
+    limits: Limits,
+    limit: u32,
+    write_buf: &mut Vec<u8>,
+    kind: MessageType,
+    message: &M,
+) -> Result<(), IpcError> {
+    let len = message.encoded_len();
+    if len > limit as usize {
+        return Err(IpcError::MessageTooLarge { len, max: limit });
+    }
+    let mut buf = std::mem::take(write_buf);
+    buf.clear();
+    buf.reserve(HEADER_LEN + len);
+    let start = frame::start_frame(&mut buf, kind);
+    // Encoding into a Vec with enough capacity cannot fail; the error is still mapped
+    // rather than unwrapped because it costs nothing.
+    message
+        .encode(&mut buf)
+        .map_err(|_| IpcError::MessageTooLarge { len, max: limit })?;
+    frame::finish_frame(&mut buf, start, limit)?;
+    let result = with_timeout(limits.frame_timeout, "the peer to accept a frame", async {
+        stream
+            .write_all(&buf)
+            .await
+            .map_err(|err| IpcError::io("writing a frame", err))?;
+        stream
+            .flush()
+            .await
+            .map_err(|err| IpcError::io("writing a frame", err))
+    })
+    .await;
+    // Keep the buffer for the next message unless it grew for an exceptional one.
+    if buf.capacity() <= 1024 * 1024 {
+        *write_buf = buf;
+    }
+    result
 }
 
 /// Refuses a peer whose frame limit is too small to carry a process record (or left unset,
@@ -420,8 +612,9 @@ mod tests {
             limits(),
             Role::Collector,
             &[Role::Agent],
+            &[],
         ));
-        let client = Connection::client_handshake(a, limits(), Role::Agent, Role::Collector)
+        let client = Connection::client_handshake(a, limits(), Role::Agent, Role::Collector, &[])
             .await
             .unwrap();
         (client, server.await.unwrap().unwrap())
@@ -436,6 +629,7 @@ mod tests {
             limits(),
             Role::Collector,
             &[Role::Agent],
+            &[],
         ));
         a.write_all(&bytes).await.unwrap();
         // End of our side: a truncated frame is then truncated, not merely slow.
@@ -459,6 +653,7 @@ mod tests {
             role: role as i32,
             software_version: "test".into(),
             max_frame_bytes: 4096,
+            features: Vec::new(),
         };
         frame::encode(MessageType::Hello, &hello.encode_to_vec(), 4096).unwrap()
     }
@@ -487,13 +682,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_newer_peer_is_refused_with_a_clear_error() {
-        let (err, reply) = server_sees(hello(2, 3, Role::Agent)).await;
+        let (err, reply) = server_sees(hello(3, 4, Role::Agent)).await;
         assert!(
             matches!(
                 err,
                 IpcError::IncompatibleVersion {
-                    peer_min: 2,
-                    peer_max: 3
+                    peer_min: 3,
+                    peer_max: 4
                 }
             ),
             "{err}"
@@ -501,10 +696,99 @@ mod tests {
         let refusal = refusal_in(&reply);
         assert_eq!(refusal.code(), ErrorCode::IncompatibleVersion);
         assert!(
-            refusal.message.contains("the peer speaks versions 2..=3"),
+            refusal.message.contains("the peer speaks versions 3..=4"),
             "{}",
             refusal.message
         );
+    }
+
+    #[tokio::test]
+    async fn a_version_1_peer_is_refused_with_a_clear_error() {
+        let (err, reply) = server_sees(hello(1, 1, Role::Agent)).await;
+        assert!(
+            matches!(
+                err,
+                IpcError::IncompatibleVersion {
+                    peer_min: 1,
+                    peer_max: 1
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            refusal_in(&reply)
+                .message
+                .contains("this build speaks 2..=2"),
+            "{reply:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn features_are_what_both_ends_name() {
+        let check = |offered: &'static [&'static str],
+                     supported: &'static [&'static str],
+                     want: &'static [&'static str]| async move {
+            let (a, b) = duplex(64 * 1024);
+            let server = tokio::spawn(Connection::server_handshake(
+                b,
+                limits(),
+                Role::Collector,
+                &[Role::Agent],
+                supported,
+            ));
+            let client =
+                Connection::client_handshake(a, limits(), Role::Agent, Role::Collector, offered)
+                    .await
+                    .unwrap();
+            let server = server.await.unwrap().unwrap();
+            assert_eq!(
+                client.negotiated().features,
+                want,
+                "{offered:?} {supported:?}"
+            );
+            assert_eq!(
+                server.negotiated().features,
+                want,
+                "{offered:?} {supported:?}"
+            );
+            for feature in ["events", "other"] {
+                assert_eq!(client.negotiated().has(feature), want.contains(&feature));
+            }
+        };
+        check(&["events"], &["events"], &["events"]).await;
+        check(&["events"], &[], &[]).await;
+        check(&[], &["events"], &[]).await;
+        check(&["other", "events", "events"], &["events"], &["events"]).await;
+    }
+
+    #[tokio::test]
+    async fn a_server_that_grants_what_was_not_offered_is_refused() {
+        let (a, mut b) = duplex(64 * 1024);
+        let server = tokio::spawn(async move {
+            let mut header = vec![0; 4096];
+            let _ = b.read(&mut header).await;
+            let welcome = proto::Welcome {
+                version: PROTOCOL_VERSION,
+                role: Role::Collector as i32,
+                software_version: "hostile".into(),
+                pid: 1,
+                max_frame_bytes: 4096,
+                features: vec!["events".into()],
+            };
+            let bytes =
+                frame::encode(MessageType::Welcome, &welcome.encode_to_vec(), 4096).unwrap();
+            b.write_all(&bytes).await.unwrap();
+            b
+        });
+        let err = Connection::client_handshake(a, limits(), Role::Agent, Role::Collector, &[])
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("feature \"events\", which was not offered"),
+            "{err}"
+        );
+        drop(server.await.unwrap());
     }
 
     #[tokio::test]
@@ -515,6 +799,7 @@ mod tests {
             limits(),
             Role::Collector,
             &[Role::Agent],
+            &[],
         ));
         a.write_all(&hello(1, 9, Role::Agent)).await.unwrap();
         let server = server.await.unwrap().unwrap();
@@ -529,6 +814,7 @@ mod tests {
             role: Role::Agent as i32,
             software_version: "test".into(),
             max_frame_bytes: 0,
+            features: Vec::new(),
         };
         let bytes = frame::encode(MessageType::Hello, &hello.encode_to_vec(), 4096).unwrap();
         let (err, reply) = server_sees(bytes).await;
@@ -547,7 +833,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_wrong_role_is_refused() {
-        let (err, reply) = server_sees(hello(1, 1, Role::Cli)).await;
+        let (err, reply) = server_sees(hello(PROTOCOL_VERSION, PROTOCOL_VERSION, Role::Cli)).await;
         assert!(
             matches!(err, IpcError::WrongRole { got: Role::Cli, .. }),
             "{err}"
@@ -557,7 +843,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_frames_are_refused_and_named() {
-        let good = hello(1, 1, Role::Agent);
+        let good = hello(PROTOCOL_VERSION, PROTOCOL_VERSION, Role::Agent);
         let mut bad_crc = good.clone();
         *bad_crc.last_mut().unwrap() ^= 0xff;
         let mut unknown = good.clone();
@@ -597,9 +883,12 @@ mod tests {
             limits(),
             Role::Collector,
             &[Role::Agent],
+            &[],
         ));
         // Half a header, then nothing, with the connection held open.
-        a.write_all(&hello(1, 1, Role::Agent)[..6]).await.unwrap();
+        a.write_all(&hello(PROTOCOL_VERSION, PROTOCOL_VERSION, Role::Agent)[..6])
+            .await
+            .unwrap();
         let err = server.await.unwrap().unwrap_err();
         assert!(matches!(err, IpcError::Timeout { .. }), "{err}");
     }
@@ -608,8 +897,10 @@ mod tests {
     async fn sending_more_than_the_peer_accepts_is_refused_before_writing() {
         let (mut client, _server) = pair().await;
         let big = proto::AppendAudit {
-            kind: "x".into(),
-            payload: vec![0; 5000],
+            entries: vec![proto::AuditEntryBody {
+                kind: "x".into(),
+                payload: vec![0; 5000],
+            }],
         };
         let err = client
             .send(

@@ -59,6 +59,8 @@ pub enum MessageType {
     AgentRequest = 6,
     /// `AgentResponse`: agent to CLI.
     AgentResponse = 7,
+    /// `CollectorPush`: procmond to agent, unasked (only with the `events` feature).
+    CollectorPush = 8,
 }
 
 impl MessageType {
@@ -72,6 +74,7 @@ impl MessageType {
             5 => Self::CollectorResponse,
             6 => Self::AgentRequest,
             7 => Self::AgentResponse,
+            8 => Self::CollectorPush,
             _ => return None,
         })
     }
@@ -86,6 +89,7 @@ impl MessageType {
             Self::CollectorResponse => "CollectorResponse",
             Self::AgentRequest => "AgentRequest",
             Self::AgentResponse => "AgentResponse",
+            Self::CollectorPush => "CollectorPush",
         }
     }
 }

@@ -87,7 +87,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use codec::{ValueError, name};
 
 pub use retention::{Retention, RetentionReport};
-pub use state::{RuleState, RuleStatus, StoredAlert};
+pub use state::{RuleState, RuleStatus, StoredAlert, Writer};
 
 /// What [`Store::ingest`] stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -40,25 +40,29 @@ pub struct RuleState {
 pub use crate::alert::StoredAlert;
 
 impl Store {
+    /// Runs `work` in one write transaction: everything it writes is committed together,
+    /// or, when it returns an error, nothing is. The unit of one scan's decisions (alerts,
+    /// rule states, and the rows that hand alerts on for delivery).
+    pub fn write<T>(
+        &self,
+        operation: &'static str,
+        work: impl FnOnce(&mut Writer<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let txn = self.db.begin_write().map_err(self.db_err(operation))?;
+        let mut writer = Writer {
+            store: self,
+            txn: &txn,
+            operation,
+        };
+        let value = work(&mut writer)?;
+        txn.commit().map_err(self.db_err(operation))?;
+        Ok(value)
+    }
+
     /// Stores the states of these rules (replacing earlier states of the same rules), in one
     /// transaction.
     pub fn put_rule_states(&self, states: &[RuleState]) -> Result<(), StoreError> {
-        const OPERATION: &str = "write rule states";
-        let txn = self.db.begin_write().map_err(self.db_err(OPERATION))?;
-        {
-            let mut table = txn
-                .open_table(codec::RULE_STATE)
-                .map_err(self.db_err(OPERATION))?;
-            let mut buf = Vec::new();
-            for state in states {
-                buf = codec::encode_postcard(state, buf)
-                    .map_err(self.encode_err(name::RULE_STATE))?;
-                table
-                    .insert(state.rule_id.as_str(), buf.as_slice())
-                    .map_err(self.db_err(OPERATION))?;
-            }
-        }
-        txn.commit().map_err(self.db_err(OPERATION))
+        self.write("write rule states", |w| w.put_rule_states(states))
     }
 
     /// Every stored rule state, by rule id.
@@ -94,20 +98,7 @@ impl Store {
 
     /// Stores these alerts under their ids (replacing earlier versions), in one transaction.
     pub fn put_alerts(&self, alerts: &[StoredAlert]) -> Result<(), StoreError> {
-        const OPERATION: &str = "write alerts";
-        let txn = self.db.begin_write().map_err(self.db_err(OPERATION))?;
-        {
-            let mut table = txn
-                .open_table(codec::ALERTS)
-                .map_err(self.db_err(OPERATION))?;
-            for alert in alerts {
-                let bytes = codec::encode_json(alert).map_err(self.encode_err(name::ALERTS))?;
-                table
-                    .insert(alert.alert.id.as_str(), bytes.as_slice())
-                    .map_err(self.db_err(OPERATION))?;
-            }
-        }
-        txn.commit().map_err(self.db_err(OPERATION))
+        self.write("write alerts", |w| w.put_alerts(alerts))
     }
 
     /// Every stored alert, newest `raised_at_ms` first (ties by id).
@@ -153,5 +144,47 @@ impl Store {
         }
         txn.commit().map_err(self.db_err(OPERATION))?;
         Ok(true)
+    }
+}
+
+/// One open write transaction of [`Store::write`].
+pub struct Writer<'a> {
+    store: &'a Store,
+    txn: &'a redb::WriteTransaction,
+    operation: &'static str,
+}
+
+impl Writer<'_> {
+    /// Stores these rule states (replacing earlier states of the same rules).
+    pub fn put_rule_states(&mut self, states: &[RuleState]) -> Result<(), StoreError> {
+        let store = self.store;
+        let mut table = self
+            .txn
+            .open_table(codec::RULE_STATE)
+            .map_err(store.db_err(self.operation))?;
+        let mut buf = Vec::new();
+        for state in states {
+            buf = codec::encode_postcard(state, buf).map_err(store.encode_err(name::RULE_STATE))?;
+            table
+                .insert(state.rule_id.as_str(), buf.as_slice())
+                .map_err(store.db_err(self.operation))?;
+        }
+        Ok(())
+    }
+
+    /// Stores these alerts under their ids (replacing earlier versions).
+    pub fn put_alerts(&mut self, alerts: &[StoredAlert]) -> Result<(), StoreError> {
+        let store = self.store;
+        let mut table = self
+            .txn
+            .open_table(codec::ALERTS)
+            .map_err(store.db_err(self.operation))?;
+        for alert in alerts {
+            let bytes = codec::encode_json(alert).map_err(store.encode_err(name::ALERTS))?;
+            table
+                .insert(alert.alert.id.as_str(), bytes.as_slice())
+                .map_err(store.db_err(self.operation))?;
+        }
+        Ok(())
     }
 }

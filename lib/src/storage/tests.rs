@@ -421,6 +421,36 @@ fn alerts_round_trip_sort_and_acknowledge() {
 }
 
 #[test]
+fn one_write_unit_keeps_alerts_and_rule_states_together_or_neither() {
+    let (_dir, store) = temp_store();
+    let failed: Result<(), StoreError> = store.write("a scan's decisions", |w| {
+        w.put_alerts(&[stored_alert("a", 1)])?;
+        w.put_rule_states(&[rule_state("R-1", RuleStatus::Ok)])?;
+        // Something after both writes fails: the whole unit is dropped.
+        Err(StoreError::Encode {
+            path: std::path::PathBuf::from("test"),
+            table: "alerts",
+            reason: "made to fail".to_owned(),
+        })
+    });
+    assert!(failed.is_err());
+    assert!(store.alerts().unwrap().is_empty());
+    assert!(store.rule_states().unwrap().is_empty());
+
+    store
+        .write("a scan's decisions", |w| {
+            w.put_alerts(&[stored_alert("a", 1), stored_alert("b", 2)])?;
+            w.put_rule_states(&[rule_state("R-1", RuleStatus::Degraded)])
+        })
+        .unwrap();
+    assert_eq!(store.alerts().unwrap().len(), 2);
+    assert_eq!(
+        store.rule_states().unwrap(),
+        [rule_state("R-1", RuleStatus::Degraded)]
+    );
+}
+
+#[test]
 fn reopen_after_drop_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.redb");

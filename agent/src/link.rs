@@ -1,18 +1,22 @@
-//! The agent's end of the procmond link: requests, and the answers put back together.
+//! The agent's end of the procmond link: typed requests over [`rpc::Client`], and a scan put
+//! back together from its parts.
 //!
+//! Several requests may be in flight at once (a scan, health checks, ledger appends, the
+//! CLI's ledger reads); each answer reaches its own waiter, so none waits behind a scan.
 //! Every answer is checked as if procmond were hostile (it is the privileged side, and a
-//! compromised collector must not be able to crash the agent): the request id must match,
-//! a scan arrives in at most [`MAX_SCAN_RECORDS`] records (counted on the wire before a frame is
-//! decoded, since a record costs a few bytes on the wire and hundreds in memory), and every
-//! record must convert.
+//! compromised collector must not be able to crash the agent): [`rpc`] checks ids and counts
+//! records on the wire before a frame is decoded, a scan holds at most [`MAX_SCAN_RECORDS`]
+//! records in all, and every record must convert.
 
+use std::ops::Range;
 use std::path::Path;
 
 use daemoneye_lib::ipc::proto::{
     self, Role, collector_request, collector_response::Kind as ResponseKind,
 };
-use daemoneye_lib::ipc::transport::{self, LocalStream, PeerPolicy};
-use daemoneye_lib::ipc::{Connection, IpcError, Limits, MessageType, conn, convert};
+use daemoneye_lib::ipc::rpc::{self, CollectorLink};
+use daemoneye_lib::ipc::transport::{self, PeerPolicy};
+use daemoneye_lib::ipc::{Connection, IpcError, Limits, MessageType, convert};
 use daemoneye_lib::ledger::entry::Body;
 use daemoneye_lib::models::{ProcessRecord, ScanErrors, ScanSummary};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -36,16 +40,15 @@ pub struct ReceivedScan {
     pub records: Vec<ProcessRecord>,
 }
 
-/// A handshaken connection to procmond (over its socket, or any stream in tests).
-#[derive(Debug)]
-pub struct CollectorClient<S = LocalStream> {
-    conn: Connection<S>,
-    next_id: u64,
+/// A handshaken link to procmond; clones share the connection.
+#[derive(Debug, Clone)]
+pub struct ProcmondLink {
+    client: rpc::Client<CollectorLink>,
     /// The server's pid as the kernel reported it (`SO_PEERCRED`), or as it said itself.
     server_pid: Option<u32>,
 }
 
-impl CollectorClient<LocalStream> {
+impl ProcmondLink {
     /// Connects to procmond's socket as the agent.
     pub async fn connect(
         path: &Path,
@@ -53,25 +56,28 @@ impl CollectorClient<LocalStream> {
         policy: &PeerPolicy,
     ) -> Result<Self, IpcError> {
         let (stream, server) = transport::connect(path, policy).await?;
-        let mut client = Self::handshake(stream, limits).await?;
+        let mut link = Self::handshake(stream, limits).await?;
         // The kernel's word, not the peer's: the supervisor uses it to tell that the process
         // answering is the one it started.
-        client.server_pid = server.pid;
-        Ok(client)
+        link.server_pid = server.pid;
+        Ok(link)
     }
-}
 
-impl<S: AsyncRead + AsyncWrite + Unpin> CollectorClient<S> {
     /// Handshakes as the agent over an already connected stream.
-    pub async fn handshake(stream: S, limits: Limits) -> Result<Self, IpcError> {
+    ///
+    /// It offers no optional feature yet: the agent has no consumer for process events
+    /// (`CollectorPush`) until the exec-events work adds one, and procmond would push only
+    /// what was agreed.
+    pub async fn handshake<S>(stream: S, limits: Limits) -> Result<Self, IpcError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let conn =
-            Connection::client_handshake(stream, limits, Role::Agent, Role::Collector).await?;
+            Connection::client_handshake(stream, limits, Role::Agent, Role::Collector, &[]).await?;
         let server_pid = conn.negotiated().peer_pid;
-        Ok(Self {
-            conn,
-            next_id: 1,
-            server_pid,
-        })
+        // With no feature agreed nothing is pushed; a queue of one holds nothing.
+        let (client, _pushes) = rpc::Client::new(conn, 1);
+        Ok(Self { client, server_pid })
     }
 
     /// procmond's pid, from the kernel when connected over a socket.
@@ -79,72 +85,92 @@ impl<S: AsyncRead + AsyncWrite + Unpin> CollectorClient<S> {
         self.server_pid
     }
 
+    /// Why the connection ended, once it has.
+    pub fn ended(&self) -> Option<String> {
+        self.client.ended()
+    }
+
+    /// Whether `other` is a clone of this link (the same connection).
+    pub fn same(&self, other: &Self) -> bool {
+        self.client.same_connection(&other.client)
+    }
+
     /// Asks procmond how it is.
-    pub async fn health(&mut self) -> Result<proto::CollectorHealth, IpcError> {
-        let id = self
-            .send(collector_request::Kind::Health(proto::HealthRequest {}))
-            .await?;
-        match self.recv(id).await? {
+    pub async fn health(&self) -> Result<proto::CollectorHealth, IpcError> {
+        match self
+            .call(collector_request::Kind::Health(proto::HealthRequest {}))
+            .await?
+        {
             ResponseKind::Health(health) => Ok(health),
             _ => Err(unexpected("CollectorHealth")),
         }
     }
 
-    /// Asks procmond to append an audit entry with this body; returns its index.
-    pub async fn append_audit(&mut self, body: &Body) -> Result<u64, IpcError> {
-        let payload = body.encode().map_err(|err| IpcError::Decode {
-            kind: MessageType::CollectorRequest,
-            reason: format!("audit entry: {err}"),
-        })?;
-        let id = self
-            .send(collector_request::Kind::AppendAudit(proto::AppendAudit {
+    /// Asks procmond to append these entries, in order, with one `fdatasync`; returns their
+    /// indexes.
+    pub async fn append_audit(&self, bodies: &[Body]) -> Result<Range<u64>, IpcError> {
+        let mut entries = Vec::with_capacity(bodies.len());
+        for body in bodies {
+            let payload = body.encode().map_err(|err| IpcError::Decode {
+                kind: MessageType::CollectorRequest,
+                reason: format!("audit entry: {err}"),
+            })?;
+            entries.push(proto::AuditEntryBody {
                 kind: body.kind().to_owned(),
                 payload,
+            });
+        }
+        match self
+            .call(collector_request::Kind::AppendAudit(proto::AppendAudit {
+                entries,
             }))
-            .await?;
-        match self.recv(id).await? {
-            ResponseKind::AppendAudit(result) => Ok(result.index),
-            _ => Err(unexpected("AppendAuditResult")),
+            .await?
+        {
+            ResponseKind::AppendAudit(result) if result.count as usize == bodies.len() => {
+                Ok(result.first_index..result.first_index + u64::from(result.count))
+            }
+            _ => Err(unexpected("AppendAuditResult for the whole batch")),
         }
     }
 
     /// Sends a request of the ledger's read side (the CLI's, forwarded).
     pub async fn audit(
-        &mut self,
+        &self,
         request: proto::AuditRequest,
     ) -> Result<proto::AuditResponse, IpcError> {
-        let id = self.send(collector_request::Kind::Audit(request)).await?;
-        match self.recv(id).await? {
+        match self.call(collector_request::Kind::Audit(request)).await? {
             ResponseKind::Audit(response) => Ok(response),
             _ => Err(unexpected("AuditResponse")),
         }
     }
 
-    /// Asks procmond for a scan of every process.
-    pub async fn enumerate(&mut self) -> Result<ReceivedScan, IpcError> {
-        self.scan(proto::TaskType::EnumerateProcesses, None).await
-    }
-
-    /// Runs a scan task (`ENUMERATE_PROCESSES` or `MONITOR_PROCESS_TREE`) and reassembles its
-    /// parts.
-    pub async fn scan(
-        &mut self,
-        task_type: proto::TaskType,
-        filter: Option<proto::ProcessFilter>,
-    ) -> Result<ReceivedScan, IpcError> {
+    /// Asks procmond for a scan of every process and puts its parts back together.
+    pub async fn scan(&self) -> Result<ReceivedScan, IpcError> {
         let task = proto::DetectionTask {
-            task_id: format!("scan-{}", self.next_id),
-            task_type: task_type as i32,
-            process_filter: filter,
+            task_id: "scan".to_owned(),
+            task_type: proto::TaskType::EnumerateProcesses as i32,
             ..proto::DetectionTask::default()
         };
-        let id = self.send(collector_request::Kind::Task(task)).await?;
+        let mut answer = self
+            .client
+            .start(request(collector_request::Kind::Task(task)))
+            .await?;
         let mut records = Vec::new();
-        loop {
-            let room = MAX_SCAN_RECORDS - records.len();
-            let ResponseKind::Result(part) = self.recv_records(id, room).await? else {
+        while let Some(part) = answer.next().await {
+            let ResponseKind::Result(part) = kind_of(part?)? else {
                 return Err(unexpected("DetectionResult"));
             };
+            let room = MAX_SCAN_RECORDS - records.len();
+            if part.processes.len() > room {
+                return Err(IpcError::Decode {
+                    kind: MessageType::CollectorResponse,
+                    reason: format!(
+                        "{} process records where at most {room} more fit (a scan has at most \
+                         {MAX_SCAN_RECORDS})",
+                        part.processes.len()
+                    ),
+                });
+            }
             // Bounded: the part has already arrived whole, within the frame limit.
             records.reserve(part.processes.len());
             for wire in part.processes {
@@ -166,95 +192,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> CollectorClient<S> {
                 });
             }
         }
+        Err(IpcError::Lost {
+            reason: "the scan ended without its last part".to_owned(),
+        })
     }
 
-    /// Runs a hashing task (`CHECK_PROCESS_HASH` or `VERIFY_EXECUTABLE`).
-    pub async fn hash(
-        &mut self,
-        task_type: proto::TaskType,
-        check: proto::HashCheck,
-    ) -> Result<proto::HashResult, IpcError> {
-        let task = proto::DetectionTask {
-            task_id: format!("hash-{}", self.next_id),
-            task_type: task_type as i32,
-            hash_check: Some(check),
-            ..proto::DetectionTask::default()
-        };
-        let id = self.send(collector_request::Kind::Task(task)).await?;
-        match self.recv(id).await? {
-            ResponseKind::Result(proto::DetectionResult {
-                hash_result: Some(found),
-                ..
-            }) => Ok(found),
-            _ => Err(unexpected("DetectionResult with a hash")),
-        }
+    async fn call(&self, kind: collector_request::Kind) -> Result<ResponseKind, IpcError> {
+        kind_of(self.client.call(request(kind)).await?)
     }
+}
 
-    async fn send(&mut self, kind: collector_request::Kind) -> Result<u64, IpcError> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let request = proto::CollectorRequest {
-            request_id: id,
-            kind: Some(kind),
-        };
-        self.conn
-            .send(MessageType::CollectorRequest, &request)
-            .await?;
-        Ok(id)
+fn request(kind: collector_request::Kind) -> proto::CollectorRequest {
+    proto::CollectorRequest {
+        request_id: 0,
+        kind: Some(kind),
     }
+}
 
-    async fn recv(&mut self, id: u64) -> Result<ResponseKind, IpcError> {
-        self.recv_records(id, 0).await
-    }
-
-    /// Receives the answer to request `id`, which may hold at most `room` process records.
-    async fn recv_records(&mut self, id: u64, room: usize) -> Result<ResponseKind, IpcError> {
-        let kind = MessageType::CollectorResponse;
-        let (got, payload) = self.conn.read_frame().await?;
-        if got != kind {
-            // Let the connection name a refusal or an unexpected type as it always does.
-            return Err(match got {
-                MessageType::ProtocolError => {
-                    let refusal: proto::ProtocolError = conn::decode(got, &payload)?;
-                    IpcError::Refused {
-                        code: refusal.code(),
-                        message: refusal.message,
-                    }
-                }
-                _ => IpcError::Unexpected {
-                    expected: kind.name(),
-                    got,
-                },
-            });
-        }
-        let count = convert::scan_records_in(&payload)?;
-        if count > room {
-            return Err(IpcError::Decode {
-                kind,
-                reason: format!(
-                    "{count} process records where at most {room} more fit (a scan has at most \
-                     {MAX_SCAN_RECORDS})"
-                ),
-            });
-        }
-        let response: proto::CollectorResponse = conn::decode(kind, &payload)?;
-        if response.request_id != id {
-            return Err(IpcError::Decode {
-                kind: MessageType::CollectorResponse,
-                reason: format!(
-                    "an answer to request {} while waiting for request {id}",
-                    response.request_id
-                ),
-            });
-        }
-        match response.kind {
-            Some(ResponseKind::Error(err)) => Err(IpcError::Refused {
-                code: err.code(),
-                message: err.message,
-            }),
-            Some(kind) => Ok(kind),
-            None => Err(unexpected("a response")),
-        }
+/// The kind of a response; a `RequestError` becomes [`IpcError::Refused`].
+fn kind_of(response: proto::CollectorResponse) -> Result<ResponseKind, IpcError> {
+    match response.kind {
+        Some(ResponseKind::Error(err)) => Err(IpcError::Refused {
+            code: err.code(),
+            message: err.message,
+        }),
+        Some(kind) => Ok(kind),
+        None => Err(unexpected("a response")),
     }
 }
 
@@ -272,14 +235,19 @@ mod tests {
     use tokio::io::{DuplexStream, duplex};
 
     /// A fake procmond that answers the first request with `parts` (request ids rewritten to
-    /// `id_offset` plus the real one), and what the client made of them.
+    /// `id_offset` plus the real one), and what the link made of them.
     async fn answer(parts: Vec<Kind>, id_offset: u64) -> Result<ReceivedScan, IpcError> {
         let (a, b) = duplex(1 << 20);
         let server = tokio::spawn(async move {
-            let mut conn: Connection<DuplexStream> =
-                Connection::server_handshake(b, Limits::default(), Role::Collector, &[Role::Agent])
-                    .await
-                    .unwrap();
+            let mut conn: Connection<DuplexStream> = Connection::server_handshake(
+                b,
+                Limits::default(),
+                Role::Collector,
+                &[Role::Agent],
+                &[],
+            )
+            .await
+            .unwrap();
             let request: proto::CollectorRequest =
                 conn.recv(MessageType::CollectorRequest).await.unwrap();
             for kind in parts {
@@ -294,11 +262,9 @@ mod tests {
             // Keep the connection open until the client is done with it.
             let _ = conn.read_frame().await;
         });
-        let mut client = CollectorClient::handshake(a, Limits::default())
-            .await
-            .unwrap();
-        let result = client.enumerate().await;
-        drop(client);
+        let link = ProcmondLink::handshake(a, Limits::default()).await.unwrap();
+        let result = link.scan().await;
+        drop(link);
         server.await.unwrap();
         result
     }
@@ -340,7 +306,7 @@ mod tests {
             (
                 vec![part(&[1], false, 0)],
                 1,
-                "an answer to request 2 while waiting for request 1",
+                "the peer answered request 2, which was never sent",
             ),
             (
                 vec![part(&[1], false, 7)],
@@ -359,11 +325,14 @@ mod tests {
             ),
             (
                 vec![Kind::Result(proto::DetectionResult {
-                    processes: vec![proto::ProcessRecord::default(); MAX_SCAN_RECORDS + 1],
+                    processes: vec![
+                        proto::ProcessRecord::default();
+                        rpc::MAX_RECORDS_PER_FRAME + 1
+                    ],
                     ..Default::default()
                 })],
                 0,
-                "262145 process records where at most 262144 more fit",
+                "262145 process records in one frame",
             ),
             (
                 vec![Kind::Error(proto::RequestError {
@@ -378,5 +347,17 @@ mod tests {
             let err = answer(parts, offset).await.unwrap_err();
             assert!(err.to_string().contains(want), "{err} lacks {want:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_scan_larger_than_a_scan_may_be_is_refused_part_by_part() {
+        let pids: Vec<u32> = (0..200_000).collect();
+        let err = answer(vec![part(&pids, true, 1), part(&pids, false, 1)], 0)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("where at most 62144 more fit"),
+            "{err}"
+        );
     }
 }

@@ -1,96 +1,41 @@
-//! The agent's side of the CLI link (`<data_dir>/run/agent.sock`) and the health report.
-//!
-//! The CLI connects as `ROLE_CLI`; each connection is checked (peer uid), handshaken, then
-//! served request by request. Later issues add queries, alerts, rules, bundles and audit
-//! requests here; this one answers health.
+//! The health report `daemoneye-cli health-check` shows: each component judged from what the
+//! agent knows (procmond's status and last report, the scans), by [`assess`], which is pure
+//! and table-tested.
 
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use daemoneye_lib::ipc::proto::{
-    self, ErrorCode, Role, Status as Level, agent_request, agent_response,
-};
-use daemoneye_lib::ipc::transport::{LocalStream, SocketListener};
-use daemoneye_lib::ipc::{Connection, IpcError, Limits, MessageType};
+use daemoneye_lib::ipc::proto::{self, Status as Level};
 
-use crate::pipeline::Pipeline;
-use crate::requests;
-use crate::supervisor::{State, Status, Supervisor, Unavailable};
+use super::{AgentState, ScanStats};
+use crate::supervisor::{State, Status};
 
-/// The most CLI connections served at once.
-const MAX_CONNECTIONS: usize = 16;
-
-/// What the agent knows of its scans.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ScanStats {
-    /// Scans received from procmond.
-    pub completed: u64,
-    /// Unix milliseconds when the last scan ended.
-    pub last_at: Option<i64>,
-    /// Processes in the last scan.
-    pub last_processes: Option<u64>,
-    /// Why the last attempt failed, if it did (cleared by the next success).
-    pub last_error: Option<String>,
-}
-
-/// What the CLI server shares with the rest of the agent.
-pub struct AgentState {
-    started: Instant,
-    supervisor: Supervisor,
-    limits: Limits,
-    /// The store and the rules, shared with the scan loop.
-    pub pipeline: Arc<Mutex<Pipeline>>,
-    /// Updated by the scan loop.
-    pub scans: Mutex<ScanStats>,
-}
-
-impl AgentState {
-    /// The state of an agent that supervises procmond through `supervisor`.
-    pub fn new(supervisor: Supervisor, limits: Limits, pipeline: Arc<Mutex<Pipeline>>) -> Self {
-        Self {
-            started: Instant::now(),
-            supervisor,
-            limits,
-            pipeline,
-            scans: Mutex::new(ScanStats::default()),
-        }
-    }
-
-    /// The scan statistics, even if a panic poisoned their lock (they are plain counters).
-    pub fn scans(&self) -> std::sync::MutexGuard<'_, ScanStats> {
-        self.scans
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The health report the CLI shows.
-    pub fn health(&self) -> proto::AgentHealth {
-        let status = self.supervisor.status();
-        let scans = self.scans().clone();
-        let uptime_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let components = assess(&status, &scans, uptime_ms, Instant::now());
-        let overall = components
-            .iter()
-            .map(|c| c.status())
-            .max_by_key(|level| severity(*level))
-            .unwrap_or(Level::Ok);
-        proto::AgentHealth {
-            overall: overall as i32,
-            components,
-            agent_pid: std::process::id(),
-            software_version: env!("CARGO_PKG_VERSION").to_owned(),
-            uptime_ms,
-            collector_pid: match status.state {
-                State::Running { pid, .. } => Some(pid),
-                _ => None,
-            },
-            collector_restarts: status.restarts,
-            collector_last_exit: status.last_exit,
-            collector: status.last_health,
-            scans_completed: scans.completed,
-            last_scan_at: scans.last_at,
-            last_scan_processes: scans.last_processes,
-        }
+/// The health report the CLI shows.
+pub fn report(state: &AgentState) -> proto::AgentHealth {
+    let status = state.supervisor.status();
+    let scans = state.scans().clone();
+    let uptime_ms = u64::try_from(state.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let components = assess(&status, &scans, uptime_ms, Instant::now());
+    let overall = components
+        .iter()
+        .map(|c| c.status())
+        .max_by_key(|level| severity(*level))
+        .unwrap_or(Level::Ok);
+    proto::AgentHealth {
+        overall: overall as i32,
+        components,
+        agent_pid: std::process::id(),
+        software_version: env!("CARGO_PKG_VERSION").to_owned(),
+        uptime_ms,
+        collector_pid: match status.state {
+            State::Running { pid, .. } => Some(pid),
+            _ => None,
+        },
+        collector_restarts: status.restarts,
+        collector_last_exit: status.last_exit,
+        collector: status.last_health,
+        scans_completed: scans.completed,
+        last_scan_at: scans.last_at,
+        last_scan_processes: scans.last_processes,
     }
 }
 
@@ -192,71 +137,6 @@ pub fn assess(
         ),
     };
     vec![agent, procmond, scan, ledger]
-}
-
-/// Serves CLI connections until `until` completes.
-pub async fn serve(
-    listener: SocketListener,
-    state: Arc<AgentState>,
-    until: impl Future<Output = ()>,
-) {
-    let limits = state.limits;
-    listener
-        .serve(limits, MAX_CONNECTIONS, until, move |stream, _peer| {
-            let state = Arc::clone(&state);
-            async move {
-                match serve_connection(stream, &state).await {
-                    Ok(()) | Err(IpcError::Closed) => {}
-                    Err(err) => tracing::warn!(error = %err, "CLI connection closed"),
-                }
-            }
-        })
-        .await;
-}
-
-async fn serve_connection(stream: LocalStream, state: &AgentState) -> Result<(), IpcError> {
-    let mut conn =
-        Connection::server_handshake(stream, state.limits, Role::Agent, &[Role::Cli]).await?;
-    loop {
-        let request = match conn
-            .recv::<proto::AgentRequest>(MessageType::AgentRequest)
-            .await
-        {
-            Ok(request) => request,
-            Err(IpcError::Closed) => return Ok(()),
-            Err(err) => {
-                conn.refuse(&err).await;
-                return Err(err);
-            }
-        };
-        let kind = match request.kind {
-            Some(agent_request::Kind::Health(_)) => agent_response::Kind::Health(state.health()),
-            // The ledger belongs to procmond: the request goes there unchanged.
-            Some(agent_request::Kind::Audit(audit)) => match state.supervisor.audit(audit).await {
-                Ok(response) => agent_response::Kind::Audit(response),
-                Err(err) => agent_response::Kind::Error(proto::RequestError {
-                    code: match &err {
-                        Unavailable::Failed(IpcError::Refused { code, .. }) => *code as i32,
-                        _ => ErrorCode::Unsupported as i32,
-                    },
-                    message: match err {
-                        Unavailable::Failed(IpcError::Refused { message, .. }) => message,
-                        other => other.to_string(),
-                    },
-                }),
-            },
-            Some(other) => requests::answer(Arc::clone(&state.pipeline), other).await,
-            None => agent_response::Kind::Error(proto::RequestError {
-                code: ErrorCode::BadRequest as i32,
-                message: "the request names no operation".to_owned(),
-            }),
-        };
-        let response = proto::AgentResponse {
-            request_id: request.request_id,
-            kind: Some(kind),
-        };
-        conn.send(MessageType::AgentResponse, &response).await?;
-    }
 }
 
 #[cfg(test)]
