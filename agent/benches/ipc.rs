@@ -12,6 +12,9 @@
 //!   `procmond`'s `scan` benchmark, not this one; so this bench answers with a small server of
 //!   its own that speaks the same handshake and frames.
 
+// Test and benchmark code: a panic is how it reports a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::hint::black_box;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -33,6 +33,9 @@
 //!    seen while sampling; then each idle process killed and reaped through its own handle,
 //!    after checking that its PID still has the recorded start time.
 
+// Test and benchmark code: a panic is how it reports a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -2,6 +2,9 @@
 //! entirely on the new one, never a mix, and the state of a rule that stays (by id) carries
 //! over. Bundles will replace rules this way at run time.
 
+// Test and benchmark code: a panic is how it reports a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use daemoneye_agent::detector::{self, Detector};

@@ -27,6 +27,9 @@
 //! Before measuring, one evaluation of each pack is timed rule by rule and the slowest rules
 //! are printed, so that a regression names its rule.
 
+// Test and benchmark code: a panic is how it reports a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -47,6 +47,9 @@
 //! `sync` runs before each benchmark that `fdatasync`s, so that it does not wait behind the
 //! writeback of what the set-up or an earlier benchmark wrote.
 
+// Test and benchmark code: a panic is how it reports a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs::{self, OpenOptions};
 use std::hint::black_box;
 use std::path::{Path, PathBuf};

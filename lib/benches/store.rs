@@ -11,6 +11,9 @@
 //! Records are realistic in size: paths, command lines of about 100 bytes, cgroup paths,
 //! SHA-256 hex digests. Both use the store's default durability (an fsync per commit).
 
+// Test and benchmark code: a panic is how it reports a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::time::Duration;
 

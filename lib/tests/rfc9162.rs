@@ -11,6 +11,9 @@
 //! 3. The vendored happy-path vectors built from those same leaves must be exactly the proofs we
 //!    generate.
 
+// Test and benchmark code: a panic is how it reports a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

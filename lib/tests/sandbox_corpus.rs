@@ -6,6 +6,9 @@
 //! `Engine` evaluation beside a normal rule, which must still return its rows. Test threads
 //! have 2 MiB stacks, as the agent's blocking threads that answer `query` do.
 
+// Test and benchmark code: a panic is how it reports a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,9 @@
 //! The 144 vendored Sigma rules (bundles/sigma-linux/) load as DaemonEye rules and run against
 //! the `process_creation` view.
 
+// Test and benchmark code: a panic is how it reports a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 
 use daemoneye_lib::detection::engine::Engine;

@@ -29,6 +29,9 @@
 //! and hands the ledger directory to that user itself. The ledger is read with `pread`, so
 //! the page cache that holds its files is not counted in procmond's resident size.
 
+// Test and benchmark code: a panic is how it reports a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

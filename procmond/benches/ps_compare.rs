@@ -16,6 +16,9 @@
 //!    reaped through its own handle, after checking that its PID still has the recorded
 //!    start time.
 
+// Test and benchmark code: a panic is how it reports a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -4,6 +4,9 @@
 //! executable's hash comes from the cache and processes seen before reuse their cgroup path.
 //! Cold: every iteration starts a new collector, so every executable is read and hashed.
 
+// Test and benchmark code: a panic is how it reports a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use procmond::{Collector, CollectorOptions};
 

@@ -1,6 +1,9 @@
 //! `procmond --once` as an operator runs it: output formats, configuration layers and the
 //! exit codes of INTERFACE.md (0 success, 2 usage or configuration error).
 
+// Test and benchmark code: a panic is how it reports a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 

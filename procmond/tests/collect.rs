@@ -2,6 +2,9 @@
 //! executable was deleted, a child that exits in the middle of a scan, and processes of
 //! another user.
 
+// Test and benchmark code: a panic is how it reports a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::thread::sleep;

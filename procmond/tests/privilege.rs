@@ -12,6 +12,9 @@
 //! Most checks need root (CI runs this as root); started by an ordinary user, they are reported
 //! as ignored and the not-root path is checked instead.
 
+// Test and benchmark code: a panic is how it reports a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[cfg(target_os = "linux")]
 fn main() -> std::process::ExitCode {
     linux::main()

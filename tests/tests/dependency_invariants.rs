@@ -1,5 +1,10 @@
-//! Architecture invariant: the privileged collector links no SQL engine, database, HTTP, SMTP
-//! or TLS crate. `cargo tree` is the ground truth, so the test asks it.
+//! Architecture invariants on the dependency graph, with `cargo tree` as the ground truth:
+//!
+//! - the privileged collector links no SQL engine, database, HTTP, SMTP or TLS crate, and
+//!   none of the archive code that only bundles need (`tar`, `zstd`);
+//! - daemoneye-lib, with every feature on, links no HTTP, SMTP, TLS or PostgreSQL client:
+//!   network code lives in the agent, never in the library procmond links;
+//! - the bundler never links the agent.
 
 use std::path::Path;
 use std::process::Command;
@@ -21,7 +26,43 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("openssl-sys", "TLS"),
 ];
 
+/// Network clients that daemoneye-lib must never link, whatever its features.
+const NETWORK_CLIENTS: &[(&str, &str)] = &[
+    ("hyper", "HTTP"),
+    ("reqwest", "HTTP"),
+    ("ureq", "HTTP"),
+    ("h2", "HTTP"),
+    ("lettre", "SMTP"),
+    ("rustls", "TLS"),
+    ("native-tls", "TLS"),
+    ("openssl", "TLS"),
+    ("openssl-sys", "TLS"),
+    ("postgres", "PostgreSQL client"),
+    ("tokio-postgres", "PostgreSQL client"),
+    ("sqlx", "database client"),
+];
+
+/// Archive code procmond does not need: only the agent and the bundler read bundles.
+const ARCHIVES: &[(&str, &str)] = &[
+    ("tar", "archives"),
+    ("zstd", "compression"),
+    ("zstd-sys", "compression"),
+];
+
 fn dependency_names(package: &str) -> Vec<String> {
+    dependency_names_with(package, &[])
+}
+
+/// Names of the forbidden crates `names` holds, with why.
+fn found(names: &[String], forbidden: &[(&str, &str)]) -> Vec<String> {
+    forbidden
+        .iter()
+        .filter(|(name, _)| names.iter().any(|n| n == name))
+        .map(|(name, why)| format!("{name} ({why})"))
+        .collect()
+}
+
+fn dependency_names_with(package: &str, extra: &[&str]) -> Vec<String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let output = Command::new(cargo)
@@ -36,6 +77,7 @@ fn dependency_names(package: &str) -> Vec<String> {
             "--prefix",
             "none",
         ])
+        .args(extra)
         .args(["--format", "{p}"])
         .output()
         .expect("cargo tree runs");
@@ -59,15 +101,42 @@ fn procmond_links_no_sql_database_network_or_tls_crate() {
         names.iter().any(|n| n == "sysinfo"),
         "cargo tree output looks wrong: {names:?}"
     );
-    let found: Vec<String> = FORBIDDEN
-        .iter()
-        .filter(|(name, _)| names.iter().any(|n| n == name))
-        .map(|(name, why)| format!("{name} ({why})"))
-        .collect();
+    let mut bad = found(&names, FORBIDDEN);
+    bad.extend(found(&names, ARCHIVES));
     assert!(
-        found.is_empty(),
+        bad.is_empty(),
         "procmond links forbidden crates: {}",
-        found.join(", ")
+        bad.join(", ")
+    );
+}
+
+#[test]
+fn the_library_with_every_feature_links_no_network_client() {
+    let names = dependency_names_with("daemoneye-lib", &["--all-features"]);
+    assert!(
+        names.iter().any(|n| n == "redb"),
+        "cargo tree output looks wrong (no storage feature?): {names:?}"
+    );
+    let bad = found(&names, NETWORK_CLIENTS);
+    assert!(
+        bad.is_empty(),
+        "daemoneye-lib links network clients: {}",
+        bad.join(", ")
+    );
+}
+
+#[test]
+fn the_bundler_never_links_the_agent() {
+    let names = dependency_names("daemoneye-bundler");
+    assert!(
+        names.iter().any(|n| n == "daemoneye-bundler"),
+        "cargo tree output looks wrong: {names:?}"
+    );
+    assert!(
+        !names
+            .iter()
+            .any(|n| n == "daemoneye-agent" || n == "procmond"),
+        "the bundler links a daemon: {names:?}"
     );
 }
 
