@@ -5,8 +5,10 @@
 use std::path::Path;
 
 use daemoneye_lib::config::Config;
+use daemoneye_lib::fsutil;
 use daemoneye_lib::ledger::HashAlg;
-use daemoneye_lib::ledger::entry::{self, Body};
+use daemoneye_lib::ledger::entry::Body;
+use daemoneye_lib::text;
 
 use crate::supervisor::Supervisor;
 
@@ -60,7 +62,7 @@ pub async fn record_start(supervisor: &Supervisor, config: &Config, data_dir: &P
         return;
     };
     let hash = HashAlg::Blake3.digest(&[&json]);
-    let hex = entry::hex(&hash);
+    let hex = text::hex(&hash);
     let file = data_dir.join(CONFIG_HASH_FILE);
     if std::fs::read_to_string(&file).is_ok_and(|stored| stored.trim() == hex) {
         return;
@@ -70,9 +72,10 @@ pub async fn record_start(supervisor: &Supervisor, config: &Config, data_dir: &P
         config_hash: hash,
     };
     if record(supervisor, body).await
-        && let Err(err) = std::fs::write(&file, format!("{hex}\n"))
+        && let Err(err) = fsutil::atomic_replace(&file, format!("{hex}\n").as_bytes())
     {
-        tracing::warn!(file = %file.display(), error = %err, "cannot keep the configuration hash");
+        // Without the file, the next start records the configuration again: harmless.
+        tracing::warn!(error = %err, "cannot keep the configuration hash");
     }
 }
 
@@ -84,7 +87,7 @@ pub async fn record_alerts(supervisor: &Supervisor, alerts: &[daemoneye_lib::ale
     let bodies: Vec<Body> = alerts
         .iter()
         .map(|alert| Body::AlertRaised {
-            alert_id: alert.id.clone(),
+            alert_id: alert.id.to_string(),
             rule_id: alert.rule_id.clone(),
             severity: alert.severity.to_string(),
             host: alert.host.clone(),

@@ -4,6 +4,7 @@
 use std::io::Write;
 
 use daemoneye_lib::alert::Alert;
+use daemoneye_lib::text;
 
 /// How alerts are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -28,7 +29,8 @@ pub fn print_alerts(alerts: &[Alert], format: AlertFormat) {
     let _ = out.flush();
 }
 
-/// One alert as one line.
+/// One alert as one line: JSON as the alert holds it, or text for a person, with what the
+/// processes chose (in the summary) escaped by `daemoneye_lib::text`.
 pub fn render(alert: &Alert, format: AlertFormat) -> String {
     match format {
         // Serialising plain data to a String cannot fail.
@@ -37,8 +39,8 @@ pub fn render(alert: &Alert, format: AlertFormat) -> String {
             "{} {:<8} {} {} (alert {}, scan {})",
             alert.detected_at,
             alert.severity.as_str(),
-            alert.rule_id,
-            alert.summary,
+            text::escape(&alert.rule_id),
+            text::escape(&alert.summary),
             alert.id,
             alert.scan_id
         ),
@@ -49,11 +51,12 @@ pub fn render(alert: &Alert, format: AlertFormat) -> String {
 mod tests {
     use super::*;
     use daemoneye_lib::alert::Severity;
+    use daemoneye_lib::ids::AlertId;
 
     #[test]
     fn json_lines_have_the_interface_fields_and_text_is_one_line() {
         let alert = Alert {
-            id: "0123456789abcdef0123456789abcdef".into(),
+            id: AlertId::parse("0123456789abcdef0123456789abcdef").unwrap(),
             rule_id: "DE-LNX-0001".into(),
             rule_name: "Deleted".into(),
             severity: Severity::High,
@@ -100,5 +103,17 @@ mod tests {
             "2026-11-21T10:00:00.000Z high     DE-LNX-0001 Deleted: pid=1 (alert \
              0123456789abcdef0123456789abcdef, scan 3)"
         );
+        let hostile = Alert {
+            summary: "Deleted: name=gnp.\u{202e}exe\u{200b}\n\u{1b}[2J".into(),
+            ..alert
+        };
+        let line = render(&hostile, AlertFormat::Text);
+        assert!(
+            line.contains("Deleted: name=gnp.\\u{202e}exe\\u{200b}\\n\\u{1b}[2J (alert"),
+            "{line}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&render(&hostile, AlertFormat::Json)).unwrap();
+        assert_eq!(json["summary"], hostile.summary.as_str());
     }
 }

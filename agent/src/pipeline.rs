@@ -294,7 +294,7 @@ impl Pipeline {
                 .unwrap_or(self.default_window);
             let existing = self
                 .store
-                .alert(&candidate.id)
+                .alert(candidate.id.as_str())
                 .context("reading a stored alert")?;
             match alerts::fold(existing.as_ref(), candidate, now_ms, window) {
                 Folded::Raised(state) => {

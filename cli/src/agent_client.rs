@@ -167,10 +167,6 @@ pub fn cell_to_json(cell: &proto::Cell) -> serde_json::Value {
         Some(Value::Real(value)) => serde_json::Number::from_f64(*value)
             .map_or(serde_json::Value::Null, serde_json::Value::Number),
         Some(Value::Text(value)) => value.clone().into(),
-        Some(Value::Blob(bytes)) => bytes
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect::<String>()
-            .into(),
+        Some(Value::Blob(bytes)) => daemoneye_lib::text::hex(bytes).into(),
     }
 }

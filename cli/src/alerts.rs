@@ -6,10 +6,11 @@ use std::io::Write as _;
 
 use clap::Subcommand;
 use daemoneye_lib::alert::{Alert, Severity};
+use daemoneye_lib::ids::{AlertId, RuleId};
 use daemoneye_lib::ipc::proto;
 use serde_json::Value;
 
-use crate::records::{self, one_line};
+use crate::records;
 use crate::{Cli, Format, ask_agent, print_or_fail};
 
 #[derive(Debug, Subcommand)]
@@ -23,16 +24,17 @@ pub enum AlertsCommand {
         #[arg(long, value_name = "S", value_parser = parse_severity)]
         severity: Option<Severity>,
         /// Only alerts of this rule.
-        #[arg(long, value_name = "ID")]
-        rule: Option<String>,
+        #[arg(long, value_name = "ID", value_parser = RuleId::parse)]
+        rule: Option<RuleId>,
         /// At most this many.
         #[arg(long, default_value_t = 1000)]
         limit: u32,
     },
     /// Acknowledge an alert.
     Ack {
-        /// The alert's id.
-        id: String,
+        /// The alert's id (32 lowercase hex digits).
+        #[arg(value_parser = AlertId::parse)]
+        id: AlertId,
     },
 }
 
@@ -57,7 +59,7 @@ pub fn run(cli: &Cli, command: &AlertsCommand) -> ExitCode {
             let filter = proto::AlertsRequest {
                 since_ms,
                 min_severity: severity.map(|severity| severity.as_str().to_owned()),
-                rule_id: rule.clone(),
+                rule_id: rule.as_ref().map(RuleId::to_string),
                 limit: *limit,
             };
             match ask_agent(cli, |mut client| async move { client.alerts(filter).await }) {
@@ -66,8 +68,9 @@ pub fn run(cli: &Cli, command: &AlertsCommand) -> ExitCode {
             }
         }
         AlertsCommand::Ack { id } => {
-            let id = id.clone();
-            let shown = one_line(&id);
+            // A checked id needs no escaping to be shown.
+            let shown = id.clone();
+            let id = id.to_string();
             match ask_agent(cli, |mut client| async move { client.ack(id).await }) {
                 Ok(true) => {
                     if !cli.quiet {
@@ -136,7 +139,7 @@ fn print_alerts(cli: &Cli, list: &proto::AlertList) -> ExitCode {
                     alert.rule_id.clone().into(),
                     alert.suppressed.into(),
                     if acked.is_some() { "yes" } else { "no" }.into(),
-                    alert.id.clone().into(),
+                    alert.id.as_str().into(),
                     alert.summary.clone().into(),
                 ]
             })

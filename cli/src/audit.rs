@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use daemoneye_lib::ipc::proto::{self, audit_request::Kind};
-use daemoneye_lib::ledger::entry::{Entry, format_time_ms};
+use daemoneye_lib::ledger::entry::Entry;
 use daemoneye_lib::ledger::note::{Checkpoint, NoteVerifier};
 use daemoneye_lib::ledger::verify::{self, DirectoryReport, Verified};
+use daemoneye_lib::text::{self, format_time_ms};
 
 use crate::agent_client::{AgentClient, ClientError};
 use crate::{Cli, ask_agent, ask_agent_within, print_or_fail};
@@ -205,7 +206,9 @@ fn verify_offline(file: &Path, key: &str, old: Option<&Path>) -> ExitCode {
 fn describe_checkpoint(cp: &Checkpoint) -> String {
     format!(
         "{} size {} hash {} signed at {}",
-        cp.origin,
+        // The origin is checked for spaces and control characters only: a bidi override or a
+        // zero-width character would pass.
+        text::escape(&cp.origin),
         cp.size,
         cp.hash,
         format_time_ms(cp.time_ms)
@@ -232,7 +235,10 @@ fn describe(verified: &Verified, out: &mut impl io::Write) -> io::Result<()> {
         Verified::Consistency { old, new } => writeln!(
             out,
             "verified: the ledger of size {} extends the ledger of size {} ({}, {})",
-            new.size, old.size, new.origin, new.hash
+            new.size,
+            old.size,
+            text::escape(&new.origin),
+            new.hash
         ),
         Verified::Directory(report) => describe_report(report, out),
     }

@@ -6,7 +6,9 @@ use daemoneye_lib::ipc::proto::{self, Status};
 use serde_json::{Value, json};
 
 use crate::Format;
-use crate::records::{csv, one_line};
+use daemoneye_lib::text;
+
+use crate::records::csv_cell;
 
 /// The name the CLI prints for a status.
 pub fn status_name(status: Status) -> &'static str {
@@ -72,29 +74,32 @@ pub fn print(
                 writeln!(
                     out,
                     "{},{},{}",
-                    csv(&c.name),
+                    csv_cell(&c.name),
                     status_name(c.status()),
-                    csv(&c.detail)
+                    csv_cell(&c.detail)
                 )?;
             }
             Ok(())
         }
         Format::Table => {
-            let width = health
+            let names: Vec<_> = health
                 .components
                 .iter()
-                .map(|c| c.name.len())
+                .map(|c| text::escape(&c.name))
+                .collect();
+            let width = names
+                .iter()
+                .map(|name| name.chars().count())
                 .max()
                 .unwrap_or(0)
                 .max(9);
             writeln!(out, "{:width$}  {:8}  DETAIL", "COMPONENT", "STATUS")?;
-            for c in &health.components {
+            for (c, name) in health.components.iter().zip(&names) {
                 writeln!(
                     out,
-                    "{:width$}  {:8}  {}",
-                    c.name,
+                    "{name:width$}  {:8}  {}",
                     status_name(c.status()),
-                    one_line(&c.detail)
+                    text::escape(&c.detail)
                 )?;
             }
             writeln!(out, "overall: {}", status_name(health.overall()))?;
@@ -103,7 +108,13 @@ pub fn print(
                 for section in ["agent", "procmond", "scans"] {
                     if let Some(Value::Object(fields)) = details.get(section) {
                         for (key, value) in fields {
-                            writeln!(out, "{section}.{key} = {value}")?;
+                            let value = value.to_string();
+                            writeln!(
+                                out,
+                                "{section}.{} = {}",
+                                text::escape(key),
+                                text::escape(&value)
+                            )?;
                         }
                     }
                 }
@@ -156,7 +167,7 @@ mod tests {
     fn csv_quotes_fields() {
         assert_eq!(
             printed(Format::Csv),
-            "component,status,detail\nagent,ok,pid 1\nprocmond,degraded,\"down, \"\"restarting\"\"\n\x1b[2J\"\n"
+            "component,status,detail\nagent,ok,pid 1\nprocmond,degraded,\"down, \"\"restarting\"\"\\n\\u{1b}[2J\"\n"
         );
     }
 

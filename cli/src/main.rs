@@ -13,6 +13,7 @@ use daemoneye_lib::config::{self, ConfigSources, DataDirInputs, Overrides, resol
 use daemoneye_lib::ipc::Limits;
 use daemoneye_lib::ipc::proto::Status;
 use daemoneye_lib::ipc::transport::PeerPolicy;
+use daemoneye_lib::text;
 
 mod agent_client;
 mod alerts;
@@ -214,7 +215,8 @@ where
             .unwrap_or(Err(ClientError::Silent(timeout)))
     });
     result.map_err(|err| {
-        eprintln!("daemoneye-cli: {err}");
+        // The message may carry what the agent (or procmond through it) sent.
+        eprintln!("daemoneye-cli: {}", text::escape(&err.to_string()));
         match err {
             ClientError::Unreachable { .. } | ClientError::Silent(_) => ExitCode::from(4),
             ClientError::Failed(daemoneye_lib::ipc::IpcError::Refused {

@@ -1,7 +1,12 @@
 //! Printing records as a table, JSON or CSV: one helper for every command that prints rows.
+//!
+//! Table and CSV cells are text for people (a CSV file ends up in a terminal or a
+//! spreadsheet), so every value goes through `daemoneye_lib::text::escape`; JSON is for
+//! programs and keeps the exact strings (serde_json writes control characters as escapes).
 
 use std::io::{self, Write};
 
+use daemoneye_lib::text;
 use serde_json::Value;
 
 use crate::Format;
@@ -26,10 +31,10 @@ pub fn print(
             writeln!(out)
         }
         Format::Csv => {
-            let header: Vec<String> = columns.iter().map(|column| csv(column)).collect();
+            let header: Vec<String> = columns.iter().map(|column| csv_cell(column)).collect();
             writeln!(out, "{}", header.join(","))?;
             for row in rows {
-                let fields: Vec<String> = row.iter().map(|value| csv(&plain(value))).collect();
+                let fields: Vec<String> = row.iter().map(|value| csv_cell(&plain(value))).collect();
                 writeln!(out, "{}", fields.join(","))?;
             }
             Ok(())
@@ -39,7 +44,7 @@ pub fn print(
                 .iter()
                 .map(|row| {
                     row.iter()
-                        .map(|value| cut(&one_line(&plain(value))))
+                        .map(|value| cut(&text::escape(&plain(value))))
                         .collect()
                 })
                 .collect();
@@ -64,7 +69,10 @@ pub fn print(
                     .collect();
                 padded.join("  ").trim_end().to_owned()
             };
-            let header: Vec<String> = columns.iter().map(|column| one_line(column)).collect();
+            let header: Vec<String> = columns
+                .iter()
+                .map(|column| text::escape(column).into_owned())
+                .collect();
             writeln!(out, "{}", line(&header))?;
             for row in &cells {
                 writeln!(out, "{}", line(row))?;
@@ -92,27 +100,15 @@ fn cut(text: &str) -> String {
     cut
 }
 
-/// A CSV field, quoted when it must be (RFC 4180).
-pub fn csv(field: &str) -> String {
+/// A CSV field: escaped for people, then quoted when it must be (RFC 4180; after escaping only
+/// `,` and `"` can call for it).
+pub fn csv_cell(field: &str) -> String {
+    let field = text::escape(field);
     if field.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", field.replace('"', "\"\""))
     } else {
-        field.to_owned()
+        field.into_owned()
     }
-}
-
-/// Text from the agent or a file with control characters escaped, so that it cannot move the
-/// cursor.
-pub fn one_line(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -140,12 +136,13 @@ mod tests {
     }
 
     #[test]
-    fn csv_quotes_and_json_keeps_types() {
+    fn csv_escapes_and_quotes_and_json_keeps_types() {
         assert_eq!(
             printed(Format::Csv),
-            "pid,cmdline\n1,\"a,\"\"b\"\"\n\u{1b}[2J\"\n22,\n"
+            "pid,cmdline\n1,\"a,\"\"b\"\"\\n\\u{1b}[2J\"\n22,\n"
         );
         let json: Value = serde_json::from_str(&printed(Format::Json)).unwrap();
+        assert_eq!(json[0]["cmdline"], "a,\"b\"\n\u{1b}[2J");
         assert_eq!(json[1], json!({"pid": 22, "cmdline": null}));
     }
 

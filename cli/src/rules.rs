@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use daemoneye_lib::detection::rules::{self, Loaded};
 use daemoneye_lib::detection::sandbox::{Limits, Sandbox};
+use daemoneye_lib::text;
 use serde_json::{Value, json};
 
-use crate::records::{self, one_line};
+use crate::records;
 use crate::{Cli, Format, ask_agent, print_or_fail};
 
 #[derive(Debug, Subcommand)]
@@ -87,7 +88,8 @@ fn validate(cli: &Cli, loaded: &Loaded) -> ExitCode {
         }
         Format::Table => {
             for diagnostic in &loaded.diagnostics {
-                writeln!(out, "{}", one_line(&diagnostic.to_string()))?;
+                // A diagnostic's Display escapes what came from the file.
+                writeln!(out, "{diagnostic}")?;
             }
             Ok(())
         }
@@ -230,7 +232,7 @@ fn list(cli: &Cli) -> ExitCode {
         })
         .collect();
     for problem in &list.problems {
-        eprintln!("daemoneye-cli: not loaded: {}", one_line(problem));
+        eprintln!("daemoneye-cli: not loaded: {}", text::escape(problem));
     }
     print_or_fail(|out| records::print(&columns, &rows, cli.format, out))
         .err()

@@ -9,6 +9,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::AlertId;
+
 /// How bad a match is, in rising order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -70,7 +72,7 @@ impl FromStr for Severity {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     /// Stable for the same rule, host and dedup key: 32 lowercase hex digits of a BLAKE3 hash.
-    pub id: String,
+    pub id: AlertId,
     /// The rule that matched.
     pub rule_id: String,
     /// The rule's name.
@@ -93,7 +95,8 @@ pub struct Alert {
     pub suppressed: u64,
     /// The matching rows, column name to value.
     pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
-    /// One line for a human.
+    /// For a human: the rule's name and the first rows' process columns, as the rows hold
+    /// them (a display escapes it, see `crate::text`).
     pub summary: String,
 }
 

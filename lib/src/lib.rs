@@ -5,11 +5,17 @@
 //! modules (storage, detection, alerting) arrive behind cargo features that `procmond` never
 //! enables, so that the collector links no SQL engine, HTTP, SMTP or TLS code. This crate must
 //! never open a network socket or spawn a process.
+//!
+//! Always compiled, because every binary needs them: [`text`] (the one escaping policy for
+//! untrusted text on a terminal, hex, RFC 3339 times), [`ids`] (checked identifiers) and
+//! [`fsutil`] (atomic, durable file replacement).
 
 pub mod alert;
 pub mod config;
 #[cfg(feature = "detection")]
 pub mod detection;
+pub mod fsutil;
+pub mod ids;
 #[cfg(feature = "ipc")]
 pub mod ipc;
 #[cfg(feature = "ledger")]
@@ -19,3 +25,4 @@ pub mod logging;
 pub mod models;
 #[cfg(feature = "storage")]
 pub mod storage;
+pub mod text;

@@ -17,6 +17,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Instant;
 
+use daemoneye_lib::text;
 use sha2::{Digest, Sha256};
 
 /// Identity and version of a file, from `stat`.
@@ -132,22 +133,11 @@ pub fn hash_reader<R: Read>(
     }
     match after() {
         Ok(key) if key == before && total == before.size => {
-            HashOutcome::Hashed(to_hex(&hasher.finalize()))
+            HashOutcome::Hashed(text::hex(&hasher.finalize()))
         }
         Ok(_) => HashOutcome::ChangedDuringRead,
         Err(err) => HashOutcome::Unreadable(err.kind()),
     }
-}
-
-/// Lowercase hexadecimal.
-pub fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    out
 }
 
 /// Hashes of files seen so far, by [`FileKey`].

@@ -1,4 +1,5 @@
-//! Printing a scan: one JSON document, or a table for people.
+//! Printing a scan: one JSON document (exact strings, as JSON escapes them), or a table for
+//! people, where every text a process chose is escaped by `daemoneye_lib::text`.
 
 use std::io::{self, Write};
 
@@ -6,6 +7,7 @@ use serde::Serialize;
 
 use crate::collector::Scan;
 use daemoneye_lib::models::{ProcessRecord, ScanErrors, ScanSummary};
+use daemoneye_lib::text;
 
 /// The `--format` of `procmond --once`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -62,7 +64,7 @@ fn write_table(records: &[ProcessRecord], out: &mut impl Write) -> io::Result<()
                 r.pid.to_string(),
                 num(r.parent),
                 num(r.uid),
-                r.state.clone().unwrap_or_else(unknown),
+                r.state.as_deref().map_or_else(unknown, printable),
                 r.on_disk.as_i8().to_string(),
                 r.exe_sha256
                     .as_deref()
@@ -108,13 +110,10 @@ fn write_table(records: &[ProcessRecord], out: &mut impl Write) -> io::Result<()
     Ok(())
 }
 
-/// Replaces control characters with `?`, as `ps` does: a process chooses its own name and
-/// command line, and must not be able to move the cursor or forge rows on the operator's
-/// terminal.
-fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+/// A process chooses its own name and command line, and must not be able to move the cursor,
+/// forge rows or disguise itself on the operator's terminal: see `daemoneye_lib::text`.
+fn printable(value: &str) -> String {
+    text::escape(value).into_owned()
 }
 
 #[cfg(test)]
@@ -156,20 +155,48 @@ mod tests {
     }
 
     #[test]
-    fn table_neutralises_control_characters_from_processes() {
-        let scan = scan_of(vec![ProcessRecord {
-            pid: 5,
-            name: Some("ev\u{1b}[2Jil".into()),
-            cmdline: Some("x\n    1    0   0 S 1 fake-row\r".into()),
-            ..ProcessRecord::default()
-        }]);
+    fn table_escapes_what_processes_chose() {
+        let scan = scan_of(vec![
+            ProcessRecord {
+                pid: 5,
+                name: Some("ev\u{1b}[2Jil".into()),
+                cmdline: Some("x\n    1    0   0 S 1 fake-row\r".into()),
+                ..ProcessRecord::default()
+            },
+            ProcessRecord {
+                pid: 6,
+                name: Some("gnp.\u{202e}exe\u{200b}".into()),
+                ..ProcessRecord::default()
+            },
+        ]);
         let mut out = Vec::new();
         write_scan(&scan, Format::Table, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert_eq!(text.lines().count(), 2, "{text:?}");
-        assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
-        assert!(text.contains("ev?[2Jil"), "{text:?}");
-        assert!(text.contains("x?    1    0   0 S 1 fake-row?"), "{text:?}");
+        assert_eq!(text.lines().count(), 3, "{text:?}");
+        for raw in ['\u{1b}', '\r', '\u{202e}', '\u{200b}'] {
+            assert!(!text.contains(raw), "{raw:?} in {text:?}");
+        }
+        assert!(text.contains("ev\\u{1b}[2Jil"), "{text:?}");
+        assert!(
+            text.contains("x\\n    1    0   0 S 1 fake-row\\r"),
+            "{text:?}"
+        );
+        assert!(text.contains("[gnp.\\u{202e}exe\\u{200b}]"), "{text:?}");
+    }
+
+    #[test]
+    fn json_keeps_the_exact_strings() {
+        let name = "gnp.\u{202e}exe\u{200b}\u{1b}[2J\n";
+        let scan = scan_of(vec![ProcessRecord {
+            pid: 6,
+            name: Some(name.into()),
+            ..ProcessRecord::default()
+        }]);
+        let mut out = Vec::new();
+        write_scan(&scan, Format::Json, &mut out).unwrap();
+        assert!(!out.contains(&0x1b) && out.iter().filter(|b| **b == b'\n').count() == 1);
+        let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(doc["processes"][0]["name"], name);
     }
 
     #[test]

@@ -359,8 +359,11 @@ fn each_builtin_rule_fires_on_its_real_process_and_only_once() {
     let id = stored["id"].as_str().unwrap();
     let ack = agent.cli(&["alerts", "ack", id]);
     assert!(ack.status.success(), "{ack:?}");
-    let unknown = agent.cli(&["alerts", "ack", "0000"]);
-    assert_eq!(unknown.status.code(), Some(1));
+    let unknown = agent.cli(&["alerts", "ack", &"0".repeat(32)]);
+    assert_eq!(unknown.status.code(), Some(1), "{unknown:?}");
+    // Not an alert id at all: refused before the agent is asked.
+    let malformed = agent.cli(&["alerts", "ack", "0000"]);
+    assert_eq!(malformed.status.code(), Some(2), "{malformed:?}");
 
     let rules = agent.cli(&["rules", "list", "--format", "json"]);
     let rules: Vec<Value> = serde_json::from_slice(&rules.stdout).unwrap();

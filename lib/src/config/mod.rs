@@ -81,11 +81,14 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
+use crate::text;
+
+pub use crate::ids::SiteId;
 pub use data_dir::{DATA_DIR_ENV, DataDirInputs, resolve_data_dir};
 pub use detection::{DetectionConfig, StorageConfig};
 pub use ipc::{IpcConfig, MIN_FRAME_BYTES};
 pub use ledger::{LedgerConfig, LedgerHash};
-pub use values::{HumanDuration, SiteId};
+pub use values::HumanDuration;
 use values::{USER_NAME_RULE, is_valid_user_name};
 
 mod data_dir;
@@ -206,19 +209,11 @@ pub enum ConfigError {
     },
     /// A string is not a duration (see [`HumanDuration`]).
     #[error(
-        "invalid duration {value:?}: expected a number and a unit such as \"500ms\", \"10s\", \
-         \"5m\" or \"7d\""
+        "invalid duration {}: expected a number and a unit such as \"500ms\", \"10s\", \
+         \"5m\" or \"7d\"",
+        text::quoted(.value)
     )]
     InvalidDuration {
-        /// The rejected text.
-        value: String,
-    },
-    /// A string is not a site id (see [`SiteId`]).
-    #[error(
-        "invalid site id {value:?}: expected 1 to 64 characters from A-Z, a-z, 0-9, \".\", \"_\" \
-         and \"-\""
-    )]
-    InvalidSiteId {
         /// The rejected text.
         value: String,
     },
@@ -540,11 +535,11 @@ fn io_reason(error: &io::Error) -> String {
         io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
         io::ErrorKind::IsADirectory => "is a directory".to_owned(),
         io::ErrorKind::InvalidData => "not valid UTF-8 text".to_owned(),
-        _ => one_line(&error.to_string()),
+        _ => text::escape(&error.to_string()).into_owned(),
     }
 }
 
-/// Parses TOML text into a table, with a one-line reason on failure.
+/// Parses TOML text into a table, with a reason on failure (on one line once escaped).
 fn parse_toml(text: &str) -> Result<Dict, String> {
     Toml::from_str::<Dict>(text).map_err(|error| {
         // The toml crate's own Display draws the offending line with a caret under it over
@@ -556,7 +551,6 @@ fn parse_toml(text: &str) -> Result<Dict, String> {
             .filter(|line| !line.is_empty())
             .collect::<Vec<_>>()
             .join("; ");
-        let message = one_line(&message);
         match error.span() {
             Some(span) => {
                 let (line, column) = line_column(text, span.start);
@@ -601,7 +595,7 @@ impl Layer {
     fn file(path: &Path, contents: &str) -> Result<Self, ConfigError> {
         let dict = parse_toml(contents).map_err(|reason| ConfigError::Syntax {
             path: path.to_owned(),
-            reason,
+            reason: text::escape(&reason).into_owned(),
         })?;
         Ok(Self {
             metadata: Metadata::from("TOML file", path).interpolater(dotted_key),
@@ -693,7 +687,8 @@ impl Provider for EnvLayer {
     }
 }
 
-/// Where the value at `path` came from, for an error message.
+/// Where the value at `path` came from, for an error message (not escaped yet: [`invalid`]
+/// does it).
 fn source_name(metadata: Option<&Metadata>, path: &[String]) -> String {
     let Some(metadata) = metadata else {
         // Only the merged root table has no metadata; no layer can be blamed for it.
@@ -704,13 +699,13 @@ fn source_name(metadata: Option<&Metadata>, path: &[String]) -> String {
         .as_ref()
         .and_then(|source| source.file_path())
     {
-        return display_path(file);
+        return file.display().to_string();
     }
     if metadata.name == SOURCE_ENV {
         // For the environment layer, the key "as written in the source" is the variable name.
-        return one_line(&metadata.interpolate(&Profile::Default, path));
+        return metadata.interpolate(&Profile::Default, path);
     }
-    one_line(&metadata.name)
+    metadata.name.to_string()
 }
 
 /// Turns a figment extraction error into a one-line [`ConfigError::Invalid`].
@@ -779,28 +774,15 @@ fn validate(config: &Config, figment: &Figment) -> Result<(), ConfigError> {
 /// A [`ConfigError::Invalid`], with every part made safe for one line.
 fn invalid(source: impl AsRef<str>, key: &str, reason: impl AsRef<str>) -> ConfigError {
     ConfigError::Invalid {
-        source_name: one_line(source.as_ref()),
-        key: one_line(key),
-        reason: one_line(reason.as_ref()),
+        source_name: text::escape(source.as_ref()).into_owned(),
+        key: text::escape(key).into_owned(),
+        reason: text::escape(reason.as_ref()).into_owned(),
     }
 }
 
 /// A path for a one-line message.
 fn display_path(path: &Path) -> String {
-    one_line(&path.display().to_string())
-}
-
-/// `text` with control characters (newlines above all) escaped, so that it fits on one line.
-fn one_line(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    text::escape(&path.display().to_string()).into_owned()
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
-//! The checked value types of the configuration: [`SiteId`], [`HumanDuration`] and the
-//! user-name check, each parsed and validated once so that the rest of the program can trust
-//! them.
+//! The checked value types of the configuration: [`HumanDuration`] and the user-name check,
+//! each parsed and validated once so that the rest of the program can trust them. (`SiteId`
+//! lives with the other checked ids in `crate::ids`; `config` re-exports it.)
 
 use std::fmt;
 use std::str::FromStr;
@@ -28,62 +28,6 @@ pub(super) fn is_valid_user_name(name: &str) -> bool {
     name.len() <= 32
         && (first.is_ascii_lowercase() || first == '_')
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
-}
-
-/// A site identifier: 1 to 64 characters from `A-Z`, `a-z`, `0-9`, `.`, `_` and `-`.
-///
-/// The field is private so that every `SiteId` in the program has been validated; the id ends
-/// up in file names and report headers, where spaces, slashes or control characters would do
-/// harm.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SiteId(String);
-
-impl SiteId {
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for SiteId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl FromStr for SiteId {
-    type Err = ConfigError;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        let valid = (1..=64).contains(&value.len())
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        if valid {
-            Ok(Self(value.to_owned()))
-        } else {
-            Err(ConfigError::InvalidSiteId {
-                value: value.to_owned(),
-            })
-        }
-    }
-}
-
-impl Serialize for SiteId {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for SiteId {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // Numbers are refused rather than converted, because "007" read as a number would
-        // silently become the different id "7".
-        from_str_only(
-            deserializer,
-            "a site id string (an id made only of digits must be quoted)",
-        )
-    }
 }
 
 /// A duration written the human way: `"500ms"`, `"10s"`, `"5m"`, `"7d"`, `"1h 30m"`.
@@ -209,43 +153,6 @@ mod tests {
                     format!("\"{printed}\"")
                 );
                 assert_eq!(printed.parse::<HumanDuration>(), Ok(duration));
-            }
-        }
-    }
-
-    #[test]
-    fn site_ids_are_validated() {
-        let long = "a".repeat(64);
-        let too_long = "a".repeat(65);
-        let cases = [
-            ("plant-7", true),
-            ("Plant_7.eu-west", true),
-            ("0", true),
-            (long.as_str(), true),
-            ("", false),
-            (too_long.as_str(), false),
-            ("plant 7", false),
-            ("plant/7", false),
-            ("plänt", false),
-            ("a\nb", false),
-        ];
-        for (text, valid) in cases {
-            match text.parse::<SiteId>() {
-                Ok(id) => {
-                    assert!(valid, "{text:?} accepted");
-                    assert_eq!(id.as_str(), text);
-                    assert_eq!(id.to_string(), text);
-                }
-                Err(error) => {
-                    assert!(!valid, "{text:?} rejected");
-                    assert_eq!(
-                        error,
-                        ConfigError::InvalidSiteId {
-                            value: text.to_owned()
-                        }
-                    );
-                    assert!(!error.to_string().contains('\n'));
-                }
             }
         }
     }

@@ -15,6 +15,8 @@ use std::time::Duration;
 use super::rules::Rule;
 use super::sandbox::QueryResult;
 use crate::alert::{Alert, Severity, StoredAlert};
+use crate::ids::AlertId;
+use crate::text::format_time_ms;
 
 /// Rows kept in one alert; the summary says how many more matched.
 pub const MAX_ROWS_PER_ALERT: usize = 100;
@@ -35,14 +37,16 @@ pub struct AlertContext<'a> {
 }
 
 /// The stable id of an alert.
-pub fn alert_id(rule_id: &str, host: &str, dedup_key: &str) -> String {
+pub fn alert_id(rule_id: &str, host: &str, dedup_key: &str) -> AlertId {
     let mut hasher = blake3::Hasher::new();
     hasher.update(rule_id.as_bytes());
     hasher.update(&[0]);
     hasher.update(host.as_bytes());
     hasher.update(&[0]);
     hasher.update(dedup_key.as_bytes());
-    hasher.finalize().to_hex()[..32].to_owned()
+    let mut first = [0; 16];
+    first.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+    AlertId::from_bytes(first)
 }
 
 /// One alert per distinct dedup key among `result`'s rows, in the order keys first appear.
@@ -101,7 +105,7 @@ pub fn candidates(rule: &Rule, result: &QueryResult, ctx: &AlertContext<'_>) -> 
                 host: ctx.host.to_owned(),
                 site: ctx.site.map(str::to_owned),
                 scan_id: ctx.scan_id,
-                detected_at: rfc3339(ctx.now_ms),
+                detected_at: format_time_ms(ctx.now_ms),
                 dedup_key,
                 suppressed: 0,
                 rows,
@@ -126,7 +130,7 @@ pub fn degraded(rule: &Rule, reason: &str, ctx: &AlertContext<'_>) -> Alert {
         host: ctx.host.to_owned(),
         site: ctx.site.map(str::to_owned),
         scan_id: ctx.scan_id,
-        detected_at: rfc3339(ctx.now_ms),
+        detected_at: format_time_ms(ctx.now_ms),
         dedup_key,
         suppressed: 0,
         rows: vec![row],
@@ -182,16 +186,9 @@ fn describe(rows: &[serde_json::Map<String, serde_json::Value>]) -> String {
         text.truncate(cut);
         text.push('…');
     }
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
-}
-
-/// RFC 3339 in UTC with milliseconds.
-pub fn rfc3339(ms: i64) -> String {
-    let ms = u64::try_from(ms).unwrap_or(0);
-    let time = std::time::UNIX_EPOCH + Duration::from_millis(ms);
-    humantime::format_rfc3339_millis(time).to_string()
+    // The values stay as the rows hold them, as in the alert's JSON; whatever shows the
+    // summary to a person escapes it (`crate::text`).
+    text
 }
 
 /// What folding a candidate into the stored state decided.
@@ -248,7 +245,7 @@ mod tests {
 
     fn rule(key: &[&str]) -> Rule {
         Rule {
-            id: RuleId::new("DE-TEST-1").unwrap(),
+            id: RuleId::parse("DE-TEST-1").unwrap(),
             name: "Test rule".into(),
             severity: Severity::High,
             mitre: vec!["T1070.004".into()],
@@ -310,9 +307,10 @@ mod tests {
     #[test]
     fn ids_are_stable_and_distinct() {
         let id = alert_id("DE-TEST-1", "host-a", "[1]");
-        assert_eq!(id.len(), 32);
+        assert_eq!(id.as_str().len(), 32);
         assert!(
-            id.bytes()
+            id.as_str()
+                .bytes()
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
         );
         assert_eq!(id, alert_id("DE-TEST-1", "host-a", "[1]"));
@@ -327,7 +325,17 @@ mod tests {
         }
         // A known answer, so that a change of the id scheme is a deliberate one.
         let expected = blake3::hash(b"DE-TEST-1\0host-a\0[1]").to_hex()[..32].to_owned();
-        assert_eq!(id, expected);
+        assert_eq!(id.as_str(), expected);
+    }
+
+    #[test]
+    fn summaries_keep_the_values_as_the_rows_hold_them() {
+        // Escaping is for terminals, at display time; the alert (JSON for programs) keeps the
+        // exact text.
+        let hostile = "/tmp/\u{202e}fdp.sh\n\u{1b}[2J\u{200b}";
+        let alert = candidates(&rule(&[]), &result(&[(1, hostile)]), &CTX).remove(0);
+        assert_eq!(alert.summary, format!("Test rule: pid=1 path={hostile}"));
+        assert_eq!(alert.rows[0]["path"], hostile);
     }
 
     #[test]

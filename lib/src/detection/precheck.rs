@@ -17,6 +17,7 @@ use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::{Parser, ParserError};
 
 use super::schema::Table;
+use crate::text;
 
 /// The longest query accepted, in bytes. The longest converted Sigma rule is ~70 KB.
 pub const MAX_SQL_BYTES: usize = 256 * 1024;
@@ -121,7 +122,8 @@ pub fn is_allowed_function(name: &str) -> bool {
         .any(|allowed| allowed.eq_ignore_ascii_case(name))
 }
 
-/// Why a query was refused before it ran.
+/// Why a query was refused before it ran. The texts a variant holds are as the query had
+/// them (cut to 200 characters); the message escapes them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Refusal {
@@ -132,7 +134,7 @@ pub enum Refusal {
     #[error("the query is {0} bytes long, more than the {MAX_SQL_BYTES} allowed")]
     TooLong(usize),
     /// sqlparser could not read it.
-    #[error("the query does not parse: {0}")]
+    #[error("the query does not parse: {}", text::escape(.0))]
     Syntax(String),
     /// Expressions nested deeper than the parser's limit.
     #[error("the query nests expressions too deeply")]
@@ -141,16 +143,16 @@ pub enum Refusal {
     #[error("only one statement is allowed, found {0}")]
     Stacked(usize),
     /// Not a `SELECT`.
-    #[error("only SELECT is allowed, not {0}")]
+    #[error("only SELECT is allowed, not {}", text::escape(.0))]
     NotSelect(String),
     /// A table that is not in the schema.
-    #[error("unknown table {0:?}")]
+    #[error("unknown table {}", text::quoted(.0))]
     UnknownTable(String),
     /// `main.processes`, `temp.x`: other schemas are not reachable.
-    #[error("schema-qualified name {0:?} is not allowed")]
+    #[error("schema-qualified name {} is not allowed", text::quoted(.0))]
     Qualified(String),
     /// A function not on the allowed list.
-    #[error("function {0:?} is not allowed")]
+    #[error("function {} is not allowed", text::quoted(.0))]
     Function(String),
     /// Too many joins.
     #[error("the query has {0} joins, more than the {MAX_JOINS} allowed")]
@@ -165,7 +167,7 @@ pub enum Refusal {
     #[error("{0} is not allowed")]
     Clause(&'static str),
     /// The parser's thread could not be started (the machine is out of threads or memory).
-    #[error("the query could not be checked: {0}")]
+    #[error("the query could not be checked: {}", text::escape(.0))]
     Resources(String),
 }
 
@@ -208,7 +210,7 @@ pub fn check(sql: &str) -> Result<CheckedSql, Refusal> {
         .name("sql-precheck".into())
         .stack_size(PARSER_STACK_BYTES)
         .spawn(move || check_on_this_thread(&owned))
-        .map_err(|err| Refusal::Resources(one_line(&err.to_string())))?
+        .map_err(|err| Refusal::Resources(cut(&err.to_string())))?
         .join()
         .unwrap_or_else(|_| Err(Refusal::Resources("the parser panicked".to_owned())))
 }
@@ -221,7 +223,7 @@ fn check_on_this_thread(sql: &str) -> Result<CheckedSql, Refusal> {
         .and_then(|mut parser| parser.parse_statements())
         .map_err(|err| match err {
             ParserError::RecursionLimitExceeded => Refusal::TooDeep,
-            other => Refusal::Syntax(one_line(&other.to_string())),
+            other => Refusal::Syntax(cut(&other.to_string())),
         })?;
     let statement = match statements.as_slice() {
         [] => return Err(Refusal::Empty),
@@ -257,7 +259,7 @@ fn statement_kind(statement: &Statement) -> String {
         [first, ..] => (*first).to_owned(),
         [] => String::new(),
     };
-    one_line(&kind.to_ascii_uppercase())
+    cut(&kind.to_ascii_uppercase())
 }
 
 #[derive(Default)]
@@ -306,9 +308,8 @@ impl Visitor for Walk {
                 | SetExpr::SetOperation { .. }
                 | SetExpr::Values(_)
         ) {
-            return ControlFlow::Break(Refusal::NotSelect(one_line(
-                &query.body.to_string().chars().take(20).collect::<String>(),
-            )));
+            let start = query.body.to_string().chars().take(20).collect();
+            return ControlFlow::Break(Refusal::NotSelect(start));
         }
         ControlFlow::Continue(())
     }
@@ -340,12 +341,12 @@ impl Visitor for Walk {
     fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<Refusal> {
         let name = match relation.0.as_slice() {
             [ObjectNamePart::Identifier(ident)] => ident.value.as_str(),
-            _ => return ControlFlow::Break(Refusal::Qualified(one_line(&relation.to_string()))),
+            _ => return ControlFlow::Break(Refusal::Qualified(cut(&relation.to_string()))),
         };
         if let Some(table) = Table::from_name(name) {
             self.tables.insert(table);
         } else if !self.ctes.contains(&name.to_ascii_lowercase()) {
-            return ControlFlow::Break(Refusal::UnknownTable(one_line(name)));
+            return ControlFlow::Break(Refusal::UnknownTable(cut(name)));
         }
         ControlFlow::Continue(())
     }
@@ -355,30 +356,21 @@ impl Visitor for Walk {
             let name = match function.name.0.as_slice() {
                 [ObjectNamePart::Identifier(ident)] => ident.value.as_str(),
                 _ => {
-                    return ControlFlow::Break(Refusal::Function(one_line(
-                        &function.name.to_string(),
-                    )));
+                    return ControlFlow::Break(Refusal::Function(cut(&function.name.to_string())));
                 }
             };
             if !is_allowed_function(name) {
-                return ControlFlow::Break(Refusal::Function(one_line(name)));
+                return ControlFlow::Break(Refusal::Function(cut(name)));
             }
         }
         ControlFlow::Continue(())
     }
 }
 
-/// `text` with control characters escaped, so that a refusal fits on one line.
-pub(crate) fn one_line(text: &str) -> String {
-    let mut out = String::with_capacity(text.len().min(200));
-    for c in text.chars().take(200) {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+/// The first 200 characters of `text`, for a refusal: enough to recognise it, and a query of
+/// 100 KB does not make a message of 100 KB.
+pub(crate) fn cut(text: &str) -> String {
+    text.chars().take(200).collect()
 }
 
 #[cfg(test)]
@@ -487,9 +479,10 @@ mod tests {
 
     #[test]
     fn syntax_errors_are_one_line() {
-        let Err(Refusal::Syntax(message)) = check("SELECT FROM WHERE\n\n(") else {
+        let Err(refusal @ Refusal::Syntax(_)) = check("SELECT FROM WHERE\n\n(") else {
             panic!("expected a syntax refusal");
         };
+        let message = refusal.to_string();
         assert!(!message.contains('\n'), "{message}");
     }
 }

@@ -12,10 +12,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::precheck::{self, CheckedSql, one_line};
+use super::precheck::{self, CheckedSql};
 use super::sandbox::{Cell, Limits, QueryError, Row, Sandbox, SandboxError};
 use super::schema::Table;
 use crate::alert::Severity;
+pub use crate::ids::RuleId;
+use crate::text;
 
 mod files;
 pub use files::load_paths;
@@ -26,41 +28,6 @@ pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 pub const MAX_RULES_PER_FILE: usize = 1000;
 /// Fixture rows in one fixture, all tables together.
 pub const MAX_FIXTURE_ROWS: usize = 10_000;
-
-/// A rule id: 1 to 64 characters from `A-Z a-z 0-9 . _ -`, starting with a letter or digit.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RuleId(String);
-
-impl RuleId {
-    /// Checks `text`.
-    pub fn new(text: &str) -> Result<Self, String> {
-        let valid = (1..=64).contains(&text.len())
-            && text.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        if valid {
-            Ok(Self(text.to_owned()))
-        } else {
-            Err(format!(
-                "invalid rule id {:?}: expected 1 to 64 letters, digits, '.', '_' or '-', \
-                 starting with a letter or digit",
-                one_line(text)
-            ))
-        }
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for RuleId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// How repeats of a rule's alert are folded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,19 +86,26 @@ pub struct Rule {
 /// A problem with one rule, or with a whole file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
-    /// The file (or `builtin:<file>`).
+    /// The file (or `builtin:<file>`), as named.
     pub source: String,
-    /// The rule's id, when it got that far.
+    /// The rule's id as the file gives it (perhaps not a valid id), when it got that far.
     pub rule_id: Option<String>,
-    /// What is wrong.
+    /// What is wrong, on one line, with what it quotes from the file escaped.
     pub reason: String,
 }
 
+/// `source: rule_id: reason`, with the source and the id escaped (`crate::text`).
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.rule_id {
-            Some(id) => write!(f, "{}: {}: {}", self.source, one_line(id), self.reason),
-            None => write!(f, "{}: {}", self.source, self.reason),
+            Some(id) => write!(
+                f,
+                "{}: {}: {}",
+                text::escape(&self.source),
+                text::escape(id),
+                self.reason
+            ),
+            None => write!(f, "{}: {}", text::escape(&self.source), self.reason),
         }
     }
 }
@@ -206,8 +180,8 @@ pub fn parse(source: &str, text: &str, sandbox: &Sandbox) -> Loaded {
     };
     for key in document.keys().filter(|key| key.as_str() != "rule") {
         loaded.diagnostics.push(whole_file(format!(
-            "unknown top-level key {:?}: rule files hold [[rule]] tables",
-            one_line(key)
+            "unknown top-level key {}: rule files hold [[rule]] tables",
+            text::quoted(key)
         )));
     }
     let entries = match document.get("rule") {
@@ -237,7 +211,7 @@ pub fn parse(source: &str, text: &str, sandbox: &Sandbox) -> Loaded {
         let id_hint = entry
             .get("id")
             .and_then(toml::Value::as_str)
-            .map(one_line)
+            .map(str::to_owned)
             .unwrap_or_else(|| format!("rule #{}", index + 1));
         match check_rule(source, entry, sandbox) {
             Ok(rule) if !ids.insert(rule.id.clone()) => loaded.diagnostics.push(Diagnostic {
@@ -258,7 +232,7 @@ pub fn parse(source: &str, text: &str, sandbox: &Sandbox) -> Loaded {
 
 /// A toml error as one line with its position.
 fn toml_error(text: &str, err: &toml::de::Error) -> String {
-    let message = one_line(err.message());
+    let message = text::escape(err.message()).into_owned();
     match err.span() {
         Some(span) => {
             let before = &text[..span.start.min(text.len())];
@@ -274,8 +248,8 @@ fn check_rule(source: &str, entry: &toml::Value, sandbox: &Sandbox) -> Result<Ru
     let raw: RawRule = entry
         .clone()
         .try_into()
-        .map_err(|err: toml::de::Error| one_line(err.message()))?;
-    let id = RuleId::new(&raw.id)?;
+        .map_err(|err: toml::de::Error| text::escape(err.message()).into_owned())?;
+    let id = RuleId::parse(&raw.id).map_err(|err| err.to_string())?;
     let name = raw.name.trim().to_owned();
     if name.is_empty() || name.len() > 200 {
         return Err("name must be 1 to 200 characters".to_owned());
@@ -284,8 +258,8 @@ fn check_rule(source: &str, entry: &toml::Value, sandbox: &Sandbox) -> Result<Ru
     for technique in &raw.mitre {
         if !is_attack_id(technique) {
             return Err(format!(
-                "invalid MITRE ATT&CK id {:?}: expected Tnnnn or Tnnnn.nnn",
-                one_line(technique)
+                "invalid MITRE ATT&CK id {}: expected Tnnnn or Tnnnn.nnn",
+                text::quoted(technique)
             ));
         }
     }
@@ -308,8 +282,8 @@ fn check_rule(source: &str, entry: &toml::Value, sandbox: &Sandbox) -> Result<Ru
         Some(dedup) => {
             if let Some(missing) = dedup.key.iter().find(|key| !columns.contains(key)) {
                 return Err(format!(
-                    "dedup key {:?} is not a column of the result ({})",
-                    one_line(missing),
+                    "dedup key {} is not a column of the result ({})",
+                    text::quoted(missing),
                     columns.join(", ")
                 ));
             }
@@ -319,7 +293,10 @@ fn check_rule(source: &str, entry: &toml::Value, sandbox: &Sandbox) -> Result<Ru
                     Ok(window) if !window.is_zero() => Some(window),
                     Ok(_) => return Err("dedup window must be greater than zero".to_owned()),
                     Err(err) => {
-                        return Err(format!("invalid dedup window {:?}: {err}", one_line(&text)));
+                        return Err(format!(
+                            "invalid dedup window {}: {err}",
+                            text::quoted(&text)
+                        ));
                     }
                 },
             };
@@ -374,7 +351,9 @@ fn parse_fixture(table: &toml::Table) -> Result<Fixture, String> {
     let mut total_rows = 0usize;
     for (key, value) in table {
         match (key.as_str(), value) {
-            ("name", toml::Value::String(name)) => fixture.name = Some(one_line(name)),
+            ("name", toml::Value::String(name)) => {
+                fixture.name = Some(text::escape(name).into_owned())
+            }
             ("name", _) => return Err("name must be a string".to_owned()),
             ("expect_rows", toml::Value::Integer(count)) => {
                 expect = Some(
@@ -388,9 +367,9 @@ fn parse_fixture(table: &toml::Table) -> Result<Fixture, String> {
                     .filter(|table| table.is_table())
                     .ok_or_else(|| {
                         format!(
-                            "unknown key {:?}: expected name, expect_rows or a table \
+                            "unknown key {}: expected name, expect_rows or a table \
                              (processes, process_snapshots, process_events, scans, alerts, users)",
-                            one_line(name)
+                            text::quoted(name)
                         )
                     })?;
                 let toml::Value::Array(rows) = value else {
@@ -421,9 +400,9 @@ fn fixture_row(table: Table, value: &toml::Value) -> Result<Row, String> {
     for (column, value) in fields {
         if !columns.contains(&column.as_str()) {
             return Err(format!(
-                "{} has no column {:?}",
+                "{} has no column {}",
                 table.name(),
-                one_line(column)
+                text::quoted(column)
             ));
         }
         let cell = match value {

@@ -36,10 +36,11 @@ use rusqlite::{Connection, ErrorCode, params};
 use serde::{Deserialize, Serialize};
 
 use super::functions;
-use super::precheck::{self, CheckedSql, Refusal, one_line};
+use super::precheck::{self, CheckedSql, Refusal};
 use super::schema::{self, Table};
 use crate::alert::Alert;
 use crate::models::{ProcessEvent, ProcessRecord, ScanSummary};
+use crate::text::{self, hex};
 
 /// Virtual-machine instructions between two looks at the clock.
 pub const PROGRESS_OPS: i32 = 1000;
@@ -124,15 +125,6 @@ impl Cell {
             Self::Blob(value) => Value::Blob(value.clone()),
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut out, byte| {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{byte:02x}");
-        out
-    })
 }
 
 /// What a query returned.
@@ -381,7 +373,7 @@ impl Sandbox {
                 let rows = serde_json::to_string(&alert.rows).unwrap_or_default();
                 insert
                     .execute(params![
-                        alert.id,
+                        alert.id.as_str(),
                         alert.rule_id,
                         alert.rule_name,
                         alert.severity.as_str(),
@@ -430,9 +422,9 @@ impl Sandbox {
         for row in rows {
             if let Some(unknown) = row.keys().find(|key| !columns.contains(&key.as_str())) {
                 return Err(format!(
-                    "{} has no column {:?}",
+                    "{} has no column {}",
                     table.name(),
-                    one_line(unknown)
+                    text::quoted(unknown)
                 ));
             }
         }
@@ -563,7 +555,7 @@ fn prepare_error(err: rusqlite::Error, sql: &CheckedSql) -> QueryError {
     // SQLite quotes the whole statement in its message ("… in SELECT … at offset 18"); the
     // statement can be 70 KB long, and the caller knows it.
     let message = err.to_string().replace(&format!(" in {}", sql.sql()), "");
-    let message = one_line(&message);
+    let message = text::escape(&precheck::cut(&message)).into_owned();
     if is_denial(&err) {
         QueryError::Denied(message)
     } else {

@@ -914,74 +914,14 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Lowercase hex, as entries show hashes.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-    out
-}
+// Hex and times are written by `crate::text`, their one home; they stay reachable here, where
+// callers have always found them.
+pub use crate::text::{format_time_ms, hex};
 
-/// `time_ms` as `YYYY-MM-DDTHH:MM:SS.mmmZ` (RFC 3339, UTC, proleptic Gregorian calendar) for
-/// years 0 to 9999; outside them, for any `i64`, the ISO 8601 expanded year (`+10000-…`,
-/// `-00001-…`), which never panics.
-pub fn format_time_ms(time_ms: i64) -> String {
-    const MS_PER_DAY: i64 = 86_400_000;
-    let days = time_ms.div_euclid(MS_PER_DAY);
-    let ms_of_day = time_ms.rem_euclid(MS_PER_DAY);
-    // Howard Hinnant's `civil_from_days`: days since 1970-01-01 to year, month, day.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (hour, minute) = (ms_of_day / 3_600_000, ms_of_day / 60_000 % 60);
-    let (second, milli) = (ms_of_day / 1_000 % 60, ms_of_day % 1_000);
-    let year = if (0..=9999).contains(&year) {
-        format!("{year:04}")
-    } else {
-        format!("{year:+06}")
-    };
-    format!("{year}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z")
-}
-
-/// Write `s` in double quotes so that it stays on one line and cannot pass for anything else.
+/// Write `s` in double quotes so that it stays on one line and cannot pass for anything else:
+/// `crate::text`'s escaping, the one policy for text shown to people.
 fn write_quoted(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
-    f.write_char('"')?;
-    for c in s.chars() {
-        match c {
-            '"' => f.write_str("\\\"")?,
-            '\\' => f.write_str("\\\\")?,
-            '\n' => f.write_str("\\n")?,
-            '\r' => f.write_str("\\r")?,
-            '\t' => f.write_str("\\t")?,
-            c if needs_escape(c) => write!(f, "\\u{{{:x}}}", u32::from(c))?,
-            c => f.write_char(c)?,
-        }
-    }
-    f.write_char('"')
-}
-
-/// Control characters (C0, DEL, C1 including NEL), line and paragraph separators, and the
-/// invisible formatting characters that reorder or hide text (bidi controls, zero-width
-/// characters, the byte-order mark).
-fn needs_escape(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{200b}'..='\u{200f}'
-                | '\u{2028}'..='\u{202e}'
-                | '\u{2060}'..='\u{2069}'
-                | '\u{061c}'
-                | '\u{feff}'
-        )
+    write!(f, "{}", crate::text::quoted(s))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use tempfile::TempDir;
 
 use super::*;
 use crate::alert::{Alert, Severity};
+use crate::ids::AlertId;
 use crate::models::{EventKind, OnDisk, ProcessRecord, ScanSummary};
 
 mod failures;
@@ -333,6 +334,11 @@ fn rule_state(rule_id: &str, status: RuleStatus) -> RuleState {
     }
 }
 
+/// A valid alert id made of `short` (hex digits) padded with zeros.
+fn aid(short: &str) -> String {
+    format!("{short:0>32}")
+}
+
 fn stored_alert(id: &str, raised_at_ms: i64) -> StoredAlert {
     let mut row = serde_json::Map::new();
     row.insert("pid".to_owned(), serde_json::json!(42));
@@ -341,7 +347,7 @@ fn stored_alert(id: &str, raised_at_ms: i64) -> StoredAlert {
     row.insert("gone".to_owned(), serde_json::Value::Null);
     StoredAlert {
         alert: Alert {
-            id: id.to_owned(),
+            id: AlertId::parse(&aid(id)).unwrap(),
             rule_id: "DE-LNX-0001".to_owned(),
             rule_name: "deleted executable".to_owned(),
             severity: Severity::High,
@@ -396,28 +402,29 @@ fn alerts_round_trip_sort_and_acknowledge() {
         stored_alert("a3", 200),
     ];
     store.put_alerts(&alerts).unwrap();
-    assert_eq!(store.alert("a2").unwrap(), Some(alerts[1].clone()));
+    assert_eq!(store.alert(&aid("a2")).unwrap(), Some(alerts[1].clone()));
     assert_eq!(store.alert("zz").unwrap(), None);
     let order: Vec<_> = store
         .alerts()
         .unwrap()
         .into_iter()
-        .map(|a| a.alert.id)
+        .map(|a| a.alert.id.to_string())
         .collect();
-    assert_eq!(order, ["a2", "a3", "a1"]);
+    assert_eq!(order, [aid("a2"), aid("a3"), aid("a1")]);
 
     // id, ack time, result, acked_at_ms afterwards
     let cases = [
-        ("a1", 500, true, Some(500)),
-        ("a1", 900, true, Some(500)),
-        ("nope", 500, false, None),
+        (aid("a1"), 500, true, Some(500)),
+        (aid("a1"), 900, true, Some(500)),
+        ("nope".to_owned(), 500, false, None),
     ];
     for (id, now_ms, found, acked_at_ms) in cases {
+        let id = id.as_str();
         assert_eq!(store.ack_alert(id, now_ms).unwrap(), found, "{id}");
         let acked = store.alert(id).unwrap().and_then(|a| a.acked_at_ms);
         assert_eq!(acked, acked_at_ms, "{id}");
     }
-    assert_eq!(store.alert("a2").unwrap().unwrap().acked_at_ms, None);
+    assert_eq!(store.alert(&aid("a2")).unwrap().unwrap().acked_at_ms, None);
 }
 
 #[test]

@@ -242,7 +242,7 @@ fn invalid_values_name_source_key_and_reason() {
             &[],
             "user.toml",
             "site.id",
-            "invalid site id \"plant 7\": expected 1 to 64 characters",
+            "invalid site id \"plant 7\": expected 1 to 64 letters, digits",
         ),
         bad(
             &[(

@@ -1,3 +1,5 @@
+use std::collections::BTreeSet;
+
 use super::*;
 use crate::detection::precheck::check;
 
@@ -222,4 +224,126 @@ fn events_load_with_every_column_in_place() {
             Cell::Integer(5678),
         ]]
     );
+}
+
+/// A record with every field set, each to a value no other field has, so that two columns
+/// bound in each other's place cannot go unnoticed.
+fn distinct_record() -> ProcessRecord {
+    use crate::models::OnDisk;
+    ProcessRecord {
+        pid: 101,
+        parent: Some(102),
+        name: Some("name-103".into()),
+        path: Some("/path/104".into()),
+        cmdline: Some("cmdline 105".into()),
+        cwd: Some("/cwd/106".into()),
+        root: Some("/root/107".into()),
+        state: Some("S108".into()),
+        uid: Some(109),
+        gid: Some(110),
+        euid: Some(111),
+        egid: Some(112),
+        suid: Some(113),
+        sgid: Some(114),
+        // The only field whose values are fixed (1, 0, -1): no other field is 0.
+        on_disk: OnDisk::Gone,
+        resident_size: Some(115),
+        total_size: Some(116),
+        user_time: Some(117),
+        system_time: Some(118),
+        disk_bytes_read: Some(119),
+        disk_bytes_written: Some(120),
+        start_time: Some(121),
+        pgroup: Some(122),
+        threads: Some(123),
+        nice: Some(124),
+        cgroup_path: Some("/cgroup/125".into()),
+        exe_sha256: Some("sha-126".into()),
+        exe_dev: Some(127),
+        exe_inode: Some(128),
+        cpu_percent: Some(129.5),
+        scan_id: 130,
+        collected_at: 131,
+    }
+}
+
+/// `record`'s fields by name, as serde names them (the field names, which are the column
+/// names), checked to cover exactly the schema's columns with distinct, non-null values.
+fn fields_by_name(record: &ProcessRecord) -> serde_json::Map<String, serde_json::Value> {
+    let serde_json::Value::Object(fields) = serde_json::to_value(record).unwrap() else {
+        panic!("a record serializes as an object");
+    };
+    let names: BTreeSet<&str> = fields.keys().map(String::as_str).collect();
+    let columns: BTreeSet<&str> = schema::PROCESS_COLUMNS.iter().map(|(c, _)| *c).collect();
+    assert_eq!(
+        names, columns,
+        "ProcessRecord's fields are the processes columns"
+    );
+    let values: Vec<String> = fields.values().map(ToString::to_string).collect();
+    let distinct: BTreeSet<&String> = values.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        values.len(),
+        "every field differs: {fields:?}"
+    );
+    assert!(fields.values().all(|value| !value.is_null()), "{fields:?}");
+    fields
+}
+
+/// Compares every column of `result`'s only row with the field of the same name.
+fn check_columns_by_name(
+    table: &str,
+    result: &QueryResult,
+    expected: &serde_json::Map<String, serde_json::Value>,
+) {
+    assert_eq!(result.rows.len(), 1, "{table}");
+    assert_eq!(result.columns.len(), result.rows[0].len(), "{table}");
+    for (column, cell) in result.columns.iter().zip(&result.rows[0]) {
+        assert_eq!(
+            Some(&cell.to_json()),
+            expected.get(column),
+            "{table}.{column} does not hold the record's field {column}"
+        );
+    }
+}
+
+#[test]
+fn every_process_column_holds_the_field_of_its_name() {
+    use crate::models::EventKind;
+    let record = distinct_record();
+    let mut fields = fields_by_name(&record);
+    let process_columns: Vec<String> = schema::PROCESS_COLUMNS
+        .iter()
+        .map(|(column, _)| (*column).to_owned())
+        .collect();
+    let mut sandbox = sandbox();
+    let events = [ProcessEvent {
+        event: EventKind::Start,
+        record: record.clone(),
+        observed_at: 132,
+    }];
+    sandbox
+        .load(&Dataset {
+            processes: Some(std::slice::from_ref(&record)),
+            snapshots: Some(std::slice::from_ref(&record)),
+            events: Some(&events),
+            ..Dataset::default()
+        })
+        .unwrap();
+    for table in ["processes", "process_snapshots"] {
+        let result = run(&sandbox, &format!("SELECT * FROM {table}")).unwrap();
+        assert_eq!(result.columns, process_columns, "{table}");
+        check_columns_by_name(table, &result, &fields);
+    }
+    fields.insert("event".into(), "start".into());
+    fields.insert("observed_at".into(), 132.into());
+    let result = run(&sandbox, "SELECT * FROM process_events").unwrap();
+    let columns: BTreeSet<&str> = result.columns.iter().map(String::as_str).collect();
+    assert_eq!(columns.len(), process_columns.len() + 2);
+    assert_eq!(result.columns.first().map(String::as_str), Some("event"));
+    assert_eq!(
+        result.columns.last().map(String::as_str),
+        Some("observed_at")
+    );
+    check_columns_by_name("process_events", &result, &fields);
 }
