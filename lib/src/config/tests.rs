@@ -2,6 +2,7 @@
 
 use super::*;
 use figment::Jail;
+pub(super) use std::time::Duration;
 
 mod errors;
 mod layers;

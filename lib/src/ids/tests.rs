@@ -1,3 +1,5 @@
+//! Tests of the checked ids: what each accepts and refuses.
+
 use super::*;
 
 /// Which of the four types accept `text`: rule id, site id, bundle name, alert id.

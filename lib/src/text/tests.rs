@@ -1,3 +1,5 @@
+//! Tests of the escaping policy, hex and RFC 3339 times.
+
 use proptest::prelude::*;
 
 use super::*;

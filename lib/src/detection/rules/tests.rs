@@ -1,3 +1,5 @@
+//! Tests of rule-file parsing, checks and fixtures.
+
 use super::*;
 
 fn sandbox() -> Sandbox {

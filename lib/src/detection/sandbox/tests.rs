@@ -1,3 +1,5 @@
+//! Tests of the SQL sandbox: loading, limits, the authorizer and column order.
+
 use std::collections::BTreeSet;
 
 use super::*;

@@ -1,0 +1,105 @@
+//! The `[collection]` and `[collector]` sections: how often and how much procmond scans, and
+//! how the agent starts, watches and restarts it.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{HumanDuration, Problem, USER_NAME_RULE, is_valid_user_name};
+
+/// The `[collection]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionConfig {
+    /// Time between two process scans (default 10 s).
+    pub interval: HumanDuration,
+    /// Executables larger than this are not hashed (default 512 MiB).
+    pub hash_max_bytes: u64,
+    /// Time one scan may spend hashing executables (default 5 s).
+    pub hash_time_budget: HumanDuration,
+}
+
+impl Default for CollectionConfig {
+    fn default() -> Self {
+        Self {
+            interval: HumanDuration::new(Duration::from_secs(10)),
+            hash_max_bytes: 512 * 1024 * 1024,
+            hash_time_budget: HumanDuration::new(Duration::from_secs(5)),
+        }
+    }
+}
+
+/// The `[collector]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// User the collector drops privileges to. `None` leaves the choice to the collector
+    /// (`daemoneye` if that user exists, else `nobody`); this module never looks users up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// How often the agent checks procmond's health (default 5 s).
+    pub health_interval: HumanDuration,
+    /// The first delay before restarting a crashed procmond (default 250 ms).
+    pub restart_backoff_min: HumanDuration,
+    /// The longest delay before restarting a crashed procmond (default 30 s).
+    pub restart_backoff_max: HumanDuration,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        Self {
+            user: None,
+            health_interval: HumanDuration::new(Duration::from_secs(5)),
+            restart_backoff_min: HumanDuration::new(Duration::from_millis(250)),
+            restart_backoff_max: HumanDuration::new(Duration::from_secs(30)),
+        }
+    }
+}
+
+impl CollectionConfig {
+    /// The first out-of-range value of this section, if any.
+    pub(super) fn problem(&self) -> Option<Problem> {
+        let must_be_positive = [
+            ("interval", self.interval.get().is_zero()),
+            ("hash_max_bytes", self.hash_max_bytes == 0),
+            ("hash_time_budget", self.hash_time_budget.get().is_zero()),
+        ];
+        must_be_positive
+            .into_iter()
+            .find(|(_, is_zero)| *is_zero)
+            .map(|(key, _)| (key, "must be greater than zero".to_owned()))
+    }
+}
+
+impl CollectorConfig {
+    /// The first out-of-range value of this section, if any.
+    pub(super) fn problem(&self) -> Option<Problem> {
+        if let Some(user) = self.user.as_deref()
+            && !is_valid_user_name(user)
+        {
+            return Some((
+                "user",
+                format!("invalid user name {user:?}: {USER_NAME_RULE}"),
+            ));
+        }
+        if self.health_interval.get().is_zero() {
+            return Some(("health_interval", "must be greater than zero".to_owned()));
+        }
+        if self.restart_backoff_min.get().is_zero() {
+            return Some((
+                "restart_backoff_min",
+                "must be greater than zero".to_owned(),
+            ));
+        }
+        if self.restart_backoff_max.get() < self.restart_backoff_min.get() {
+            return Some((
+                "restart_backoff_max",
+                format!(
+                    "must be at least collector.restart_backoff_min ({})",
+                    self.restart_backoff_min
+                ),
+            ));
+        }
+        None
+    }
+}
