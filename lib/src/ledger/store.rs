@@ -4,9 +4,9 @@
 //!
 //! | file | what | role |
 //! | --- | --- | --- |
-//! | `meta` | `daemoneye-ledger 1`, `hash <alg>`, `origin <origin>` lines | written once, at creation |
+//! | `meta` | exactly three UTF-8 lines, each ending in `\n`: `daemoneye-ledger 1`, `hash blake3` or `hash sha256`, `origin <origin>` (non-empty) | written once, at creation |
 //! | `signing.key` | the Ed25519 checkpoint key ([`NoteSigner::secret_key_text`]) | secret, created once |
-//! | `ledger.pub` | the verifier key an auditor needs ([`NoteVerifier`]'s text) | public |
+//! | `ledger.pub` | the verifier key an auditor needs ([`NoteVerifier`]'s text) and `\n` | public |
 //! | `entries.log` | magic `DEYELOG1`, then one frame per entry | **the source of truth** |
 //! | `entries.idx` | the frame offset of entry *i* at byte 8·*i*, big-endian u64 | derived |
 //! | `tree-LL.hash` | hash of complete subtree *j* of level LL (2^LL leaves) at byte 32·*j* | derived |
