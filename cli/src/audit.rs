@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use daemoneye_lib::ipc::proto::{self, audit_request::Kind};
-use daemoneye_lib::ledger::entry::Entry;
+use daemoneye_lib::ledger::export::{ExportError, ExportSummary, ExportWriter};
 use daemoneye_lib::ledger::note::{Checkpoint, NoteVerifier};
 use daemoneye_lib::ledger::verify::{self, DirectoryReport, Verified};
 use daemoneye_lib::text::{self, format_time_ms};
@@ -264,15 +264,18 @@ fn describe_report(report: &DirectoryReport, out: &mut impl io::Write) -> io::Re
     Ok(())
 }
 
-/// Writes the compliance package (layout in the README it writes).
+/// Writes the compliance package: the agent gives the pieces, `ledger::export` writes them
+/// (the layout is specified there).
 fn export(cli: &Cli, out: &Path, proofs: u64) -> ExitCode {
-    if let Err(err) = prepare_dir(out) {
-        eprintln!("daemoneye-cli: audit export: {}: {err}", out.display());
-        return ExitCode::from(2);
-    }
-    let out = out.to_path_buf();
+    let writer = match ExportWriter::create(out) {
+        Ok(writer) => writer,
+        Err(err) => {
+            eprintln!("daemoneye-cli: audit export: {err}");
+            return ExitCode::from(2);
+        }
+    };
     let result = ask_agent_within(cli, EXPORT_TIMEOUT, |mut client| async move {
-        fetch_export(&mut client, &out, proofs).await
+        fetch_export(&mut client, writer, proofs).await
     });
     match result {
         Ok(summary) => {
@@ -283,41 +286,22 @@ fn export(cli: &Cli, out: &Path, proofs: u64) -> ExitCode {
     }
 }
 
-fn prepare_dir(dir: &Path) -> io::Result<()> {
-    if dir.exists() && fs::read_dir(dir)?.next().is_some() {
-        return Err(io::Error::other("exists and is not empty"));
-    }
-    fs::create_dir_all(dir.join("checkpoints"))?;
-    fs::create_dir_all(dir.join("proofs"))
-}
-
-fn io_failed(path: &Path) -> impl FnOnce(io::Error) -> ClientError + '_ {
-    move |err| ClientError::Local(format!("writing {}: {err}", path.display()))
+fn local(err: ExportError) -> ClientError {
+    ClientError::Local(err.to_string())
 }
 
 async fn fetch_export(
     client: &mut AgentClient,
-    dir: &Path,
+    mut export: ExportWriter,
     proofs: u64,
-) -> Result<String, ClientError> {
+) -> Result<ExportSummary, ClientError> {
     let key = client.audit(Kind::Key(proto::AuditKey {})).await?;
-    let write = |name: &str, text: &[u8]| {
-        let path = dir.join(name);
-        fs::write(&path, text).map_err(io_failed(&path))
-    };
-    write("ledger.pub", key.text.as_bytes())?;
     let newest = client
         .audit(Kind::Checkpoint(proto::AuditCheckpoint {}))
         .await?;
-    write("checkpoint", newest.text.as_bytes())?;
-    let verifier = NoteVerifier::parse(key.text.trim())
-        .map_err(|err| ClientError::Local(format!("the ledger's key does not parse: {err}")))?;
-    let newest_cp = Checkpoint::verify_signed(&newest.text, &verifier)
-        .map_err(|err| ClientError::Local(format!("the new checkpoint does not verify: {err}")))?;
-    let size = newest_cp.size;
+    let size = export.start(&key.text, &newest.text).map_err(local)?.size;
 
     // Stored checkpoints up to the new one, one per size.
-    let mut stored: Vec<(u64, String)> = Vec::new();
     let mut start = 0;
     loop {
         let page = client
@@ -330,30 +314,14 @@ async fn fetch_export(
             break;
         }
         start += page.checkpoints.len() as u64;
-        for note in page.checkpoints {
-            let cp = Checkpoint::verify_signed(&note, &verifier).map_err(|err| {
-                ClientError::Local(format!("a stored checkpoint does not verify: {err}"))
-            })?;
-            if cp.size <= size && stored.last().is_none_or(|(last, _)| *last != cp.size) {
-                stored.push((cp.size, note));
-            }
+        for note in &page.checkpoints {
+            export.stored_checkpoint(note).map_err(local)?;
         }
     }
-    for (cp_size, note) in &stored {
-        write(
-            &format!("checkpoints/{cp_size:012}.checkpoint"),
-            note.as_bytes(),
-        )?;
-    }
 
-    // Every entry the new checkpoint covers: entries.bin for the verifier, entries.jsonl to read.
-    let bin_path = dir.join("entries.bin");
-    let jsonl_path = dir.join("entries.jsonl");
-    let mut bin = io::BufWriter::new(fs::File::create(&bin_path).map_err(io_failed(&bin_path))?);
-    let mut jsonl =
-        io::BufWriter::new(fs::File::create(&jsonl_path).map_err(io_failed(&jsonl_path))?);
-    let mut index = 0u64;
-    while index < size {
+    // Every entry the new checkpoint covers.
+    while export.entries() < size {
+        let index = export.entries();
         let want =
             u32::try_from((size - index).min(u64::from(EXPORT_BATCH))).unwrap_or(EXPORT_BATCH);
         let page = client
@@ -372,110 +340,31 @@ async fn fetch_export(
             .iter()
             .take(usize::try_from(size - index).unwrap_or(usize::MAX))
         {
-            let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-            bin.write_all(&len.to_be_bytes())
-                .map_err(io_failed(&bin_path))?;
-            bin.write_all(bytes).map_err(io_failed(&bin_path))?;
-            let mut json = match Entry::decode(bytes) {
-                Ok(entry) => entry.to_json(),
-                Err(err) => serde_json::json!({ "error": err.to_string() }),
-            };
-            if let Some(object) = json.as_object_mut() {
-                object.insert("index".to_owned(), index.into());
-            }
-            writeln!(jsonl, "{json}").map_err(io_failed(&jsonl_path))?;
-            index += 1;
+            export.entry(bytes).map_err(local)?;
         }
     }
-    bin.flush().map_err(io_failed(&bin_path))?;
-    jsonl.flush().map_err(io_failed(&jsonl_path))?;
 
     // Proofs: the newest entries, and from the newest stored checkpoints.
-    let mut inclusion = 0;
     for entry in size.saturating_sub(proofs)..size {
         let proof = client
             .audit(Kind::Prove(proto::AuditProve { index: entry }))
             .await?;
-        write(
-            &format!("proofs/entry-{entry:012}.proof"),
-            proof.text.as_bytes(),
-        )?;
-        inclusion += 1;
+        export.inclusion_proof(entry, &proof.text).map_err(local)?;
     }
-    let mut consistency = 0;
+    let stored = export.stored();
     let skip = stored
         .len()
         .saturating_sub(usize::try_from(proofs).unwrap_or(usize::MAX));
-    for (cp_size, note) in stored.iter().skip(skip) {
+    let olds: Vec<(u64, String)> = stored.iter().skip(skip).cloned().collect();
+    for (cp_size, note) in olds {
         let proof = client
             .audit(Kind::Consistency(proto::AuditConsistency {
-                old_checkpoint: note.clone(),
+                old_checkpoint: note,
             }))
             .await?;
-        write(
-            &format!("proofs/consistency-{cp_size:012}.txt"),
-            proof.text.as_bytes(),
-        )?;
-        consistency += 1;
+        export
+            .consistency_proof(cp_size, &proof.text)
+            .map_err(local)?;
     }
-    write("README.md", readme(&newest_cp, &key.text).as_bytes())?;
-    Ok(format!(
-        "exported {size} entries, {} checkpoints, {inclusion} inclusion and {consistency} consistency proofs to {}",
-        stored.len() + 1,
-        dir.display()
-    ))
-}
-
-fn readme(newest: &Checkpoint, key: &str) -> String {
-    format!(
-        r#"# DaemonEye audit ledger export
-
-Ledger `{origin}`, {size} entries, hash function {hash}, exported with checkpoint signed at {time}.
-
-## Check it (offline; needs only `daemoneye-cli` and this directory)
-
-1. Compare the key in `ledger.pub` with the one you received from the site by another path
-   (for example printed at installation):
-
-       {key}
-2. Verify everything at once — every checkpoint's signature, every entry re-hashed into the
-   Merkle tree and compared with each signed root, every proof file:
-
-       daemoneye-cli audit verify . --key ledger.pub
-
-   Exit status 0 means all of it verified; 3 means something did not, and the line on stderr
-   says what (a changed, added or removed entry, a bad signature, a bad proof).
-3. Check one proof on its own, e.g. the newest entry:
-
-       daemoneye-cli audit verify proofs/entry-NNNNNNNNNNNN.proof --key ledger.pub
-
-   It prints the entry it proved.
-4. Check that the ledger only grew since a checkpoint you kept from an earlier visit:
-
-       daemoneye-cli audit verify proofs/consistency-NNNNNNNNNNNN.txt --key ledger.pub --old YOUR-OLD-CHECKPOINT
-
-   or ask the site for `daemoneye-cli audit consistency --from YOUR-OLD-CHECKPOINT`.
-
-## Files
-
-| file | what |
-| --- | --- |
-| `ledger.pub` | the C2SP signed-note verifier key of the ledger (Ed25519) |
-| `checkpoint` | the newest checkpoint, a C2SP tlog-checkpoint signed note |
-| `checkpoints/SIZE.checkpoint` | every earlier checkpoint the ledger kept, by tree size |
-| `entries.bin` | every entry the newest checkpoint covers: for each, its length (4 bytes, big-endian) and its canonical encoding |
-| `entries.jsonl` | the same entries decoded, one JSON object per line, for reading (not what is verified) |
-| `proofs/entry-INDEX.proof` | C2SP tlog-proof files (the entry, its index, the proof hashes, the checkpoint) |
-| `proofs/consistency-SIZE.txt` | a proof that the tree of size SIZE is a prefix of the newest tree |
-
-The tree is RFC 9162's: leaf hash = H(0x00 ‖ entry), node hash = H(0x01 ‖ left ‖ right), with
-H = {hash} as the `hash` line of every checkpoint says. The entry encoding is documented in
-DaemonEye's `lib/src/ledger/entry.rs` and INTERFACE.md.
-"#,
-        origin = newest.origin,
-        size = newest.size,
-        hash = newest.hash,
-        time = format_time_ms(newest.time_ms),
-        key = key.trim(),
-    )
+    export.finish().map_err(local)
 }

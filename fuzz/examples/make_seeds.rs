@@ -1,7 +1,9 @@
 //! Writes the seed corpus of the `frame_decoder` fuzz target: valid frames of every message
-//! type, built with the same `frame::encode` and prost messages the binaries use.
+//! type, built with the same `frame::encode` and prost messages the binaries use; and, with
+//! `ledger`, the seeds of the four ledger targets (`ledger_seeds` below).
 //!
-//! Usage, from `fuzz/`: `cargo run --example make_seeds -- seeds/frame_decoder`
+//! Usage, from `fuzz/`: `cargo run --example make_seeds -- seeds/frame_decoder` and
+//! `cargo run --example make_seeds -- ledger seeds` (writes `seeds/ledger_*/`).
 //!
 //! The output is deterministic (no clock, no pid), so running it again rewrites the same files.
 
@@ -15,7 +17,19 @@ use prost::Message;
 /// The fuzz target's payload limit; every seed must fit it.
 const MAX_PAYLOAD: u32 = 64 * 1024;
 
+#[path = "../fuzz_targets/ledger_fixture.rs"]
+mod ledger_fixture;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == "ledger")
+    {
+        let base = std::env::args_os()
+            .nth(2)
+            .map_or_else(|| PathBuf::from("seeds"), PathBuf::from);
+        return ledger_seeds(&base);
+    }
     let dir = std::env::args_os()
         .nth(1)
         .map_or_else(|| PathBuf::from("seeds/frame_decoder"), PathBuf::from);
@@ -34,7 +48,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    let path = dir.join(format!("{name}.bin"));
+    write_as(dir, &format!("{name}.bin"), bytes)
+}
+
+fn write_as(dir: &Path, file: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let path = dir.join(file);
     std::fs::write(&path, bytes)?;
     println!("{} ({} bytes)", path.display(), bytes.len());
     Ok(())
@@ -344,4 +362,150 @@ fn full_record() -> ProcessRecord {
         scan_id: 1,
         collected_at: 1_700_000_000_000,
     }
+}
+
+/// The seeds of `ledger_entry`, `ledger_checkpoint`, `ledger_key` and `ledger_proof`, made
+/// from the fixture the targets trust (`fuzz_targets/ledger_fixture.rs`): its key, its 13
+/// entries and its checkpoints.
+fn ledger_seeds(base: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    use daemoneye_lib::ledger::HashAlg;
+    use daemoneye_lib::ledger::entry::{Body, Entry, Source};
+    use daemoneye_lib::ledger::note::{Checkpoint, NoteSigner};
+
+    let fixture = ledger_fixture::Fixture::new(HashAlg::Blake3);
+    let dir = |name: &str| -> std::io::Result<PathBuf> {
+        let dir = base.join(name);
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    };
+
+    // ledger_entry: every kind as a whole entry, and as a kind byte plus a body (the byte
+    // picks the kind name, as the target reads it), and one entry at the string limit.
+    let entries = dir("ledger_entry")?;
+    for entry in ledger_fixture::sample_entries(&fixture.verifier, HashAlg::Blake3) {
+        let kind = entry.body.kind();
+        write(&entries, &format!("entry-{kind}"), &entry.encode()?)?;
+        let mut body = vec![entry.body.kind_code() - 1];
+        body.extend(entry.body.encode()?);
+        write(&entries, &format!("body-{kind}"), &body)?;
+    }
+    let long = Entry {
+        source: Source::Agent,
+        time_ms: -1,
+        body: Body::AlertRaised {
+            alert_id: "a".repeat(4096),
+            rule_id: "\u{202e}\u{200b}\n".to_owned(),
+            severity: String::new(),
+            host: "h\u{0}".to_owned(),
+        },
+    };
+    write(&entries, "entry-long-and-odd-strings", &long.encode()?)?;
+
+    // ledger_checkpoint: signed checkpoints of the fixture, one with a second signature by
+    // another key (which a verifier ignores), bare bodies (for parse_body), a note the
+    // fixture's key did not sign.
+    let checkpoints = dir("ledger_checkpoint")?;
+    let stranger = NoteSigner::from_seed("stranger.example/log", [0x11; 32])?;
+    for size in [0, 1, 7, 13] {
+        let note = &fixture.checkpoints[size];
+        write_as(
+            &checkpoints,
+            &format!("checkpoint-{size}.txt"),
+            note.as_bytes(),
+        )?;
+        let body = note.rsplit_once("\n\n").map_or("", |(text, _)| text);
+        write_as(
+            &checkpoints,
+            &format!("body-{size}.txt"),
+            format!("{body}\n").as_bytes(),
+        )?;
+    }
+    let newest = &fixture.checkpoints[fixture.checkpoints.len() - 1];
+    let text = newest.rsplit_once("\n\n").map_or("", |(text, _)| text);
+    let cosigned = stranger.sign(&format!("{text}\n"))?;
+    let extra_line = cosigned.rsplit_once("\n\n").map_or("", |(_, sig)| sig);
+    write_as(
+        &checkpoints,
+        "cosigned.txt",
+        format!("{newest}{extra_line}").as_bytes(),
+    )?;
+    let foreign = Checkpoint {
+        origin: "stranger.example/log".to_owned(),
+        size: 2,
+        root: [7; 32],
+        hash: HashAlg::Sha256,
+        time_ms: -5,
+    }
+    .sign(&stranger)?;
+    write_as(&checkpoints, "foreign.txt", foreign.as_bytes())?;
+
+    // ledger_key: the fixture's keys, another key, and the Go sumdb note test vectors.
+    let keys = dir("ledger_key")?;
+    write_as(
+        &keys,
+        "fixture.pub",
+        fixture.verifier.to_string().as_bytes(),
+    )?;
+    write_as(
+        &keys,
+        "fixture.key",
+        fixture.signer.secret_key_text().as_bytes(),
+    )?;
+    write_as(
+        &keys,
+        "stranger.pub",
+        stranger.verifier().to_string().as_bytes(),
+    )?;
+    write_as(
+        &keys,
+        "go-peter.pub",
+        b"PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
+    )?;
+    write_as(
+        &keys,
+        "go-peter.key",
+        b"PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz",
+    )?;
+
+    // ledger_proof: inclusion and consistency proofs over the fixture that verify, and a
+    // checkpoint.
+    let proofs = dir("ledger_proof")?;
+    for (index, size) in [(0, 1), (0, 13), (5, 13), (12, 13), (3, 7), (6, 7)] {
+        let text = fixture.inclusion(index, size).to_text();
+        write_as(
+            &proofs,
+            &format!("entry-{index}-of-{size}.proof"),
+            text.as_bytes(),
+        )?;
+    }
+    for (size1, size2) in [(2, 13), (1, 13), (4, 13), (7, 13), (13, 13), (3, 7)] {
+        let text = fixture.consistency(size1, size2).to_text();
+        write_as(
+            &proofs,
+            &format!("consistency-{size1}-to-{size2}.txt"),
+            text.as_bytes(),
+        )?;
+    }
+    write_as(&proofs, "checkpoint-13.txt", newest.as_bytes())?;
+
+    // ledger_files: a limit byte, then the fixture's entries as entries.log frames after the
+    // magic (the target reads from byte 0: the magic is itself read as a bad frame) or as
+    // frames alone, and as an export's entries.bin; a torn and a zero-padded tail.
+    let files = dir("ledger_files")?;
+    let mut frames = vec![255];
+    for entry in &fixture.entries {
+        daemoneye_lib::ledger::frame::push_frame(&mut frames, entry);
+    }
+    write(&files, "frames", &frames)?;
+    let mut padded = frames.clone();
+    padded.extend([0; 24]);
+    write(&files, "frames-zero-tail", &padded)?;
+    write(&files, "frames-torn", &frames[..frames.len() - 3])?;
+    let mut bin = Vec::new();
+    for entry in &fixture.entries {
+        bin.extend_from_slice(&(entry.len() as u32).to_be_bytes());
+        bin.extend_from_slice(entry);
+    }
+    write(&files, "entries-bin", &bin)?;
+    Ok(())
 }

@@ -22,6 +22,20 @@ pub fn decode_payload(kind: MessageType, payload: &[u8]) {
         MessageType::CollectorRequest => {
             check_message::<proto::CollectorRequest>(kind, payload);
         }
+        MessageType::CollectorPush => {
+            let Some(push) = check_message::<proto::CollectorPush>(kind, payload) else {
+                return;
+            };
+            if let Some(proto::collector_push::Kind::ExecEvents(batch)) = push.kind {
+                for event in batch.events {
+                    if let Some(record) = event.process
+                        && let Err(err) = ProcessRecord::try_from(record)
+                    {
+                        let _ = err.to_string();
+                    }
+                }
+            }
+        }
         MessageType::CollectorResponse => {
             let Some(response) = check_message::<proto::CollectorResponse>(kind, payload) else {
                 return;

@@ -12,10 +12,8 @@ use std::sync::Mutex;
 use daemoneye_lib::config::{Config, LedgerHash};
 use daemoneye_lib::ipc::proto::{self, ErrorCode, audit_request};
 use daemoneye_lib::ledger::HashAlg;
-use daemoneye_lib::ledger::entry::{Body, Entry, Source};
+use daemoneye_lib::ledger::entry::{Body, Entry, Source, records_hash};
 use daemoneye_lib::ledger::store::{Ledger, LedgerError, Recovery, Settings};
-use daemoneye_lib::models::ProcessRecord;
-use prost::Message;
 
 use crate::collector::{Scan, epoch_millis};
 use crate::tasks::TaskError;
@@ -288,18 +286,6 @@ fn own(body: Body) -> Entry {
     }
 }
 
-/// The hash recorded for a scan: the ledger's hash function over, for each record in scan
-/// order, its length (u32 big-endian) and its protobuf encoding (`ProcessRecord` of ipc.proto).
-pub fn records_hash(alg: HashAlg, records: &[ProcessRecord]) -> [u8; 32] {
-    let mut bytes = Vec::with_capacity(records.len() * 256);
-    for record in records {
-        let wire = proto::ProcessRecord::from(record).encode_to_vec();
-        bytes.extend_from_slice(&u32::try_from(wire.len()).unwrap_or(u32::MAX).to_be_bytes());
-        bytes.extend_from_slice(&wire);
-    }
-    alg.digest(&[&bytes])
-}
-
 fn ledger_error(err: LedgerError) -> TaskError {
     let code = match err {
         LedgerError::OutOfRange(_)
@@ -564,27 +550,6 @@ mod tests {
             err.message
         );
         assert!(audit.describe().contains("without --data-dir"));
-    }
-
-    #[test]
-    fn the_records_hash_covers_every_record_and_their_order() {
-        let record = |pid: u32, name: &str| ProcessRecord {
-            pid,
-            name: Some(name.to_owned()),
-            ..ProcessRecord::default()
-        };
-        let scan = [record(1, "init"), record(2, "sshd")];
-        let base = records_hash(HashAlg::Blake3, &scan);
-        assert_ne!(
-            base,
-            records_hash(HashAlg::Blake3, &[record(1, "init"), record(2, "sshe")])
-        );
-        assert_ne!(
-            base,
-            records_hash(HashAlg::Blake3, &[scan[1].clone(), scan[0].clone()])
-        );
-        assert_ne!(base, records_hash(HashAlg::Blake3, &scan[..1]));
-        assert_ne!(base, records_hash(HashAlg::Sha256, &scan));
     }
 
     #[test]

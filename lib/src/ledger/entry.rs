@@ -55,6 +55,9 @@
 //! 13    config_changed       source: str, config_hash: hash                      either
 //! ```
 //!
+//! A `scan`'s `records_hash` is [`records_hash`] of the scan's records: the ledger's hash
+//! function over their canonical encoding, specified byte by byte in `entry/records.rs`.
+//!
 //! Kinds 1 to 5 record what procmond itself did: an entry of those kinds with source 2
 //! (agent) is refused by both [`Entry::encode`] and [`Entry::decode`], and procmond refuses
 //! them in an `AppendAudit` request ([`Body::agent_may_append`]).
@@ -98,6 +101,16 @@ use serde_json::{Map, Value, json};
 
 use super::Hash;
 
+mod decode;
+mod error;
+mod records;
+
+pub use error::EntryError;
+
+use decode::{Reader, decode_fields};
+
+pub use records::{RECORDS_MAGIC, encode_records, records_hash};
+
 /// The encoding version this module writes, and the only one it reads.
 pub const VERSION: u8 = 1;
 
@@ -114,7 +127,7 @@ pub const HEADER_BYTES: usize = 11;
 pub const MAX_BODY_BYTES: usize = MAX_ENTRY_BYTES - HEADER_BYTES;
 
 /// The kind names, indexed by kind number minus one.
-const KIND_NAMES: [&str; 13] = [
+pub const KIND_NAMES: [&str; 13] = [
     "ledger_created",
     "procmond_started",
     "procmond_stopped",
@@ -224,7 +237,7 @@ pub enum Body {
         finished_ms: i64,
         /// How many processes it saw.
         process_count: u64,
-        /// The hash of the scan's records (computed by the caller).
+        /// [`records_hash`] of the scan's records, in scan order.
         records_hash: Hash,
     },
     /// Kind 6: the agent started.
@@ -304,88 +317,6 @@ pub struct Entry {
     pub time_ms: i64,
     /// What it says.
     pub body: Body,
-}
-
-/// Why an entry or a body could not be encoded or decoded. Offsets count from the first byte
-/// of the entry ([`Entry::decode`]) or of the body ([`Body::decode`]) and point at the start
-/// of the field (for a string, at its length).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EntryError {
-    /// The version byte is not [`VERSION`].
-    #[error("unknown entry version {0}")]
-    UnknownVersion(u8),
-    /// The kind byte is not 1 to 13.
-    #[error("unknown entry kind {0}")]
-    UnknownKind(u8),
-    /// The kind name is not one of ours (escaped and cut to 64 characters).
-    #[error("unknown entry kind `{0}`")]
-    UnknownKindName(String),
-    /// The source byte is not 1 or 2.
-    #[error("unknown entry source {0}")]
-    UnknownSource(u8),
-    /// An entry of a procmond-only kind (1 to 5) claims to come from the agent.
-    #[error("entry kind `{kind}` cannot come from the {claimed}")]
-    SourceNotAllowed {
-        /// The kind's name.
-        kind: &'static str,
-        /// The source it claims.
-        claimed: Source,
-    },
-    /// The bytes end inside a field.
-    #[error("entry ends inside field `{field}` at byte {offset}")]
-    Truncated {
-        /// The field.
-        field: &'static str,
-        /// Where the field starts.
-        offset: usize,
-    },
-    /// A string field is not UTF-8.
-    #[error("field `{field}` at byte {offset} is not valid UTF-8")]
-    InvalidUtf8 {
-        /// The field.
-        field: &'static str,
-        /// Where the field starts.
-        offset: usize,
-    },
-    /// A string field is longer than [`MAX_STR`].
-    #[error("field `{field}` is {len} bytes, the limit is {limit}")]
-    StringTooLong {
-        /// The field.
-        field: &'static str,
-        /// Its length in bytes.
-        len: usize,
-        /// [`MAX_STR`].
-        limit: usize,
-    },
-    /// An optional field's tag is neither 0 (absent) nor 1 (present).
-    #[error("field `{field}` at byte {offset} has option tag {tag}, expected 0 or 1")]
-    BadOptionTag {
-        /// The field.
-        field: &'static str,
-        /// Where the field starts.
-        offset: usize,
-        /// The tag found.
-        tag: u8,
-    },
-    /// Bytes follow the last field.
-    #[error("{0} trailing bytes after the entry")]
-    TrailingBytes(usize),
-    /// The whole entry is longer than [`MAX_ENTRY_BYTES`].
-    #[error("entry is {len} bytes, the limit is {limit}")]
-    TooLarge {
-        /// Its length in bytes.
-        len: usize,
-        /// [`MAX_ENTRY_BYTES`].
-        limit: usize,
-    },
-    /// A body is longer than [`MAX_BODY_BYTES`].
-    #[error("entry body is {len} bytes, the limit is {limit}")]
-    BodyTooLarge {
-        /// Its length in bytes.
-        len: usize,
-        /// [`MAX_BODY_BYTES`].
-        limit: usize,
-    },
 }
 
 /// One field of a body, borrowed, for the encoder and the text forms.
@@ -738,180 +669,6 @@ fn put_str(out: &mut Vec<u8>, field: &'static str, s: &str) -> Result<(), EntryE
     out.extend_from_slice(&prefix.to_be_bytes());
     out.extend_from_slice(s.as_bytes());
     Ok(())
-}
-
-/// The fields of kind `code`, read in encoding order. Struct expressions evaluate their
-/// fields in the order written, which is the encoding order.
-fn decode_fields(code: u8, r: &mut Reader<'_>) -> Result<Body, EntryError> {
-    Ok(match code {
-        1 => Body::LedgerCreated {
-            hash_alg: r.str("hash_alg")?,
-            verifier_key: r.str("verifier_key")?,
-        },
-        2 => Body::ProcmondStarted {
-            version: r.str("version")?,
-            pid: r.u32("pid")?,
-        },
-        3 => Body::ProcmondStopped {
-            reason: r.str("reason")?,
-        },
-        4 => Body::PrivilegesDropped {
-            user: r.str("user")?,
-            uid: r.u32("uid")?,
-            gid: r.u32("gid")?,
-            effective_caps: r.u64("effective_caps")?,
-        },
-        5 => Body::Scan {
-            scan_id: r.i64("scan_id")?,
-            started_ms: r.i64("started_ms")?,
-            finished_ms: r.i64("finished_ms")?,
-            process_count: r.u64("process_count")?,
-            records_hash: r.hash("records_hash")?,
-        },
-        6 => Body::AgentStarted {
-            version: r.str("version")?,
-            pid: r.u32("pid")?,
-        },
-        7 => Body::AgentStopped {
-            reason: r.str("reason")?,
-        },
-        8 => Body::AlertRaised {
-            alert_id: r.str("alert_id")?,
-            rule_id: r.str("rule_id")?,
-            severity: r.str("severity")?,
-            host: r.str("host")?,
-        },
-        9 => Body::AlertDelivered {
-            alert_id: r.str("alert_id")?,
-            sink: r.str("sink")?,
-        },
-        10 => Body::BundleAccepted {
-            name: r.str("name")?,
-            version: r.str("version")?,
-            sha256: r.hash("sha256")?,
-        },
-        11 => Body::BundleRefused {
-            name: r.opt_str("name")?,
-            version: r.opt_str("version")?,
-            sha256: r.hash("sha256")?,
-            reason: r.str("reason")?,
-        },
-        12 => Body::BundleRolledBack {
-            name: r.str("name")?,
-            from_version: r.str("from_version")?,
-            to_version: r.str("to_version")?,
-        },
-        13 => Body::ConfigChanged {
-            source: r.str("source")?,
-            config_hash: r.hash("config_hash")?,
-        },
-        _ => return Err(EntryError::UnknownKind(code)),
-    })
-}
-
-/// A strict cursor over entry bytes.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Self { bytes, pos: 0 }
-    }
-
-    /// The next `n` bytes of `field`, which started at `start`.
-    fn take(
-        &mut self,
-        n: usize,
-        field: &'static str,
-        start: usize,
-    ) -> Result<&'a [u8], EntryError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|end| *end <= self.bytes.len())
-            .ok_or(EntryError::Truncated {
-                field,
-                offset: start,
-            })?;
-        let taken = &self.bytes[self.pos..end];
-        self.pos = end;
-        Ok(taken)
-    }
-
-    /// The next `N` bytes of a fixed-width field.
-    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], EntryError> {
-        let start = self.pos;
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N, field, start)?);
-        Ok(out)
-    }
-
-    fn u8(&mut self, field: &'static str) -> Result<u8, EntryError> {
-        Ok(self.array::<1>(field)?[0])
-    }
-
-    fn u32(&mut self, field: &'static str) -> Result<u32, EntryError> {
-        Ok(u32::from_be_bytes(self.array(field)?))
-    }
-
-    fn u64(&mut self, field: &'static str) -> Result<u64, EntryError> {
-        Ok(u64::from_be_bytes(self.array(field)?))
-    }
-
-    fn i64(&mut self, field: &'static str) -> Result<i64, EntryError> {
-        Ok(i64::from_be_bytes(self.array(field)?))
-    }
-
-    fn hash(&mut self, field: &'static str) -> Result<Hash, EntryError> {
-        self.array(field)
-    }
-
-    /// A `str` whose length starts at `start` (the tag's offset for an optional string).
-    fn str_from(&mut self, field: &'static str, start: usize) -> Result<String, EntryError> {
-        let prefix = self.take(2, field, start)?;
-        let len = usize::from(u16::from_be_bytes([prefix[0], prefix[1]]));
-        if len > MAX_STR {
-            return Err(EntryError::StringTooLong {
-                field,
-                len,
-                limit: MAX_STR,
-            });
-        }
-        let raw = self.take(len, field, start)?;
-        let text = std::str::from_utf8(raw).map_err(|_| EntryError::InvalidUtf8 {
-            field,
-            offset: start,
-        })?;
-        Ok(text.to_owned())
-    }
-
-    fn str(&mut self, field: &'static str) -> Result<String, EntryError> {
-        let start = self.pos;
-        self.str_from(field, start)
-    }
-
-    fn opt_str(&mut self, field: &'static str) -> Result<Option<String>, EntryError> {
-        let start = self.pos;
-        match self.u8(field)? {
-            0 => Ok(None),
-            1 => self.str_from(field, start).map(Some),
-            tag => Err(EntryError::BadOptionTag {
-                field,
-                offset: start,
-                tag,
-            }),
-        }
-    }
-
-    /// Nothing may follow the last field.
-    fn finish(&self) -> Result<(), EntryError> {
-        match self.bytes.len() - self.pos {
-            0 => Ok(()),
-            rest => Err(EntryError::TrailingBytes(rest)),
-        }
-    }
 }
 
 // Hex and times are written by `crate::text`, their one home; they stay reachable here, where

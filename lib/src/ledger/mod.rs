@@ -6,10 +6,17 @@
 //!   canonical, versioned byte encoding, the bytes the tree hashes.
 //! - [`note`]: the text formats an auditor receives: C2SP signed notes, checkpoints, the
 //!   verifier key, `tlog-proof` files and consistency files.
+//! - [`frame`]: the frames of `entries.log` and `checkpoints.log` (length, CRC-32C, payload),
+//!   and the rule that tells a torn tail from damage.
 //! - [`store`]: the append-only files on disk, crash recovery and the signing key.
+//! - [`atomic`]: whole files written through a synced temporary file and a rename.
+//! - [`export`]: the audit export directory an auditor receives, written and read.
 //! - [`verify`]: offline verification of checkpoints, proofs, exports and ledger directories.
 
+pub mod atomic;
 pub mod entry;
+pub mod export;
+pub mod frame;
 pub mod merkle;
 pub mod note;
 pub mod store;

@@ -6,25 +6,35 @@
 //!   the proof hashes to the signed root (RFC 9162 §2.1.3.2), then the entry's encoding.
 //! - A consistency proof file: the new checkpoint's signature, the old checkpoint's (given
 //!   beside it), then the proof from the old root to the new (RFC 9162 §2.1.4.2).
-//! - A directory, either an export (`entries.bin`) or a ledger (`entries.log`): every entry is
-//!   decoded and hashed again, the tree's root is recomputed at the size of every checkpoint
-//!   and compared with the signed one, and in an export every proof file is checked too. So a
-//!   change to any entry a checkpoint covers is found.
+//! - A directory, either an export (`entries.bin`, read through [`super::export`]) or a ledger
+//!   (`entries.log`, read through [`super::frame`]): every entry is decoded and hashed again,
+//!   the tree's root is recomputed at the size of every checkpoint and compared with the
+//!   signed one, and in an export every proof file is checked too. So a change to any entry a
+//!   checkpoint covers is found.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::entry::{Entry, MAX_ENTRY_BYTES};
+use super::export::{CHECKPOINT, ENTRIES_BIN, Export, ExportError};
+use super::frame::{
+    CHECKPOINTS_MAGIC, ENTRIES_MAGIC, FrameFault, FrameReader, MAX_CHECKPOINT_BYTES,
+};
 use super::merkle::{self, Frontier};
 use super::note::{Checkpoint, NoteFile, NoteVerifier};
-use super::store::{CHECKPOINTS_MAGIC, ENTRIES_MAGIC, FrameFault, FrameReader, MAX_NOTE_BYTES};
 use super::{Hash, HashAlg};
 
 /// Why something does not verify: one line for the auditor.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct VerifyFailure(pub String);
+
+impl From<ExportError> for VerifyFailure {
+    fn from(err: ExportError) -> Self {
+        Self(err.to_string())
+    }
+}
 
 fn fail<T>(reason: impl Into<String>) -> Result<T, VerifyFailure> {
     Err(VerifyFailure(reason.into()))
@@ -162,8 +172,8 @@ fn checkpoint(note: &str, key: &NoteVerifier, which: &str) -> Result<Checkpoint,
 pub fn verify_dir(dir: &Path, key: &NoteVerifier) -> Result<Verified, VerifyFailure> {
     let report = if dir.join("entries.log").is_file() {
         verify_ledger_dir(dir, key)?
-    } else if dir.join("entries.bin").is_file() {
-        verify_export_dir(dir, key)?
+    } else if let Some(export) = Export::open(dir) {
+        verify_export_dir(&export, key)?
     } else {
         return fail(format!(
             "{} holds neither entries.bin (an export) nor entries.log (a ledger)",
@@ -261,11 +271,6 @@ impl Replay {
     }
 }
 
-fn read_to_string(path: &Path) -> Result<String, VerifyFailure> {
-    fs::read_to_string(path)
-        .map_err(|err| VerifyFailure(format!("reading {}: {err}", path.display())))
-}
-
 fn open(path: &Path) -> Result<(BufReader<File>, u64), VerifyFailure> {
     let file = File::open(path)
         .map_err(|err| VerifyFailure(format!("opening {}: {err}", path.display())))?;
@@ -314,7 +319,7 @@ fn verify_ledger_dir(dir: &Path, key: &NoteVerifier) -> Result<DirectoryReport, 
     frames(
         &dir.join("checkpoints.log"),
         CHECKPOINTS_MAGIC,
-        MAX_NOTE_BYTES,
+        MAX_CHECKPOINT_BYTES,
         |payload| {
             let name = format!("checkpoint {} of checkpoints.log", checkpoints.len() + 1);
             let note = String::from_utf8(payload)
@@ -334,61 +339,35 @@ fn verify_ledger_dir(dir: &Path, key: &NoteVerifier) -> Result<DirectoryReport, 
     replay.finish()
 }
 
-fn verify_export_dir(dir: &Path, key: &NoteVerifier) -> Result<DirectoryReport, VerifyFailure> {
-    let mut checkpoints = Vec::new();
-    let newest = dir.join("checkpoint");
-    checkpoints.push((
-        "checkpoint".to_owned(),
-        checkpoint(&read_to_string(&newest)?, key, "checkpoint:")?,
-    ));
-    for path in sorted_files(&dir.join("checkpoints"))? {
-        let name = display_name(dir, &path);
-        let cp = checkpoint(&read_to_string(&path)?, key, &format!("{name}:"))?;
+fn verify_export_dir(
+    export: &Export,
+    key: &NoteVerifier,
+) -> Result<DirectoryReport, VerifyFailure> {
+    let mut checkpoints = vec![(
+        CHECKPOINT.to_owned(),
+        checkpoint(&export.newest_checkpoint()?, key, "checkpoint:")?,
+    )];
+    for (name, text) in export.stored_checkpoints()? {
+        let cp = checkpoint(&text, key, &format!("{name}:"))?;
         checkpoints.push((name, cp));
     }
     let mut replay = Replay::new(checkpoints)?;
-    let (mut reader, len) = open(&dir.join("entries.bin"))?;
-    let mut offset = 0u64;
-    while offset < len {
-        let mut header = [0u8; 4];
-        reader.read_exact(&mut header).map_err(|_| {
-            VerifyFailure(format!("entries.bin ends inside a length at byte {offset}"))
-        })?;
-        let n = u32::from_be_bytes(header) as usize;
-        if n == 0 || n > MAX_ENTRY_BYTES {
-            return fail(format!(
-                "entries.bin: entry length {n} at byte {offset} is out of range"
-            ));
-        }
-        let mut bytes = vec![0u8; n];
-        reader.read_exact(&mut bytes).map_err(|_| {
-            VerifyFailure(format!(
-                "entries.bin ends inside the entry at byte {offset}"
-            ))
-        })?;
-        replay.push(&bytes)?;
-        offset += 4 + n as u64;
-    }
+    export.entries(|bytes| replay.push(bytes))?;
     let mut report = replay.finish()?;
     if report.uncovered > 0 {
         // An export holds only what its newest checkpoint covers: anything after it is
         // unauthenticated, never "not yet covered" as in a live ledger.
         return fail(format!(
-            "entries.bin holds {} entries after the newest checkpoint's {}: entries were added",
+            "{ENTRIES_BIN} holds {} entries after the newest checkpoint's {}: entries were added",
             report.uncovered,
             report.entries - report.uncovered
         ));
     }
-    let old_checkpoints = dir.join("checkpoints");
-    for path in sorted_files(&dir.join("proofs"))? {
-        let name = display_name(dir, &path);
-        let text = read_to_string(&path)?;
+    for (name, text) in export.proofs()? {
         // A consistency proof names the size it starts from; the stored checkpoint of that
         // size is its older checkpoint.
         let old = match NoteFile::parse(&text) {
-            Ok(NoteFile::Consistency(proof)) => Some(read_to_string(
-                &old_checkpoints.join(format!("{:012}.checkpoint", proof.size1)),
-            )?),
+            Ok(NoteFile::Consistency(proof)) => Some(export.checkpoint_of_size(proof.size1)?),
             _ => None,
         };
         match verify_text(&text, key, old.as_deref())
@@ -402,25 +381,5 @@ fn verify_export_dir(dir: &Path, key: &NoteVerifier) -> Result<DirectoryReport, 
     Ok(report)
 }
 
-fn sorted_files(dir: &Path) -> Result<Vec<PathBuf>, VerifyFailure> {
-    if !dir.exists() {
-        return Ok(Vec::new());
-    }
-    let mut files = Vec::new();
-    let entries = fs::read_dir(dir)
-        .map_err(|err| VerifyFailure(format!("reading {}: {err}", dir.display())))?;
-    for entry in entries {
-        let entry =
-            entry.map_err(|err| VerifyFailure(format!("reading {}: {err}", dir.display())))?;
-        files.push(entry.path());
-    }
-    files.sort();
-    Ok(files)
-}
-
-fn display_name(dir: &Path, path: &Path) -> String {
-    path.strip_prefix(dir).unwrap_or(path).display().to_string()
-}
-
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

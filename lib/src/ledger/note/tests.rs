@@ -1,4 +1,9 @@
 use super::*;
+use std::fmt;
+
+use super::keys::{hex_id, key_id};
+use super::tlog::in_checkpoint;
+use crate::ledger::HashAlg;
 
 // golang.org/x/mod/sumdb/note, note_test.go (TestNewVerifier, TestNewSigner, TestSign,
 // TestOpen) and the package documentation: the reference implementation's own vectors.

@@ -8,6 +8,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::ledger::entry::{Body, Entry, Source};
+use crate::ledger::frame::ENTRIES_MAGIC;
 use crate::ledger::merkle::{self, MemoryTree};
 
 fn settings(hash: HashAlg) -> Settings {

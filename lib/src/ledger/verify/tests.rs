@@ -6,7 +6,7 @@ use super::*;
 use crate::ledger::entry::{Body, Source};
 use crate::ledger::store::{Ledger, Settings};
 
-fn entry(n: u64) -> Entry {
+pub(in crate::ledger) fn entry(n: u64) -> Entry {
     Entry {
         source: Source::Agent,
         time_ms: n as i64,
@@ -18,7 +18,7 @@ fn entry(n: u64) -> Entry {
 
 /// A ledger of 10 entries with checkpoints at 4 and 10 (the older note returned), and 3
 /// entries after the newest checkpoint.
-fn ledger(dir: &Path) -> (Ledger, String) {
+pub(in crate::ledger) fn ledger(dir: &Path) -> (Ledger, String) {
     let settings = Settings {
         hash: HashAlg::Sha256,
         origin: "daemoneye.ledger/test/verify".to_owned(),
