@@ -1,3 +1,5 @@
+//! Tests of the canonical entry encoding: every kind, strict decoding, encode(decode(b)) == b.
+
 use proptest::prelude::*;
 
 use super::*;

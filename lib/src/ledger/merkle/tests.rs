@@ -1,3 +1,5 @@
+//! Tests of the Merkle tree: RFC 9162 proofs, generation in O(log n) reads, strict verification.
+
 use std::cell::Cell;
 use std::sync::OnceLock;
 

@@ -1,3 +1,5 @@
+//! Tests of signed notes, keys, checkpoints and proof files: the Go sumdb vectors and byte-flip loops.
+
 use super::*;
 use std::fmt;
 
