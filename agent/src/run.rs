@@ -144,6 +144,7 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
         store,
         pipeline.clone(),
         detector::limits(&options.config),
+        options.interval,
     ));
     let serving = tokio::spawn(control::serve(
         listener,

@@ -14,7 +14,13 @@ pub fn report(state: &AgentState) -> proto::AgentHealth {
     let status = state.supervisor.status();
     let scans = state.scans().clone();
     let uptime_ms = u64::try_from(state.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let components = assess(&status, &scans, uptime_ms, Instant::now());
+    let when = When {
+        now: Instant::now(),
+        now_ms: crate::run::now_ms(),
+        uptime_ms,
+        interval: state.interval,
+    };
+    let components = assess(&status, &scans, &when);
     let overall = components
         .iter()
         .map(|c| c.status())
@@ -55,17 +61,36 @@ fn component(name: &str, status: Level, detail: String) -> proto::ComponentHealt
     }
 }
 
+/// The moment a report is made, and what the agent expects of its scans.
+#[derive(Debug, Clone, Copy)]
+pub struct When {
+    /// Now, for procmond's restart time.
+    pub now: Instant,
+    /// Now, in Unix milliseconds, for the age of the last scan.
+    pub now_ms: i64,
+    /// How long the agent has run.
+    pub uptime_ms: u64,
+    /// Time between scans (`collection.interval`).
+    pub interval: std::time::Duration,
+}
+
+impl When {
+    /// How long without a finished scan is too long: two intervals, and 10 s for a scan
+    /// that hashes many executables. A collector that stopped (`kill -STOP`) or hangs shows
+    /// here long before its restart.
+    fn stale_after_ms(&self) -> i64 {
+        i64::try_from((self.interval * 2).as_millis())
+            .unwrap_or(i64::MAX)
+            .saturating_add(10_000)
+    }
+}
+
 /// Judges each component from what the agent knows; pure, so that every case is tested.
-pub fn assess(
-    status: &Status,
-    scans: &ScanStats,
-    uptime_ms: u64,
-    now: Instant,
-) -> Vec<proto::ComponentHealth> {
+pub fn assess(status: &Status, scans: &ScanStats, when: &When) -> Vec<proto::ComponentHealth> {
     let agent = component(
         "agent",
         Level::Ok,
-        format!("pid {}, up {} s", std::process::id(), uptime_ms / 1000),
+        format!("pid {}, up {} s", std::process::id(), when.uptime_ms / 1000),
     );
     let restarts = match (&status.last_exit, status.restarts) {
         (_, 0) => String::new(),
@@ -101,12 +126,34 @@ pub fn assess(
             Level::Degraded,
             format!(
                 "down, restarting in {} ms{restarts}",
-                at.saturating_duration_since(now).as_millis()
+                at.saturating_duration_since(when.now).as_millis()
             ),
         ),
         State::Stopped => component("procmond", Level::Failed, format!("stopped{restarts}")),
     };
+    let stale_after = when.stale_after_ms();
+    let since_last = scans.last_at.map(|at| when.now_ms.saturating_sub(at));
     let scan = match (&scans.last_error, scans.completed) {
+        // A sensor that stopped seeing is the worst thing health can hide.
+        (_, n) if n > 0 && since_last.is_some_and(|age| age > stale_after) => component(
+            "scans",
+            Level::Degraded,
+            format!(
+                "no scan has finished for {} s (one is due every {} s); {n} completed",
+                since_last.unwrap_or(0) / 1000,
+                when.interval.as_secs_f64()
+            ),
+        ),
+        (None, 0) if i64::try_from(when.uptime_ms).unwrap_or(i64::MAX) > stale_after + 30_000 => {
+            component(
+                "scans",
+                Level::Degraded,
+                format!(
+                    "no scan has finished since the agent started {} s ago",
+                    when.uptime_ms / 1000
+                ),
+            )
+        }
         (Some(err), _) => component(
             "scans",
             Level::Degraded,
@@ -153,9 +200,57 @@ mod tests {
         }
     }
 
+    /// A report made at Unix time 1,000,000 ms, `uptime_ms` into the agent's life, with a
+    /// scan due every 10 s.
+    fn when(uptime_ms: u64) -> When {
+        When {
+            now: Instant::now(),
+            now_ms: 1_000_000,
+            uptime_ms,
+            interval: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn scans_that_stopped_finishing_turn_the_scans_component_degraded() {
+        let running = status(
+            State::Running {
+                pid: 7,
+                since: Instant::now(),
+            },
+            0,
+            None,
+        );
+        let scans_at = |age_ms: i64| ScanStats {
+            completed: 12,
+            last_at: Some(1_000_000 - age_ms),
+            last_processes: Some(90),
+            last_error: None,
+        };
+        let level = |scans: &ScanStats, uptime_ms: u64| {
+            let got = assess(&running, scans, &when(uptime_ms));
+            let scans = got.iter().find(|c| c.name == "scans").expect("reported");
+            (scans.status(), scans.detail.clone())
+        };
+        // Two intervals and 10 s of grace: 30 s.
+        assert_eq!(level(&scans_at(1_000), 600_000).0, Level::Ok);
+        assert_eq!(level(&scans_at(30_000), 600_000).0, Level::Ok);
+        let (stale, detail) = level(&scans_at(30_001), 600_000);
+        assert_eq!(stale, Level::Degraded);
+        assert!(detail.contains("no scan has finished for 30 s"), "{detail}");
+        // No scan at all: degraded once the first one is overdue (a first scan may hash every
+        // executable: 30 s more).
+        assert_eq!(level(&ScanStats::default(), 60_000).0, Level::Ok);
+        let (none, detail) = level(&ScanStats::default(), 60_001);
+        assert_eq!(none, Level::Degraded);
+        assert!(
+            detail.contains("since the agent started 60 s ago"),
+            "{detail}"
+        );
+    }
+
     fn check(status: Status, scans: ScanStats, want: [(Level, &str); 2]) {
-        let now = Instant::now();
-        let got = assess(&status, &scans, 5000, now);
+        let got = assess(&status, &scans, &when(5000));
         assert_eq!(got[0].status(), Level::Ok);
         for (component, (level, detail)) in got[1..].iter().zip(want) {
             assert_eq!(component.status(), level, "{component:?}");
@@ -176,7 +271,7 @@ mod tests {
                 last_health: health,
                 ..status(running.clone(), 0, None)
             };
-            let got = assess(&status, &ScanStats::default(), 0, now);
+            let got = assess(&status, &ScanStats::default(), &when(0));
             let ledger = got.iter().find(|c| c.name == "ledger").expect("reported");
             (ledger.status(), ledger.detail.clone())
         };

@@ -65,19 +65,23 @@ pub struct AgentState {
     pipeline: PipelineHandle,
     query_limits: sandbox::Limits,
     queries: Semaphore,
+    /// Time between scans, against which health judges the last scan's age.
+    interval: std::time::Duration,
     /// Updated by the scan loop.
     scans: Mutex<ScanStats>,
 }
 
 impl AgentState {
     /// The state of an agent that supervises procmond through `supervisor`, keeps its scans
-    /// in `store` and runs rules in `pipeline`; CLI queries run under `query_limits`.
+    /// in `store` and runs rules in `pipeline` every `interval`; CLI queries run under
+    /// `query_limits`.
     pub fn new(
         supervisor: Supervisor,
         limits: Limits,
         store: Arc<Store>,
         pipeline: PipelineHandle,
         query_limits: sandbox::Limits,
+        interval: std::time::Duration,
     ) -> Self {
         Self {
             started: Instant::now(),
@@ -87,6 +91,7 @@ impl AgentState {
             pipeline,
             query_limits,
             queries: Semaphore::new(MAX_QUERIES),
+            interval,
             scans: Mutex::new(ScanStats::default()),
         }
     }
