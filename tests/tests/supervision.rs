@@ -1,6 +1,7 @@
 //! The agent supervises procmond: procmond drops to the configured user with exactly two
 //! capabilities and can still read other users' executables; a killed procmond is restarted
-//! within the backoff bound and scans again; a killed agent takes procmond with it.
+//! within the backoff bound and scans again; a stopped one turns health not-ok and is
+//! replaced; a killed agent takes procmond with it.
 //!
 //! These tests need root (procmond only drops privileges when started as root); CI runs them
 //! as root.
@@ -231,4 +232,45 @@ fn the_cli_says_when_no_agent_answers() {
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn a_stopped_procmond_never_leaves_health_green() {
+    require_root();
+    // A local user who can signal procmond stops it (`kill -STOP`), acts, and lets it go on.
+    // Every time, `health-check` must turn not-ok while it is stopped, and the agent must get
+    // a working collector back. Each wait has a generous limit that guards against a hung
+    // test; what is asserted is the order of events, never how long they took. The hashing
+    // budget is ten minutes so that a scan's own deadline (budget + 60 s) cannot be what
+    // notices the stop within those limits: before, health checks waited behind the scan
+    // and `health-check` stayed ok until that deadline.
+    let config = "[collector]\nuser = \"daemon\"\nhealth_interval = \"200ms\"\n\
+                  restart_backoff_min = \"100ms\"\nrestart_backoff_max = \"1s\"\n\
+                  [collection]\nhash_time_budget = \"10m\"\n";
+    let agent = Agent::start(config, 1.0);
+    for cycle in 0..2 {
+        let health = wait_for("a healthy agent", Duration::from_secs(120), || {
+            agent.health().filter(|h| {
+                h["overall"] == "ok"
+                    && h["procmond"]["pid"].is_u64()
+                    && h["scans"]["completed"].as_u64() > Some(0)
+            })
+        });
+        let pid = health["procmond"]["pid"].as_u64().unwrap();
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+        let seen = wait_for(
+            &format!("health to say so while procmond is stopped (cycle {cycle})"),
+            Duration::from_secs(120),
+            || agent.health().filter(|h| h["overall"] != "ok"),
+        );
+        // Either the stale scans or the restart under way say why.
+        let components = seen["components"].to_string();
+        assert!(
+            components.contains("no scan has finished") || components.contains("restart"),
+            "{seen:#}"
+        );
+        // Let it go on, if the supervisor has not already replaced it.
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
+    }
 }
