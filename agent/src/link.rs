@@ -97,13 +97,7 @@ impl ProcmondLink {
 
     /// Asks procmond how it is.
     pub async fn health(&self) -> Result<proto::CollectorHealth, IpcError> {
-        match self
-            .call(collector_request::Kind::Health(proto::HealthRequest {}))
-            .await?
-        {
-            ResponseKind::Health(health) => Ok(health),
-            _ => Err(unexpected("CollectorHealth")),
-        }
+        self.client.ask(proto::HealthRequest {}).await
     }
 
     /// Asks procmond to append these entries, in order, with one `fdatasync`; returns their
@@ -120,17 +114,11 @@ impl ProcmondLink {
                 payload,
             });
         }
-        match self
-            .call(collector_request::Kind::AppendAudit(proto::AppendAudit {
-                entries,
-            }))
-            .await?
-        {
-            ResponseKind::AppendAudit(result) if result.count as usize == bodies.len() => {
-                Ok(result.first_index..result.first_index + u64::from(result.count))
-            }
-            _ => Err(unexpected("AppendAuditResult for the whole batch")),
+        let result = self.client.ask(proto::AppendAudit { entries }).await?;
+        if result.count as usize != bodies.len() {
+            return Err(unexpected("AppendAuditResult for the whole batch"));
         }
+        Ok(result.first_index..result.first_index + u64::from(result.count))
     }
 
     /// Sends a request of the ledger's read side (the CLI's, forwarded).
@@ -138,10 +126,7 @@ impl ProcmondLink {
         &self,
         request: proto::AuditRequest,
     ) -> Result<proto::AuditResponse, IpcError> {
-        match self.call(collector_request::Kind::Audit(request)).await? {
-            ResponseKind::Audit(response) => Ok(response),
-            _ => Err(unexpected("AuditResponse")),
-        }
+        self.client.ask(request).await
     }
 
     /// Asks procmond for a scan of every process and puts its parts back together.
@@ -195,10 +180,6 @@ impl ProcmondLink {
         Err(IpcError::Lost {
             reason: "the scan ended without its last part".to_owned(),
         })
-    }
-
-    async fn call(&self, kind: collector_request::Kind) -> Result<ResponseKind, IpcError> {
-        kind_of(self.client.call(request(kind)).await?)
     }
 }
 

@@ -1,6 +1,4 @@
-//! `daemoneye-cli alerts list | ack`.
-
-use std::process::ExitCode;
+//! `daemoneye-cli alerts list | ack`: alerts arrive as protobuf messages, page by page.
 
 use std::io::Write as _;
 
@@ -10,6 +8,8 @@ use daemoneye_lib::ids::{AlertId, RuleId};
 use daemoneye_lib::ipc::proto;
 use serde_json::Value;
 
+use crate::agent_client::{AgentClient, ClientError};
+use crate::error::CliError;
 use crate::records;
 use crate::{Cli, Format, ask_agent, print_or_fail};
 
@@ -42,7 +42,10 @@ fn parse_severity(text: &str) -> Result<Severity, String> {
     text.parse()
 }
 
-pub fn run(cli: &Cli, command: &AlertsCommand) -> ExitCode {
+/// Alerts asked for per page.
+const PAGE: u32 = 500;
+
+pub fn run(cli: &Cli, command: &AlertsCommand) -> Result<(), CliError> {
     match command {
         AlertsCommand::List {
             since,
@@ -58,51 +61,74 @@ pub fn run(cli: &Cli, command: &AlertsCommand) -> ExitCode {
             });
             let filter = proto::AlertsRequest {
                 since_ms,
-                min_severity: severity.map(|severity| severity.as_str().to_owned()),
+                min_severity: severity.map(|severity| proto::Severity::from(severity) as i32),
                 rule_id: rule.as_ref().map(RuleId::to_string),
-                limit: *limit,
+                page: None,
             };
-            match ask_agent(cli, |mut client| async move { client.alerts(filter).await }) {
-                Ok(list) => print_alerts(cli, &list),
-                Err(code) => code,
+            let limit = *limit;
+            let (alerts, more) =
+                ask_agent(
+                    cli,
+                    |client| async move { fetch(&client, filter, limit).await },
+                )?;
+            if more {
+                eprintln!("daemoneye-cli: more alerts match; raise --limit or narrow the filter");
             }
+            print_alerts(cli, &alerts)
         }
         AlertsCommand::Ack { id } => {
+            let request = proto::AckRequest { id: id.to_string() };
+            let found = ask_agent(cli, |client| async move { client.ask(request).await })?;
             // A checked id needs no escaping to be shown.
-            let shown = id.clone();
-            let id = id.to_string();
-            match ask_agent(cli, |mut client| async move { client.ack(id).await }) {
-                Ok(true) => {
-                    if !cli.quiet {
-                        println!("acknowledged {shown}");
-                    }
-                    ExitCode::SUCCESS
-                }
-                Ok(false) => {
-                    eprintln!("daemoneye-cli: no alert has the id {shown}");
-                    ExitCode::from(1)
-                }
-                Err(code) => code,
+            if !found.found {
+                return Err(CliError::Failed(format!("no alert has the id {id}")));
             }
+            if !cli.quiet {
+                println!("acknowledged {id}");
+            }
+            Ok(())
         }
     }
 }
 
-fn print_alerts(cli: &Cli, list: &proto::AlertList) -> ExitCode {
-    let mut alerts = Vec::with_capacity(list.alerts.len());
-    for info in &list.alerts {
-        match serde_json::from_str::<Alert>(&info.alert_json) {
-            Ok(alert) => alerts.push((alert, info.acked_at_ms)),
-            Err(err) => {
-                eprintln!("daemoneye-cli: the agent sent an unreadable alert: {err}");
-                return ExitCode::from(1);
-            }
+/// Up to `limit` alerts matching `filter`, page by page, and whether more match.
+async fn fetch(
+    client: &AgentClient,
+    mut filter: proto::AlertsRequest,
+    limit: u32,
+) -> Result<(Vec<(Alert, Option<i64>)>, bool), ClientError> {
+    let mut alerts = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let want = limit.saturating_sub(u32::try_from(alerts.len()).unwrap_or(u32::MAX));
+        if want == 0 {
+            return Ok((alerts, !cursor.is_empty()));
         }
+        filter.page = Some(proto::Page {
+            cursor: std::mem::take(&mut cursor),
+            max: want.min(PAGE),
+        });
+        let page = client.ask(filter.clone()).await?;
+        for info in page.alerts {
+            let alert = info
+                .alert
+                .ok_or_else(|| ClientError::Local("the agent sent an empty alert".to_owned()))
+                .and_then(|alert| {
+                    Alert::try_from(alert).map_err(|err| {
+                        ClientError::Local(format!("the agent sent an unreadable alert: {err}"))
+                    })
+                })?;
+            alerts.push((alert, info.acked_at_ms));
+        }
+        if page.next_cursor.is_empty() {
+            return Ok((alerts, false));
+        }
+        cursor = page.next_cursor;
     }
-    if list.truncated {
-        eprintln!("daemoneye-cli: more alerts match; raise --limit or narrow the filter");
-    }
-    let printed = print_or_fail(|out| {
+}
+
+fn print_alerts(cli: &Cli, alerts: &[(Alert, Option<i64>)]) -> Result<(), CliError> {
+    print_or_fail(|out| {
         if cli.format == Format::Json {
             // The alerts in the JSON shape of INTERFACE.md, plus whether they were acknowledged.
             let values: Vec<Value> = alerts
@@ -145,6 +171,5 @@ fn print_alerts(cli: &Cli, list: &proto::AlertList) -> ExitCode {
             })
             .collect();
         records::print(&columns, &rows, cli.format, out)
-    });
-    printed.err().unwrap_or(ExitCode::SUCCESS)
+    })
 }

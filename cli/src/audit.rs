@@ -7,10 +7,10 @@
 use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
+use daemoneye_lib::ipc::calls;
 use daemoneye_lib::ipc::proto::{self, audit_request::Kind};
 use daemoneye_lib::ledger::export::{ExportError, ExportSummary, ExportWriter};
 use daemoneye_lib::ledger::note::{Checkpoint, NoteVerifier};
@@ -18,6 +18,7 @@ use daemoneye_lib::ledger::verify::{self, DirectoryReport, Verified};
 use daemoneye_lib::text::{self, format_time_ms};
 
 use crate::agent_client::{AgentClient, ClientError};
+use crate::error::CliError;
 use crate::{Cli, ask_agent, ask_agent_within, print_or_fail};
 
 /// How long an export may take in all.
@@ -81,7 +82,7 @@ pub enum AuditCommand {
     },
 }
 
-pub fn run(cli: &Cli, command: &AuditCommand) -> ExitCode {
+pub fn run(cli: &Cli, command: &AuditCommand) -> Result<(), CliError> {
     match command {
         AuditCommand::Key { out } => fetch_text(cli, Kind::Key(proto::AuditKey {}), out.as_deref()),
         AuditCommand::Checkpoint { out } => fetch_text(
@@ -94,16 +95,13 @@ pub fn run(cli: &Cli, command: &AuditCommand) -> ExitCode {
             Kind::Prove(proto::AuditProve { index: *entry }),
             out.as_deref(),
         ),
-        AuditCommand::Consistency { from, out } => match read(from) {
-            Ok(text) => fetch_text(
-                cli,
-                Kind::Consistency(proto::AuditConsistency {
-                    old_checkpoint: checkpoint_of(&text),
-                }),
-                out.as_deref(),
-            ),
-            Err(code) => code,
-        },
+        AuditCommand::Consistency { from, out } => fetch_text(
+            cli,
+            Kind::Consistency(proto::AuditConsistency {
+                old_checkpoint: checkpoint_of(&read(from)?),
+            }),
+            out.as_deref(),
+        ),
         AuditCommand::Verify { file, key, old } => verify_offline(file, key, old.as_deref()),
         AuditCommand::Export { out, proofs } => export(cli, out, *proofs),
     }
@@ -120,86 +118,51 @@ fn checkpoint_of(text: &str) -> String {
     }
 }
 
-fn read(path: &Path) -> Result<String, ExitCode> {
-    fs::read_to_string(path).map_err(|err| {
-        eprintln!("daemoneye-cli: reading {}: {err}", path.display());
-        ExitCode::from(2)
-    })
+fn read(path: &Path) -> Result<String, CliError> {
+    fs::read_to_string(path).map_err(|err| CliError::reading(path, &err))
 }
 
-fn fetch_text(cli: &Cli, request: Kind, out: Option<&Path>) -> ExitCode {
-    let response = match ask_agent(cli, |mut client| async move { client.audit(request).await }) {
-        Ok(response) => response,
-        Err(code) => return code,
-    };
+fn fetch_text(cli: &Cli, request: Kind, out: Option<&Path>) -> Result<(), CliError> {
+    let response = ask_agent(cli, |client| async move { client.audit(request).await })?;
     write_out(out, &response.text)
 }
 
-fn write_out(out: Option<&Path>, text: &str) -> ExitCode {
+fn write_out(out: Option<&Path>, text: &str) -> Result<(), CliError> {
     match out {
-        Some(path) => match fs::write(path, text) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                eprintln!("daemoneye-cli: writing {}: {err}", path.display());
-                ExitCode::from(1)
-            }
-        },
-        None => print_or_fail(|out| out.write_all(text.as_bytes()))
-            .err()
-            .unwrap_or(ExitCode::SUCCESS),
+        Some(path) => fs::write(path, text)
+            .map_err(|err| CliError::Failed(format!("writing {}: {err}", path.display()))),
+        None => print_or_fail(|out| out.write_all(text.as_bytes())),
     }
 }
 
-/// Verifies offline; 0 verified, 3 not, 2 a key or file that cannot be read at all.
-fn verify_offline(file: &Path, key: &str, old: Option<&Path>) -> ExitCode {
+/// Verifies offline: a key or file that cannot be read at all is a usage error, anything
+/// that does not verify a verification failure.
+fn verify_offline(file: &Path, key: &str, old: Option<&Path>) -> Result<(), CliError> {
     let key_text = if Path::new(key).is_file() {
-        match read(Path::new(key)) {
-            Ok(text) => text,
-            Err(code) => return code,
-        }
+        read(Path::new(key))?
     } else {
         key.to_owned()
     };
-    let key = match NoteVerifier::parse(key_text.trim()) {
-        Ok(key) => key,
-        Err(err) => {
-            eprintln!("daemoneye-cli: audit verify: the key does not parse: {err}");
-            return ExitCode::from(2);
-        }
-    };
+    let key = NoteVerifier::parse(key_text.trim())
+        .map_err(|err| CliError::Usage(format!("audit verify: the key does not parse: {err}")))?;
     let outcome = if file.is_dir() {
         verify::verify_dir(file, &key)
     } else {
-        let text = match fs::read(file) {
-            Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => text,
-                Err(_) => {
-                    eprintln!(
-                        "daemoneye-cli: audit verify: FAILED: {} is not UTF-8 text",
-                        file.display()
-                    );
-                    return ExitCode::from(3);
-                }
-            },
-            Err(err) => {
-                eprintln!("daemoneye-cli: reading {}: {err}", file.display());
-                return ExitCode::from(2);
-            }
-        };
-        let old = match old.map(read).transpose() {
-            Ok(old) => old,
-            Err(code) => return code,
-        };
+        let bytes = fs::read(file).map_err(|err| CliError::reading(file, &err))?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            CliError::Verification(format!(
+                "audit verify: FAILED: {} is not UTF-8 text",
+                file.display()
+            ))
+        })?;
+        let old = old.map(read).transpose()?;
         verify::verify_text(&text, &key, old.as_deref())
     };
     match outcome {
-        Ok(verified) => print_or_fail(|out| describe(&verified, out))
-            .err()
-            .unwrap_or(ExitCode::SUCCESS),
-        Err(failure) => {
-            eprintln!("daemoneye-cli: audit verify: FAILED: {failure}");
-            ExitCode::from(3)
-        }
+        Ok(verified) => print_or_fail(|out| describe(&verified, out)),
+        Err(failure) => Err(CliError::Verification(format!(
+            "audit verify: FAILED: {failure}"
+        ))),
     }
 }
 
@@ -266,24 +229,14 @@ fn describe_report(report: &DirectoryReport, out: &mut impl io::Write) -> io::Re
 
 /// Writes the compliance package: the agent gives the pieces, `ledger::export` writes them
 /// (the layout is specified there).
-fn export(cli: &Cli, out: &Path, proofs: u64) -> ExitCode {
-    let writer = match ExportWriter::create(out) {
-        Ok(writer) => writer,
-        Err(err) => {
-            eprintln!("daemoneye-cli: audit export: {err}");
-            return ExitCode::from(2);
-        }
-    };
-    let result = ask_agent_within(cli, EXPORT_TIMEOUT, |mut client| async move {
-        fetch_export(&mut client, writer, proofs).await
-    });
-    match result {
-        Ok(summary) => {
-            println!("{summary}");
-            ExitCode::SUCCESS
-        }
-        Err(code) => code,
-    }
+fn export(cli: &Cli, out: &Path, proofs: u64) -> Result<(), CliError> {
+    let writer =
+        ExportWriter::create(out).map_err(|err| CliError::Usage(format!("audit export: {err}")))?;
+    let summary = ask_agent_within(cli, EXPORT_TIMEOUT, |client| async move {
+        fetch_export(&client, writer, proofs).await
+    })?;
+    println!("{summary}");
+    Ok(())
 }
 
 fn local(err: ExportError) -> ClientError {
@@ -291,7 +244,7 @@ fn local(err: ExportError) -> ClientError {
 }
 
 async fn fetch_export(
-    client: &mut AgentClient,
+    client: &AgentClient,
     mut export: ExportWriter,
     proofs: u64,
 ) -> Result<ExportSummary, ClientError> {
@@ -302,21 +255,20 @@ async fn fetch_export(
     let size = export.start(&key.text, &newest.text).map_err(local)?.size;
 
     // Stored checkpoints up to the new one, one per size.
-    let mut start = 0;
+    let mut cursor = String::new();
     loop {
         let page = client
             .audit(Kind::Checkpoints(proto::AuditCheckpoints {
-                start,
-                max: 1000,
+                page: Some(proto::Page { cursor, max: 1000 }),
             }))
             .await?;
-        if page.checkpoints.is_empty() {
-            break;
-        }
-        start += page.checkpoints.len() as u64;
         for note in &page.checkpoints {
             export.stored_checkpoint(note).map_err(local)?;
         }
+        if page.checkpoints.is_empty() || page.next_cursor.is_empty() {
+            break;
+        }
+        cursor = page.next_cursor;
     }
 
     // Every entry the new checkpoint covers.
@@ -326,8 +278,10 @@ async fn fetch_export(
             u32::try_from((size - index).min(u64::from(EXPORT_BATCH))).unwrap_or(EXPORT_BATCH);
         let page = client
             .audit(Kind::Entries(proto::AuditEntries {
-                start: index,
-                max: want,
+                page: Some(proto::Page {
+                    cursor: calls::index_cursor(index),
+                    max: want,
+                }),
             }))
             .await?;
         if page.entries.is_empty() {

@@ -7,17 +7,17 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use clap_complete::Shell;
 use daemoneye_lib::config::{self, ConfigSources, DataDirInputs, Overrides, resolve_data_dir};
-use daemoneye_lib::ipc::Limits;
 use daemoneye_lib::ipc::proto::Status;
 use daemoneye_lib::ipc::transport::PeerPolicy;
-use daemoneye_lib::text;
+use daemoneye_lib::ipc::{Limits, convert};
 
 mod agent_client;
 mod alerts;
 mod audit;
+mod error;
 mod health;
 mod records;
 mod rules;
@@ -26,6 +26,7 @@ mod rules;
 const AGENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 use agent_client::{AgentClient, ClientError};
+use error::CliError;
 
 /// DaemonEye's operator interface.
 #[derive(Debug, Parser)]
@@ -42,7 +43,8 @@ struct Cli {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
     format: Format,
-    /// Never colour the output (the CLI does not colour yet; accepted for scripts).
+    /// Never colour the output, nor clap's usage messages (`NO_COLOR` and `TERM=dumb` do
+    /// the same).
     #[arg(long, global = true)]
     no_color: bool,
     /// More detail.
@@ -98,7 +100,34 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            if let Some(message) = err.message() {
+                eprintln!("daemoneye-cli: {message}");
+            }
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+/// The command line, with clap's own messages (usage errors, help) uncoloured when the
+/// operator asked with `--no-color`, `NO_COLOR` or `TERM=dumb` (clap honours the last two and
+/// the terminal test itself).
+fn parse() -> Cli {
+    let no_color = std::env::args_os()
+        .take_while(|arg| arg != "--")
+        .any(|arg| arg == "--no-color");
+    let mut command = Cli::command();
+    if no_color {
+        command = command.color(clap::ColorChoice::Never);
+    }
+    let matches = command.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit())
+}
+
+fn run(cli: &Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Completions { shell } => {
             clap_complete::generate(
@@ -107,28 +136,25 @@ fn main() -> ExitCode {
                 "daemoneye-cli",
                 &mut io::stdout(),
             );
-            ExitCode::SUCCESS
+            Ok(())
         }
-        Command::HealthCheck => health_check(&cli),
-        Command::Query { ref sql } => query(&cli, sql),
-        Command::Alerts { ref command } => alerts::run(&cli, command),
-        Command::Rules { ref command } => rules::run(&cli, command),
-        Command::Audit { ref command } => audit::run(&cli, command),
+        Command::HealthCheck => health_check(cli),
+        Command::Query { ref sql } => query(cli, sql),
+        Command::Alerts { ref command } => alerts::run(cli, command),
+        Command::Rules { ref command } => rules::run(cli, command),
+        Command::Audit { ref command } => audit::run(cli, command),
     }
 }
 
-fn query(cli: &Cli, sql: &str) -> ExitCode {
+fn query(cli: &Cli, sql: &str) -> Result<(), CliError> {
     let request = daemoneye_lib::ipc::proto::QueryRequest {
         sql: sql.to_owned(),
     };
-    let result = match ask_agent(cli, |mut client| async move { client.query(request).await }) {
-        Ok(result) => result,
-        Err(code) => return code,
-    };
+    let result = ask_agent(cli, |client| async move { client.ask(request).await })?;
     let rows: Vec<Vec<serde_json::Value>> = result
         .rows
         .iter()
-        .map(|row| row.cells.iter().map(agent_client::cell_to_json).collect())
+        .map(|row| row.cells.iter().map(convert::cell_to_json).collect())
         .collect();
     if result.truncated {
         eprintln!(
@@ -137,27 +163,23 @@ fn query(cli: &Cli, sql: &str) -> ExitCode {
         );
     }
     print_or_fail(|out| records::print(&result.columns, &rows, cli.format, out))
-        .err()
-        .unwrap_or(ExitCode::SUCCESS)
 }
 
-/// Prints with `write` to stdout; a closed pipe is fine, another error is exit code 1.
+/// Prints with `write` to stdout; a closed pipe is fine, another error is a runtime failure.
 pub(crate) fn print_or_fail(
     write: impl FnOnce(&mut io::StdoutLock<'static>) -> io::Result<()>,
-) -> Result<(), ExitCode> {
+) -> Result<(), CliError> {
     let mut out = io::stdout().lock();
     match write(&mut out).and_then(|()| out.flush()) {
         Err(err) if err.kind() != io::ErrorKind::BrokenPipe => {
-            eprintln!("daemoneye-cli: writing the output: {err}");
-            Err(ExitCode::from(1))
+            Err(CliError::Failed(format!("writing the output: {err}")))
         }
         _ => Ok(()),
     }
 }
 
-/// Connects to the agent and runs `ask`; on failure prints one line and gives the exit code
-/// (4 unreachable or silent, 2 a refused request, 1 anything else).
-pub(crate) fn ask_agent<T, F, Fut>(cli: &Cli, ask: F) -> Result<T, ExitCode>
+/// Connects to the agent and runs `ask` on the connection.
+pub(crate) fn ask_agent<T, F, Fut>(cli: &Cli, ask: F) -> Result<T, CliError>
 where
     F: FnOnce(AgentClient) -> Fut,
     Fut: Future<Output = Result<T, ClientError>>,
@@ -170,21 +192,16 @@ pub(crate) fn ask_agent_within<T, F, Fut>(
     cli: &Cli,
     timeout: std::time::Duration,
     ask: F,
-) -> Result<T, ExitCode>
+) -> Result<T, CliError>
 where
     F: FnOnce(AgentClient) -> Fut,
     Fut: Future<Output = Result<T, ClientError>>,
 {
-    let config = match config::load(
+    let config = config::load(
         &ConfigSources::standard(cli.config.clone()),
         &Overrides::default(),
-    ) {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("daemoneye-cli: {err}");
-            return Err(ExitCode::from(2));
-        }
-    };
+    )
+    .map_err(|err| CliError::Usage(err.to_string()))?;
     let data_dir = resolve_data_dir(&DataDirInputs::from_env(
         cli.data_dir.clone(),
         nix::unistd::geteuid().is_root(),
@@ -194,16 +211,10 @@ where
         ..Limits::default()
     };
     let policy = PeerPolicy::for_current_user();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("daemoneye-cli: starting the async runtime: {err}");
-            return Err(ExitCode::from(1));
-        }
-    };
+        .map_err(|err| CliError::Failed(format!("starting the async runtime: {err}")))?;
     let result = runtime.block_on(async {
         let exchange = async {
             let client = AgentClient::connect(&data_dir, limits, &policy).await?;
@@ -214,28 +225,19 @@ where
             .await
             .unwrap_or(Err(ClientError::Silent(timeout)))
     });
-    result.map_err(|err| {
-        // The message may carry what the agent (or procmond through it) sent.
-        eprintln!("daemoneye-cli: {}", text::escape(&err.to_string()));
-        match err {
-            ClientError::Unreachable { .. } | ClientError::Silent(_) => ExitCode::from(4),
-            ClientError::Failed(daemoneye_lib::ipc::IpcError::Refused {
-                code: daemoneye_lib::ipc::proto::ErrorCode::BadRequest,
-                ..
-            }) => ExitCode::from(2),
-            _ => ExitCode::from(1),
-        }
-    })
+    Ok(result?)
 }
 
-fn health_check(cli: &Cli) -> ExitCode {
-    let health = match ask_agent(cli, |mut client| async move { client.health().await }) {
-        Ok(health) => health,
-        Err(code) => return code,
-    };
-    match print_or_fail(|out| health::print(&health, cli.format, cli.verbose > 0, out)) {
-        Err(code) => code,
-        Ok(()) if health.overall() == Status::Ok => ExitCode::SUCCESS,
-        Ok(()) => ExitCode::from(1),
+fn health_check(cli: &Cli) -> Result<(), CliError> {
+    let health = ask_agent(cli, |client| async move {
+        client
+            .ask(daemoneye_lib::ipc::proto::HealthRequest {})
+            .await
+    })?;
+    print_or_fail(|out| health::print(&health, cli.format, cli.verbose > 0, out))?;
+    if health.overall() == Status::Ok {
+        Ok(())
+    } else {
+        Err(CliError::Findings(None))
     }
 }

@@ -2,14 +2,15 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::Subcommand;
 use daemoneye_lib::detection::rules::{self, Loaded};
 use daemoneye_lib::detection::sandbox::{Limits, Sandbox};
+use daemoneye_lib::ipc::{convert, proto};
 use daemoneye_lib::text;
 use serde_json::{Value, json};
 
+use crate::error::CliError;
 use crate::records;
 use crate::{Cli, Format, ask_agent, print_or_fail};
 
@@ -33,30 +34,31 @@ pub enum RulesCommand {
     },
 }
 
-pub fn run(cli: &Cli, command: &RulesCommand) -> ExitCode {
+pub fn run(cli: &Cli, command: &RulesCommand) -> Result<(), CliError> {
     match command {
         RulesCommand::List => list(cli),
-        RulesCommand::Validate { files } => match load(files) {
-            Ok(loaded) => validate(cli, &loaded),
-            Err(code) => code,
-        },
-        RulesCommand::Test { files } => match load(files) {
-            Ok(loaded) => test(cli, &loaded),
-            Err(code) => code,
-        },
+        RulesCommand::Validate { files } => validate(cli, &load(files)?),
+        RulesCommand::Test { files } => test(cli, &load(files)?),
     }
 }
 
-fn load(files: &[PathBuf]) -> Result<Loaded, ExitCode> {
-    let sandbox = Sandbox::new(Limits::default()).map_err(|err| {
-        eprintln!("daemoneye-cli: {err}");
-        ExitCode::from(1)
-    })?;
+fn load(files: &[PathBuf]) -> Result<Loaded, CliError> {
+    let sandbox =
+        Sandbox::new(Limits::default()).map_err(|err| CliError::Failed(err.to_string()))?;
     Ok(rules::load_paths(files, &sandbox))
 }
 
-fn validate(cli: &Cli, loaded: &Loaded) -> ExitCode {
-    let printed = print_or_fail(|out| match cli.format {
+/// "1 problem", "2 problems".
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("{n} {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+fn validate(cli: &Cli, loaded: &Loaded) -> Result<(), CliError> {
+    print_or_fail(|out| match cli.format {
         Format::Json => {
             let problems: Vec<Value> = loaded
                 .diagnostics
@@ -93,25 +95,22 @@ fn validate(cli: &Cli, loaded: &Loaded) -> ExitCode {
             }
             Ok(())
         }
-    });
-    if let Err(code) = printed {
-        return code;
-    }
+    })?;
     if !cli.quiet && cli.format == Format::Table {
         eprintln!(
-            "{} rules valid, {} problems",
-            loaded.rules.len(),
-            loaded.diagnostics.len()
+            "{} valid, {}",
+            count(loaded.rules.len(), "rule"),
+            count(loaded.diagnostics.len(), "problem")
         );
     }
     if loaded.diagnostics.is_empty() {
-        ExitCode::SUCCESS
+        Ok(())
     } else {
-        ExitCode::from(1)
+        Err(CliError::Findings(None))
     }
 }
 
-fn test(cli: &Cli, loaded: &Loaded) -> ExitCode {
+fn test(cli: &Cli, loaded: &Loaded) -> Result<(), CliError> {
     let mut rows: Vec<Vec<Value>> = Vec::new();
     let mut failed = loaded.diagnostics.len();
     for diagnostic in &loaded.diagnostics {
@@ -136,13 +135,8 @@ fn test(cli: &Cli, loaded: &Loaded) -> ExitCode {
             ]);
             continue;
         }
-        let outcomes = match rules::run_fixtures(rule, Limits::default()) {
-            Ok(outcomes) => outcomes,
-            Err(err) => {
-                eprintln!("daemoneye-cli: {err}");
-                return ExitCode::from(1);
-            }
-        };
+        let outcomes = rules::run_fixtures(rule, Limits::default())
+            .map_err(|err| CliError::Failed(err.to_string()))?;
         for outcome in outcomes {
             let passed = outcome.passed();
             if !passed {
@@ -173,31 +167,29 @@ fn test(cli: &Cli, loaded: &Loaded) -> ExitCode {
     .into_iter()
     .map(str::to_owned)
     .collect();
-    if let Err(code) = print_or_fail(|out| records::print(&columns, &rows, cli.format, out)) {
-        return code;
-    }
+    print_or_fail(|out| records::print(&columns, &rows, cli.format, out))?;
     if !cli.quiet && cli.format == Format::Table {
         let fixtures = rows
             .iter()
             .filter(|row| row[0] == "pass" || row[0] == "fail")
             .count();
         eprintln!(
-            "{} rules, {fixtures} fixtures, {failed} failed",
-            loaded.rules.len()
+            "{}, {}, {failed} failed",
+            count(loaded.rules.len(), "rule"),
+            count(fixtures, "fixture")
         );
     }
     if failed == 0 {
-        ExitCode::SUCCESS
+        Ok(())
     } else {
-        ExitCode::from(1)
+        Err(CliError::Findings(None))
     }
 }
 
-fn list(cli: &Cli) -> ExitCode {
-    let list = match ask_agent(cli, |mut client| async move { client.rules().await }) {
-        Ok(list) => list,
-        Err(code) => return code,
-    };
+fn list(cli: &Cli) -> Result<(), CliError> {
+    let list = ask_agent(cli, |client| async move {
+        client.ask(daemoneye_lib::ipc::proto::RulesRequest {}).await
+    })?;
     let columns: Vec<String> = [
         "id",
         "name",
@@ -220,10 +212,12 @@ fn list(cli: &Cli) -> ExitCode {
             vec![
                 rule.id.clone().into(),
                 rule.name.clone().into(),
-                rule.severity.clone().into(),
+                convert::severity_from_proto(rule.severity)
+                    .map_or("unknown", |severity| severity.as_str())
+                    .into(),
                 rule.mitre.join(",").into(),
                 rule.source.clone().into(),
-                rule.status.clone().into(),
+                rule_status(rule.status()).into(),
                 rule.runs.into(),
                 rule.degraded_runs.into(),
                 rule.last_elapsed_us.into(),
@@ -235,6 +229,14 @@ fn list(cli: &Cli) -> ExitCode {
         eprintln!("daemoneye-cli: not loaded: {}", text::escape(problem));
     }
     print_or_fail(|out| records::print(&columns, &rows, cli.format, out))
-        .err()
-        .unwrap_or(ExitCode::SUCCESS)
+}
+
+/// The name the CLI prints for a rule's status.
+fn rule_status(status: proto::RuleStatus) -> &'static str {
+    match status {
+        proto::RuleStatus::Ok => "ok",
+        proto::RuleStatus::Degraded => "degraded",
+        proto::RuleStatus::Disabled => "disabled",
+        proto::RuleStatus::Unspecified => "unknown",
+    }
 }

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use daemoneye_lib::config::{Config, LedgerHash};
+use daemoneye_lib::ipc::calls;
 use daemoneye_lib::ipc::proto::{self, ErrorCode, audit_request};
 use daemoneye_lib::ledger::HashAlg;
 use daemoneye_lib::ledger::entry::{Body, Entry, Source, records_hash};
@@ -245,14 +246,22 @@ impl AuditLog {
                     response.text = ledger.consistency(&consistency.old_checkpoint)?.to_text();
                 }
                 audit_request::Kind::Entries(entries) => {
-                    let max = entries.max.clamp(1, MAX_ENTRIES_PER_ANSWER);
+                    let page = entries.page.unwrap_or_default();
+                    let start = page_start(&page)?;
+                    let max = max_of(&page, MAX_ENTRIES_PER_ANSWER);
                     // Half a frame of the default 16 MiB: room for the rest of the answer.
-                    response.entries =
-                        ledger.entries(entries.start, u64::from(max), 8 * 1024 * 1024)?;
+                    response.entries = ledger.entries(start, u64::from(max), 8 * 1024 * 1024)?;
+                    let next = start.saturating_add(response.entries.len() as u64);
+                    response.next_cursor = calls::next_index_cursor(next, ledger.size());
                 }
-                audit_request::Kind::Checkpoints(range) => {
-                    let max = range.max.clamp(1, MAX_CHECKPOINTS_PER_ANSWER) as usize;
-                    response.checkpoints = ledger.checkpoint_notes(range.start, max)?;
+                audit_request::Kind::Checkpoints(checkpoints) => {
+                    let page = checkpoints.page.unwrap_or_default();
+                    let start = page_start(&page)?;
+                    let max = max_of(&page, MAX_CHECKPOINTS_PER_ANSWER) as usize;
+                    response.checkpoints = ledger.checkpoint_notes(start, max)?;
+                    let next = start.saturating_add(response.checkpoints.len() as u64);
+                    response.next_cursor =
+                        calls::next_index_cursor(next, ledger.checkpoint_count());
                 }
             }
             response.size = ledger.size();
@@ -274,6 +283,19 @@ impl AuditLog {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         *state = Err("procmond has stopped".to_owned());
+    }
+}
+
+/// The first index a page asks for (a refused cursor is the client's mistake).
+fn page_start(page: &proto::Page) -> Result<u64, LedgerError> {
+    calls::parse_index_cursor(&page.cursor).map_err(LedgerError::OutOfRange)
+}
+
+/// How many items a page may hold: what it asks, at most `cap` (0 asks for `cap`).
+fn max_of(page: &proto::Page, cap: u32) -> u32 {
+    match page.max {
+        0 => cap,
+        max => max.min(cap),
     }
 }
 
@@ -428,8 +450,10 @@ mod tests {
 
         let entries = audit
             .answer(request(audit_request::Kind::Entries(proto::AuditEntries {
-                start: 0,
-                max: 100,
+                page: Some(proto::Page {
+                    cursor: String::new(),
+                    max: 100,
+                }),
             })))
             .expect("answers");
         assert_eq!(entries.size, 2, "only the good append was recorded");
@@ -481,7 +505,12 @@ mod tests {
         let count = || {
             audit
                 .answer(request(audit_request::Kind::Checkpoints(
-                    proto::AuditCheckpoints { start: 0, max: 10 },
+                    proto::AuditCheckpoints {
+                        page: Some(proto::Page {
+                            cursor: String::new(),
+                            max: 10,
+                        }),
+                    },
                 )))
                 .expect("answers")
                 .checkpoints
@@ -522,8 +551,10 @@ mod tests {
         let reopened = AuditLog::open(dir.path(), &settings());
         let entries = reopened
             .answer(request(audit_request::Kind::Entries(proto::AuditEntries {
-                start: 0,
-                max: 100,
+                page: Some(proto::Page {
+                    cursor: String::new(),
+                    max: 100,
+                }),
             })))
             .expect("answers");
         let last = Entry::decode(entries.entries.last().expect("entries")).expect("decodes");

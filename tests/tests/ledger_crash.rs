@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use daemoneye_agent::link::ProcmondLink;
 use daemoneye_e2e::bin;
-use daemoneye_lib::ipc::Limits;
 use daemoneye_lib::ipc::proto::{self, audit_request::Kind};
 use daemoneye_lib::ipc::transport::PeerPolicy;
+use daemoneye_lib::ipc::{Limits, calls};
 use daemoneye_lib::ledger::entry::{Body, Entry, Source};
 use daemoneye_lib::ledger::note::NoteVerifier;
 use daemoneye_lib::ledger::verify::{Verified, verify_text};
@@ -218,8 +218,10 @@ async fn all_entries(client: &ProcmondLink) -> Vec<Entry> {
     loop {
         let response = client
             .audit(request(Kind::Entries(proto::AuditEntries {
-                start: entries.len() as u64,
-                max: 1000,
+                page: Some(proto::Page {
+                    cursor: calls::index_cursor(entries.len() as u64),
+                    max: 1000,
+                }),
             })))
             .await
             .expect("procmond returns the ledger's entries");

@@ -14,15 +14,14 @@ pub fn list(state: &AgentState) -> agent_response::Kind {
         .map(|rule| proto::RuleInfo {
             id: rule.id.clone(),
             name: rule.name.clone(),
-            severity: rule.severity.to_string(),
+            severity: proto::Severity::from(rule.severity) as i32,
             mitre: rule.mitre.clone(),
             source: rule.source.clone(),
             status: match rule.state.status {
-                RuleStatus::Degraded => "degraded",
-                RuleStatus::Disabled => "disabled",
-                RuleStatus::Ok => "ok",
-            }
-            .to_owned(),
+                RuleStatus::Degraded => proto::RuleStatus::Degraded,
+                RuleStatus::Disabled => proto::RuleStatus::Disabled,
+                RuleStatus::Ok => proto::RuleStatus::Ok,
+            } as i32,
             last_error: rule.state.last_error.clone(),
             runs: rule.state.runs,
             degraded_runs: rule.state.degraded_runs,

@@ -2,11 +2,14 @@
 //!
 //! Every field maps one to one, and unknown (`None`) stays unknown: proto3 `optional` fields
 //! keep "absent" apart from zero. Decoding checks what prost cannot: `on_disk` must be 1, 0 or
-//! -1.
+//! -1; an alert's id must be a checked [`AlertId`], its severity one this build knows, and each
+//! of its rows as many values as columns.
 
 use super::IpcError;
 use super::frame::MessageType;
 use super::proto;
+use crate::alert::{Alert, Severity};
+use crate::ids::AlertId;
 use crate::models::{OnDisk, ProcessRecord, ScanErrors, ScanSummary};
 
 impl From<&ProcessRecord> for proto::ProcessRecord {
@@ -255,6 +258,133 @@ impl<'a> Iterator for WireFields<'a> {
     }
 }
 
+impl From<Severity> for proto::Severity {
+    fn from(severity: Severity) -> Self {
+        match severity {
+            Severity::Info => Self::Info,
+            Severity::Low => Self::Low,
+            Severity::Medium => Self::Medium,
+            Severity::High => Self::High,
+            Severity::Critical => Self::Critical,
+        }
+    }
+}
+
+/// The severity a wire value names; `None` for unspecified or a value this build does not know.
+pub fn severity_from_proto(value: i32) -> Option<Severity> {
+    match proto::Severity::try_from(value).ok()? {
+        proto::Severity::Unspecified => None,
+        proto::Severity::Info => Some(Severity::Info),
+        proto::Severity::Low => Some(Severity::Low),
+        proto::Severity::Medium => Some(Severity::Medium),
+        proto::Severity::High => Some(Severity::High),
+        proto::Severity::Critical => Some(Severity::Critical),
+    }
+}
+
+/// A value of an alert's row as a cell. The rows hold what SQLite returned (null, integer,
+/// real, text; blobs already as hex text); a JSON boolean, array or object cannot occur there
+/// and would cross as integer 0/1 or as its JSON text.
+fn value_to_cell(value: &serde_json::Value) -> proto::Cell {
+    use proto::cell::Value;
+    let value = match value {
+        serde_json::Value::Null => Value::Null(true),
+        serde_json::Value::Bool(flag) => Value::Integer(i64::from(*flag)),
+        serde_json::Value::Number(number) => match number.as_i64() {
+            Some(integer) => Value::Integer(integer),
+            None => Value::Real(number.as_f64().unwrap_or(f64::NAN)),
+        },
+        serde_json::Value::String(text) => Value::Text(text.clone()),
+        other => Value::Text(other.to_string()),
+    };
+    proto::Cell { value: Some(value) }
+}
+
+/// A cell as JSON (blobs as lowercase hex, as alerts and query results show them).
+pub fn cell_to_json(cell: &proto::Cell) -> serde_json::Value {
+    use proto::cell::Value;
+    match &cell.value {
+        None | Some(Value::Null(_)) => serde_json::Value::Null,
+        Some(Value::Integer(value)) => (*value).into(),
+        Some(Value::Real(value)) => serde_json::Number::from_f64(*value)
+            .map_or(serde_json::Value::Null, serde_json::Value::Number),
+        Some(Value::Text(value)) => value.clone().into(),
+        Some(Value::Blob(bytes)) => crate::text::hex(bytes).into(),
+    }
+}
+
+impl From<&Alert> for proto::Alert {
+    fn from(alert: &Alert) -> Self {
+        Self {
+            id: alert.id.to_string(),
+            rule_id: alert.rule_id.clone(),
+            rule_name: alert.rule_name.clone(),
+            severity: proto::Severity::from(alert.severity) as i32,
+            mitre: alert.mitre.clone(),
+            host: alert.host.clone(),
+            site: alert.site.clone(),
+            scan_id: alert.scan_id,
+            detected_at: alert.detected_at.clone(),
+            dedup_key: alert.dedup_key.clone(),
+            suppressed: alert.suppressed,
+            rows: alert
+                .rows
+                .iter()
+                .map(|row| proto::AlertRow {
+                    columns: row.keys().cloned().collect(),
+                    values: row.values().map(value_to_cell).collect(),
+                })
+                .collect(),
+            summary: alert.summary.clone(),
+        }
+    }
+}
+
+impl TryFrom<proto::Alert> for Alert {
+    type Error = IpcError;
+
+    fn try_from(alert: proto::Alert) -> Result<Self, IpcError> {
+        let bad = |reason: String| IpcError::Decode {
+            kind: MessageType::AgentResponse,
+            reason,
+        };
+        let id = AlertId::parse(&alert.id).map_err(|err| bad(format!("alert id: {err}")))?;
+        let severity = severity_from_proto(alert.severity)
+            .ok_or_else(|| bad(format!("alert {id}: unknown severity {}", alert.severity)))?;
+        let mut rows = Vec::with_capacity(alert.rows.len());
+        for row in alert.rows {
+            if row.columns.len() != row.values.len() {
+                return Err(bad(format!(
+                    "alert {id}: a row of {} columns and {} values",
+                    row.columns.len(),
+                    row.values.len()
+                )));
+            }
+            rows.push(
+                row.columns
+                    .into_iter()
+                    .zip(row.values.iter().map(cell_to_json))
+                    .collect(),
+            );
+        }
+        Ok(Self {
+            id,
+            rule_id: alert.rule_id,
+            rule_name: alert.rule_name,
+            severity,
+            mitre: alert.mitre,
+            host: alert.host,
+            site: alert.site,
+            scan_id: alert.scan_id,
+            detected_at: alert.detected_at,
+            dedup_key: alert.dedup_key,
+            suppressed: alert.suppressed,
+            rows,
+            summary: alert.summary,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,5 +514,66 @@ mod tests {
         let wire = scan_summary_to_proto(&summary, &errors, 5, 6);
         assert_eq!((wire.hashed_files, wire.cached_files), (5, 6));
         assert_eq!(scan_summary_from_proto(wire), (summary, errors));
+    }
+    #[test]
+    fn alerts_survive_the_wire() {
+        let mut row = serde_json::Map::new();
+        row.insert("pid".into(), 42.into());
+        row.insert("name".into(), "sh\u{202e}x".into());
+        row.insert("cpu".into(), 97.5.into());
+        row.insert("exe".into(), serde_json::Value::Null);
+        let alert = Alert {
+            id: AlertId::parse("0123456789abcdef0123456789abcdef").expect("an id"),
+            rule_id: "DE-LNX-0001".into(),
+            rule_name: "a rule".into(),
+            severity: Severity::High,
+            mitre: vec!["T1059".into()],
+            host: "h".into(),
+            site: Some("site-1".into()),
+            scan_id: 7,
+            detected_at: "2026-12-03T00:00:00Z".into(),
+            dedup_key: "[\"42\"]".into(),
+            suppressed: 3,
+            rows: vec![row],
+            summary: "s".into(),
+        };
+        let wire = proto::Alert::from(&alert);
+        let bytes = wire.encode_to_vec();
+        let back = Alert::try_from(proto::Alert::decode(bytes.as_slice()).expect("decodes"))
+            .expect("converts");
+        assert_eq!(back, alert);
+    }
+
+    #[test]
+    fn a_hostile_alert_is_refused() {
+        let good = proto::Alert {
+            id: "0123456789abcdef0123456789abcdef".into(),
+            severity: proto::Severity::Low as i32,
+            ..proto::Alert::default()
+        };
+        assert!(Alert::try_from(good.clone()).is_ok());
+        for bad in [
+            proto::Alert {
+                id: "../../x".into(),
+                ..good.clone()
+            },
+            proto::Alert {
+                severity: 0,
+                ..good.clone()
+            },
+            proto::Alert {
+                severity: 99,
+                ..good.clone()
+            },
+            proto::Alert {
+                rows: vec![proto::AlertRow {
+                    columns: vec!["a".into(), "b".into()],
+                    values: vec![proto::Cell::default()],
+                }],
+                ..good.clone()
+            },
+        ] {
+            assert!(Alert::try_from(bad.clone()).is_err(), "{bad:?}");
+        }
     }
 }

@@ -9,6 +9,8 @@
 //! - [`conn`]: a framed connection with limits and timeouts, and the version handshake.
 //! - [`rpc`]: requests and answers over a connection: ids, several requests in flight, answers
 //!   routed to their waiter, server pushes; the one request/response helper of both links.
+//! - [`calls`]: each request paired with its typed answer (`client.ask(request)`), and the
+//!   one paging style of both links.
 //! - [`transport`]: socket files under `<data_dir>/run/` (mode 0600, stale ones replaced
 //!   safely) and the peer credential check.
 //! - [`convert`]: between [`crate::models`] and the wire messages.
@@ -21,6 +23,7 @@
 //! UTF-8), and a connection that sends anything unexpected is closed with a [`proto::ProtocolError`]
 //! naming the reason.
 
+pub mod calls;
 pub mod conn;
 pub mod convert;
 pub mod frame;
