@@ -110,6 +110,7 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     })?;
 
     let collector_socket = transport::collector_socket(&options.data_dir);
+    let collector_socket_path = collector_socket.clone();
     let mut args: Vec<OsString> = vec![
         "--socket".into(),
         collector_socket.clone().into(),
@@ -207,6 +208,10 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let _ = supervising.await;
     let _ = serving.await;
+    // procmond has stopped; its socket, which it can no longer unlink itself, goes too.
+    if let Err(err) = transport::remove_stale(&collector_socket_path) {
+        tracing::warn!(error = %err, "cannot remove procmond's socket");
+    }
     tracing::info!("agent stopped");
     result
 }

@@ -170,6 +170,6 @@ fn print_alerts(cli: &Cli, alerts: &[(Alert, Option<i64>)]) -> Result<(), CliErr
                 ]
             })
             .collect();
-        records::print(&columns, &rows, cli.format, out)
+        records::print(&columns, &rows, cli.style(), out)
     })
 }

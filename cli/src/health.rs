@@ -6,6 +6,7 @@ use daemoneye_lib::ipc::proto::{self, Status};
 use serde_json::{Value, json};
 
 use crate::Format;
+use crate::error::CliError;
 use daemoneye_lib::text;
 
 use crate::records::csv_cell;
@@ -54,6 +55,21 @@ pub fn to_json(health: &proto::AgentHealth) -> Value {
             "last_processes": health.last_scan_processes,
         },
     })
+}
+
+/// The JSON a monitoring script gets when there is no report: the overall status `failed`,
+/// the exit code the CLI ends with, and why.
+pub fn print_failure(err: &CliError, out: &mut impl Write) -> io::Result<()> {
+    let reachable = !matches!(err, CliError::Unreachable(_));
+    let value = json!({
+        "overall": "failed",
+        "agent_reachable": reachable,
+        "exit_code": err.exit_code(),
+        "error": err.message(),
+        "components": [],
+    });
+    serde_json::to_writer_pretty(&mut *out, &value)?;
+    writeln!(out)
 }
 
 /// Prints the report in `format`; `verbose` adds the details to the table.

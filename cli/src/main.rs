@@ -4,7 +4,7 @@
 //! need no agent. It must never open a network socket nor write the event store directly.
 
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -53,6 +53,17 @@ struct Cli {
     /// Less output.
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// Tables with every cell whole, however wide (by default a table is cut to the
+    /// terminal's width, its widest columns first, and cells to 80 characters off a terminal).
+    #[arg(long, global = true)]
+    wide: bool,
+}
+
+impl Cli {
+    /// How records go to stdout.
+    fn style(&self) -> records::Style {
+        records::Style::for_stdout(self.format, self.wide)
+    }
 }
 
 /// How records are printed.
@@ -74,8 +85,16 @@ enum Command {
     /// Run a read-only SQL query over the newest scan, in the rules' sandbox.
     Query {
         /// The query (SQLite dialect; tables as in INTERFACE.md).
-        #[arg(long)]
-        sql: String,
+        #[arg(
+            long,
+            required_unless_present = "sql_file",
+            conflicts_with = "sql_file"
+        )]
+        sql: Option<String>,
+        /// Read the query from FILE, or from stdin with `-` (for queries longer than a
+        /// command line allows; at most 256 KiB).
+        #[arg(long, value_name = "FILE")]
+        sql_file: Option<PathBuf>,
     },
     /// Review alerts.
     Alerts {
@@ -139,7 +158,17 @@ fn run(cli: &Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::HealthCheck => health_check(cli),
-        Command::Query { ref sql } => query(cli, sql),
+        Command::Query {
+            ref sql,
+            ref sql_file,
+        } => {
+            let sql = match (sql, sql_file) {
+                (Some(sql), _) => sql.clone(),
+                (None, Some(file)) => read_sql(file)?,
+                (None, None) => return Err(CliError::Usage("give --sql or --sql-file".into())),
+            };
+            query(cli, &sql)
+        }
         Command::Alerts { ref command } => alerts::run(cli, command),
         Command::Rules { ref command } => rules::run(cli, command),
         Command::Audit { ref command } => audit::run(cli, command),
@@ -162,7 +191,51 @@ fn query(cli: &Cli, sql: &str) -> Result<(), CliError> {
             rows.len()
         );
     }
-    print_or_fail(|out| records::print(&result.columns, &rows, cli.format, out))
+    print_or_fail(|out| records::print(&result.columns, &rows, cli.style(), out))
+}
+
+/// The longest query `--sql-file` reads: the longest the agent checks.
+const MAX_SQL_BYTES: u64 = daemoneye_lib::detection::precheck::MAX_SQL_BYTES as u64;
+
+/// A query from a file, or from stdin for `-`: UTF-8, at most [`MAX_SQL_BYTES`]. A file must
+/// be a regular file (opened without blocking, so a FIFO cannot hang the CLI).
+fn read_sql(file: &Path) -> Result<String, CliError> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let stdin = file == Path::new("-");
+    let shown = if stdin {
+        "stdin".to_owned()
+    } else {
+        file.display().to_string()
+    };
+    let mut bytes = Vec::new();
+    let read = if stdin {
+        io::stdin()
+            .lock()
+            .take(MAX_SQL_BYTES + 1)
+            .read_to_end(&mut bytes)
+    } else {
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(file)
+            .map_err(|err| CliError::reading(file, &err))?;
+        let metadata = opened
+            .metadata()
+            .map_err(|err| CliError::reading(file, &err))?;
+        if !metadata.is_file() {
+            return Err(CliError::Usage(format!("{shown} is not a regular file")));
+        }
+        opened.take(MAX_SQL_BYTES + 1).read_to_end(&mut bytes)
+    };
+    read.map_err(|err| CliError::Usage(format!("reading the query from {shown}: {err}")))?;
+    if bytes.len() as u64 > MAX_SQL_BYTES {
+        return Err(CliError::Usage(format!(
+            "the query in {shown} is longer than {MAX_SQL_BYTES} bytes"
+        )));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| CliError::Usage(format!("the query in {shown} is not UTF-8 text")))
 }
 
 /// Prints with `write` to stdout; a closed pipe is fine, another error is a runtime failure.
@@ -229,11 +302,21 @@ where
 }
 
 fn health_check(cli: &Cli) -> Result<(), CliError> {
-    let health = ask_agent(cli, |client| async move {
+    let asked = ask_agent(cli, |client| async move {
         client
             .ask(daemoneye_lib::ipc::proto::HealthRequest {})
             .await
-    })?;
+    });
+    let health = match asked {
+        Ok(health) => health,
+        Err(err) => {
+            // A monitoring script reads stdout: it gets an answer it can parse.
+            if cli.format == Format::Json {
+                print_or_fail(|out| health::print_failure(&err, out))?;
+            }
+            return Err(err);
+        }
+    };
     print_or_fail(|out| health::print(&health, cli.format, cli.verbose > 0, out))?;
     if health.overall() == Status::Ok {
         Ok(())

@@ -84,7 +84,7 @@ fn validate(cli: &Cli, loaded: &Loaded) -> Result<(), CliError> {
             records::print(
                 &["file".into(), "rule_id".into(), "reason".into()],
                 &rows,
-                Format::Csv,
+                cli.style(),
                 out,
             )
         }
@@ -167,7 +167,7 @@ fn test(cli: &Cli, loaded: &Loaded) -> Result<(), CliError> {
     .into_iter()
     .map(str::to_owned)
     .collect();
-    print_or_fail(|out| records::print(&columns, &rows, cli.format, out))?;
+    print_or_fail(|out| records::print(&columns, &rows, cli.style(), out))?;
     if !cli.quiet && cli.format == Format::Table {
         let fixtures = rows
             .iter()
@@ -228,7 +228,7 @@ fn list(cli: &Cli) -> Result<(), CliError> {
     for problem in &list.problems {
         eprintln!("daemoneye-cli: not loaded: {}", text::escape(problem));
     }
-    print_or_fail(|out| records::print(&columns, &rows, cli.format, out))
+    print_or_fail(|out| records::print(&columns, &rows, cli.style(), out))
 }
 
 /// The name the CLI prints for a rule's status.

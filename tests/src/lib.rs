@@ -167,6 +167,7 @@ impl Agent {
             .args(["health-check", "--format", "json", "--data-dir"])
             .arg(&self.data_dir)
             .env_remove("DAEMONEYE_DATA_DIR")
+            .env_remove("COLUMNS")
             .output()
             .expect("running daemoneye-cli");
         serde_json::from_slice(&output.stdout).ok()
@@ -195,13 +196,38 @@ impl Agent {
 
     /// Runs `daemoneye-cli ARGS --data-dir <this agent's>`.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(bin("daemoneye-cli"))
+        self.cli_with_input(args, &[])
+    }
+
+    /// [`Agent::cli`] with `input` on its stdin (tables at their width off a terminal: no
+    /// `COLUMNS` from the environment running the tests).
+    pub fn cli_with_input(&self, args: &[&str], input: &[u8]) -> std::process::Output {
+        use std::io::Write as _;
+        let mut child = Command::new(bin("daemoneye-cli"))
             .args(args)
             .arg("--data-dir")
             .arg(&self.data_dir)
             .env_remove("DAEMONEYE_DATA_DIR")
-            .output()
-            .expect("running daemoneye-cli")
+            .env_remove("COLUMNS")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running daemoneye-cli");
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        // A CLI that does not read its stdin closes it early: that is its business.
+        let _ = stdin.write_all(input);
+        drop(stdin);
+        child.wait_with_output().expect("running daemoneye-cli")
+    }
+
+    /// Stops the agent with SIGTERM and waits (at most `limit`) for it to exit.
+    pub fn stop(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.pid()).expect("a pid"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        wait_for("the agent to stop after SIGTERM", limit, || {
+            self.child.try_wait().expect("waiting for the agent")
+        })
     }
 
     /// The log lines (parsed) whose message is `message`.

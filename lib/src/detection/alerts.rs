@@ -89,13 +89,15 @@ pub fn candidates(rule: &Rule, result: &QueryResult, ctx: &AlertContext<'_>) -> 
                         .collect()
                 })
                 .collect();
-            let mut summary = format!("{}: {}", rule.name, describe(&rows));
+            // The evidence first: in a table cut to the terminal's width it is what shows.
+            let mut summary = describe(&rows);
             if matched > rows.len() {
                 summary.push_str(&format!(" (+{} more rows)", matched - rows.len()));
             }
             if result.truncated {
                 summary.push_str(" (the rule's result was cut at the row limit)");
             }
+            summary.push_str(&format!(" [{}]", rule.name));
             Alert {
                 id: alert_id(rule.id.as_str(), ctx.host, &dedup_key),
                 rule_id: rule.id.to_string(),
@@ -298,7 +300,8 @@ mod tests {
             ("DE-TEST-1", 9, Some("plant-7"))
         );
         assert!(
-            alert.summary.starts_with("Test rule: pid=1 path=/tmp/a"),
+            alert.summary.starts_with("pid=1 path=/tmp/a")
+                && alert.summary.ends_with(" [Test rule]"),
             "{}",
             alert.summary
         );
@@ -334,7 +337,7 @@ mod tests {
         // exact text.
         let hostile = "/tmp/\u{202e}fdp.sh\n\u{1b}[2J\u{200b}";
         let alert = candidates(&rule(&[]), &result(&[(1, hostile)]), &CTX).remove(0);
-        assert_eq!(alert.summary, format!("Test rule: pid=1 path={hostile}"));
+        assert_eq!(alert.summary, format!("pid=1 path={hostile} [Test rule]"));
         assert_eq!(alert.rows[0]["path"], hostile);
     }
 

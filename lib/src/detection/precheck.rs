@@ -223,7 +223,13 @@ fn check_on_this_thread(sql: &str) -> Result<CheckedSql, Refusal> {
         .and_then(|mut parser| parser.parse_statements())
         .map_err(|err| match err {
             ParserError::RecursionLimitExceeded => Refusal::TooDeep,
-            other => Refusal::Syntax(cut(&other.to_string())),
+            // A statement that is not a query at all (`PRAGMA table_info(processes)`, which
+            // the parser does not know in that form) is refused for what it is, not for its
+            // syntax.
+            other => match first_keyword(sql) {
+                Some(word) if !QUERY_STARTS.contains(&word.as_str()) => Refusal::NotSelect(word),
+                _ => Refusal::Syntax(cut(&other.to_string())),
+            },
         })?;
     let statement = match statements.as_slice() {
         [] => return Err(Refusal::Empty),
@@ -249,6 +255,25 @@ fn check_on_this_thread(sql: &str) -> Result<CheckedSql, Refusal> {
 }
 
 /// The first word or two of a statement, for the refusal message.
+/// The words a query may start with.
+const QUERY_STARTS: [&str; 3] = ["SELECT", "WITH", "VALUES"];
+
+/// The first word of `sql` in capitals, past whitespace and comments; `None` when it starts
+/// with something else (a parenthesis, a literal) or does not tokenize.
+fn first_keyword(sql: &str) -> Option<String> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&SQLiteDialect {}, sql).tokenize().ok()?;
+    let first = tokens
+        .into_iter()
+        .find(|token| !matches!(token, Token::Whitespace(_)))?;
+    match first {
+        Token::Word(word) if word.quote_style.is_none() => {
+            Some(cut(&word.value.to_ascii_uppercase()))
+        }
+        _ => None,
+    }
+}
+
 fn statement_kind(statement: &Statement) -> String {
     let text = statement.to_string();
     let words: Vec<&str> = text.split_whitespace().take(2).collect();
@@ -423,6 +448,19 @@ mod tests {
             "PRAGMA writable_schema = 1",
             Refusal::NotSelect("PRAGMA".into()),
         );
+        // Forms the parser does not know are refused for what they are, not for syntax.
+        for sql in [
+            "PRAGMA table_info(processes)",
+            "  /* x */ pragma table_info('processes')",
+            "PRAGMA main.table_list",
+        ] {
+            check_refusal(sql, Refusal::NotSelect("PRAGMA".into()));
+        }
+        check_refusal("VACUUM INTO '/tmp/x'", Refusal::NotSelect("VACUUM".into()));
+        assert!(matches!(
+            check("SELECT FROM WHERE"),
+            Err(Refusal::Syntax(_))
+        ));
         check_refusal(
             "ATTACH DATABASE '/etc/x' AS x",
             Refusal::NotSelect("ATTACH".into()),

@@ -204,8 +204,10 @@ pub fn listen(path: &Path, policy: PeerPolicy) -> Result<SocketListener, IpcErro
     })
 }
 
-/// Removes what is at `path` if, and only if, it is a socket nobody listens on any more.
-fn remove_stale(path: &Path) -> Result<(), IpcError> {
+/// Removes what is at `path` if, and only if, it is a socket nobody listens on any more (the
+/// agent removes procmond's socket this way once procmond has stopped: procmond no longer has
+/// the right to unlink it after dropping its privileges).
+pub fn remove_stale(path: &Path) -> Result<(), IpcError> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
