@@ -131,8 +131,10 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
         limits,
         policy,
         startup_timeout: Duration::from_secs(10),
-        // A scan may spend the hashing budget and then some on reading /proc.
-        scan_timeout: collection.hash_time_budget.get() + Duration::from_secs(60),
+        // A scan may spend the hashing budget and then some on reading /proc; one that takes
+        // longer than a few intervals more is stalled: procmond is replaced (a frozen one is
+        // caught sooner, by the health checks beside the scan).
+        scan_timeout: scan_deadline(collection.hash_time_budget.get(), collection.interval.get()),
     };
     let signal = stop_signal()?;
     tokio::pin!(signal);
@@ -214,6 +216,13 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     }
     tracing::info!("agent stopped");
     result
+}
+
+/// How long a scan may take before procmond counts as stalled: the hashing budget plus three
+/// intervals, and never less than the budget plus 30 s (a short test interval must not turn a
+/// busy host's scans into stalls).
+pub fn scan_deadline(hash_budget: Duration, interval: Duration) -> Duration {
+    hash_budget + (interval.saturating_mul(3)).max(Duration::from_secs(30))
 }
 
 /// Hands raised alerts on: printed on stdout (the sink until the outbox arrives), then

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use daemoneye_lib::ipc::proto;
 use daemoneye_lib::ipc::transport::PeerPolicy;
 use daemoneye_lib::ipc::{IpcError, Limits};
-use daemoneye_lib::ledger::entry::Body;
+use daemoneye_lib::ledger::entry::{Body, MAX_STR};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
@@ -36,6 +36,8 @@ use crate::link::{ProcmondLink, ReceivedScan};
 /// How long procmond has to answer an audit request (an append or a checkpoint waits for
 /// fsync; a proof reads O(log n) hashes).
 const AUDIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Restarts kept for the ledger while no procmond answers.
+const MAX_UNRECORDED_RESTARTS: usize = 64;
 
 /// How long procmond has to answer a health request.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -261,6 +263,15 @@ fn describe_state(state: &State) -> String {
     }
 }
 
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn cut_to(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
 fn lock(status: &Mutex<Status>) -> std::sync::MutexGuard<'_, Status> {
     // The status is plain data replaced field by field; a panic elsewhere cannot leave it
     // half-written in a way that matters, so a poisoned lock is still used.
@@ -271,10 +282,14 @@ fn lock(status: &Mutex<Status>) -> std::sync::MutexGuard<'_, Status> {
 
 async fn supervise(shared: Arc<Shared>, settings: Settings, mut shutdown: watch::Receiver<bool>) {
     let mut crashes_in_a_row = 0_u32;
+    // Restarts not yet in the ledger: the next procmond records them once it answers.
+    let mut unrecorded: Vec<Body> = Vec::new();
     loop {
         lock(&shared.status).state = State::Starting;
         let started = Instant::now();
-        let Some(reason) = run_child(&shared, &settings, &mut shutdown).await else {
+        let Some((pid, reason)) =
+            run_child(&shared, &settings, &mut shutdown, &mut unrecorded).await
+        else {
             lock(&shared.status).state = State::Stopped;
             return;
         };
@@ -301,6 +316,15 @@ async fn supervise(shared: Arc<Shared>, settings: Settings, mut shutdown: watch:
             delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             "procmond stopped; restarting it"
         );
+        // Bounded: a procmond that never answers records nothing, and the oldest restarts
+        // give way (the log has them all).
+        if unrecorded.len() >= MAX_UNRECORDED_RESTARTS {
+            unrecorded.remove(0);
+        }
+        unrecorded.push(Body::ProcmondRestarted {
+            pid,
+            reason: cut_to(&reason, MAX_STR),
+        });
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             _ = shutdown.changed() => {
@@ -311,11 +335,25 @@ async fn supervise(shared: Arc<Shared>, settings: Settings, mut shutdown: watch:
     }
 }
 
-/// Runs one procmond until it stops (returning why) or the agent stops (returning `None`).
+/// Runs one procmond until it stops (returning its pid, 0 if it never had one, and why) or
+/// the agent stops (returning `None`). Once it answers, it records `unrecorded` first.
 async fn run_child(
     shared: &Shared,
     settings: &Settings,
     shutdown: &mut watch::Receiver<bool>,
+    unrecorded: &mut Vec<Body>,
+) -> Option<(u32, String)> {
+    let mut pid = 0;
+    let reason = run_child_until(shared, settings, shutdown, unrecorded, &mut pid).await?;
+    Some((pid, reason))
+}
+
+async fn run_child_until(
+    shared: &Shared,
+    settings: &Settings,
+    shutdown: &mut watch::Receiver<bool>,
+    unrecorded: &mut Vec<Body>,
+    started_pid: &mut u32,
 ) -> Option<String> {
     if *shutdown.borrow() {
         return None;
@@ -345,6 +383,7 @@ async fn run_child(
         }
     };
     let pid = child.id().unwrap_or(0);
+    *started_pid = pid;
     tracing::info!(pid, procmond = %settings.procmond.display(), "started procmond");
 
     let deadline = Instant::now() + settings.startup_timeout;
@@ -377,6 +416,17 @@ async fn run_child(
             "the socket was answered by pid {:?}, not by the procmond started (pid {pid})",
             link.server_pid()
         ));
+    }
+    if !unrecorded.is_empty() {
+        match tokio::time::timeout(AUDIT_TIMEOUT, link.append_audit(unrecorded)).await {
+            Ok(Ok(_)) => unrecorded.clear(),
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "procmond's restart not recorded in the audit ledger");
+            }
+            Err(_) => {
+                tracing::warn!("procmond's restart not recorded in the audit ledger: no answer")
+            }
+        }
     }
     shared.set_link(Some(link));
     lock(&shared.status).state = State::Running {

@@ -14,6 +14,7 @@ use daemoneye_agent::link::ProcmondLink;
 use daemoneye_e2e::{Agent, has_exited, proc_status, wait_for};
 use daemoneye_lib::ipc::Limits;
 use daemoneye_lib::ipc::transport::{PeerPolicy, collector_socket};
+use serde_json::Value;
 
 /// Kills the child when dropped, so that a failed assertion leaves nothing running.
 struct Reaped(std::process::Child);
@@ -241,13 +242,15 @@ fn a_stopped_procmond_never_leaves_health_green() {
     // Every time, `health-check` must turn not-ok while it is stopped, and the agent must get
     // a working collector back. Each wait has a generous limit that guards against a hung
     // test; what is asserted is the order of events, never how long they took. The hashing
-    // budget is ten minutes so that a scan's own deadline (budget + 60 s) cannot be what
-    // notices the stop within those limits: before, health checks waited behind the scan
-    // and `health-check` stayed ok until that deadline.
+    // budget is ten minutes so that a scan's own deadline (budget + 30 s or three intervals)
+    // cannot be what notices the stop within those limits: before, health checks waited
+    // behind the scan and `health-check` stayed ok until that deadline. Each replacement is
+    // recorded in the ledger, through the new procmond, with the stopped one's pid.
     let config = "[collector]\nuser = \"daemon\"\nhealth_interval = \"200ms\"\n\
                   restart_backoff_min = \"100ms\"\nrestart_backoff_max = \"1s\"\n\
                   [collection]\nhash_time_budget = \"10m\"\n";
     let agent = Agent::start(config, 1.0);
+    let mut stopped = Vec::new();
     for cycle in 0..2 {
         let health = wait_for("a healthy agent", Duration::from_secs(120), || {
             agent.health().filter(|h| {
@@ -257,6 +260,7 @@ fn a_stopped_procmond_never_leaves_health_green() {
             })
         });
         let pid = health["procmond"]["pid"].as_u64().unwrap();
+        stopped.push(pid);
         let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap());
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
         let seen = wait_for(
@@ -270,7 +274,57 @@ fn a_stopped_procmond_never_leaves_health_green() {
             components.contains("no scan has finished") || components.contains("restart"),
             "{seen:#}"
         );
-        // Let it go on, if the supervisor has not already replaced it.
+        // A procmond that stays stopped is replaced (its health checks go unanswered).
+        let old = pid.as_raw().unsigned_abs();
+        wait_for(
+            &format!("a new procmond (cycle {cycle})"),
+            Duration::from_secs(120),
+            || {
+                agent.health().filter(|h| {
+                    h["procmond"]["pid"]
+                        .as_u64()
+                        .is_some_and(|p| p != u64::from(old))
+                })
+            },
+        );
+        // Harmless if it is gone; a procmond left stopped would linger.
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
     }
+    // Both stops are in the ledger as restarts, each naming the procmond that was stopped.
+    let restarted = wait_for(
+        "both restarts in the ledger",
+        Duration::from_secs(120),
+        || {
+            let export = agent.dir.path().join("export");
+            let _ = std::fs::remove_dir_all(&export);
+            let out = agent.cli(&[
+                "audit",
+                "export",
+                "--out",
+                export.to_str()?,
+                "--proofs",
+                "0",
+            ]);
+            if !out.status.success() {
+                return None;
+            }
+            let pids: Vec<u64> = std::fs::read_to_string(export.join("entries.jsonl"))
+                .ok()?
+                .lines()
+                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                .filter(|entry| entry["kind"] == "procmond_restarted")
+                .filter_map(|entry| {
+                    assert_eq!(entry["source"], "agent", "{entry}");
+                    assert!(
+                        entry["fields"]["reason"]
+                            .as_str()
+                            .is_some_and(|r| !r.is_empty())
+                    );
+                    entry["fields"]["pid"].as_u64()
+                })
+                .collect();
+            stopped.iter().all(|pid| pids.contains(pid)).then_some(pids)
+        },
+    );
+    assert!(restarted.len() >= 2, "{restarted:?}");
 }

@@ -14,7 +14,7 @@
 //! ```text
 //! offset  size  field
 //! 0       1     version   always 1 (VERSION); any other value is refused
-//! 1       1     kind      1..=13, see the table below
+//! 1       1     kind      1..=14, see the table below
 //! 2       1     source    1 = procmond, 2 = agent (who asked for the entry)
 //! 3       8     time_ms   i64: milliseconds since 1970-01-01T00:00:00Z (UTC, no leap seconds)
 //! 11      ...   body      the kind's fields, in the order of the table, nothing after them
@@ -53,6 +53,7 @@
 //!                            reason: str
 //! 12    bundle_rolled_back   name: str, from_version: str, to_version: str       either
 //! 13    config_changed       source: str, config_hash: hash                      either
+//! 14    procmond_restarted   pid: u32 (0: not known), reason: str                agent
 //! ```
 //!
 //! A `scan`'s `records_hash` is [`records_hash`] of the scan's records: the ledger's hash
@@ -127,7 +128,7 @@ pub const HEADER_BYTES: usize = 11;
 pub const MAX_BODY_BYTES: usize = MAX_ENTRY_BYTES - HEADER_BYTES;
 
 /// The kind names, indexed by kind number minus one.
-pub const KIND_NAMES: [&str; 13] = [
+pub const KIND_NAMES: [&str; 14] = [
     "ledger_created",
     "procmond_started",
     "procmond_stopped",
@@ -141,6 +142,7 @@ pub const KIND_NAMES: [&str; 13] = [
     "bundle_refused",
     "bundle_rolled_back",
     "config_changed",
+    "procmond_restarted",
 ];
 
 /// Who asked for an entry: procmond itself or the agent (through `AppendAudit`).
@@ -306,6 +308,14 @@ pub enum Body {
         /// The hash of the new configuration.
         config_hash: Hash,
     },
+    /// Kind 14: the agent stopped procmond (it stalled, stopped answering or exited) and
+    /// started a new one; recorded through the new one.
+    ProcmondRestarted {
+        /// The procmond that was stopped (0 when it never reported its pid).
+        pid: u32,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// One record of the audit ledger.
@@ -330,7 +340,7 @@ enum Field<'a> {
 }
 
 impl Body {
-    /// The kind's number (1 to 13), the second byte of the entry.
+    /// The kind's number (1 to 14), the second byte of the entry.
     pub const fn kind_code(&self) -> u8 {
         match self {
             Self::LedgerCreated { .. } => 1,
@@ -346,6 +356,7 @@ impl Body {
             Self::BundleRefused { .. } => 11,
             Self::BundleRolledBack { .. } => 12,
             Self::ConfigChanged { .. } => 13,
+            Self::ProcmondRestarted { .. } => 14,
         }
     }
 
@@ -493,6 +504,9 @@ impl Body {
                 source,
                 config_hash,
             } => vec![("source", Str(source)), ("config_hash", H(config_hash))],
+            Self::ProcmondRestarted { pid, reason } => {
+                vec![("pid", U32(*pid)), ("reason", Str(reason))]
+            }
         }
     }
 
@@ -560,7 +574,7 @@ impl Entry {
             return Err(EntryError::UnknownVersion(version));
         }
         let kind = reader.u8("kind")?;
-        if !(1..=13).contains(&kind) {
+        if !(1..=KIND_NAMES.len() as u8).contains(&kind) {
             return Err(EntryError::UnknownKind(kind));
         }
         let source_code = reader.u8("source")?;

@@ -69,6 +69,10 @@ pub(super) fn decode_fields(code: u8, r: &mut Reader<'_>) -> Result<Body, EntryE
             source: r.str("source")?,
             config_hash: r.hash("config_hash")?,
         },
+        14 => Body::ProcmondRestarted {
+            pid: r.u32("pid")?,
+            reason: r.str("reason")?,
+        },
         _ => return Err(EntryError::UnknownKind(code)),
     })
 }

@@ -77,6 +77,10 @@ fn samples() -> Vec<Body> {
             source: "/etc/daemoneye/config.toml".into(),
             config_hash: h(0xc0),
         },
+        Body::ProcmondRestarted {
+            pid: 4242,
+            reason: "no answer to a health check within 5s".into(),
+        },
     ]
 }
 
@@ -771,6 +775,7 @@ fn body() -> impl Strategy<Value = Body> {
             source,
             config_hash
         }),
+        (any::<u32>(), text()).prop_map(|(pid, reason)| Body::ProcmondRestarted { pid, reason }),
     ]
 }
 
