@@ -77,6 +77,11 @@ fn samples() -> Vec<Body> {
             source: "/etc/daemoneye/config.toml".into(),
             config_hash: h(0xc0),
         },
+        Body::StoreRecovered {
+            path: "/var/lib/daemoneye/events.redb".into(),
+            moved_to: "/var/lib/daemoneye/events.redb.damaged-20261203T014500Z".into(),
+            reason: "redb panicked: internal error".into(),
+        },
     ]
 }
 
@@ -146,7 +151,7 @@ fn bad_version_kind_and_source_fail() {
         EntryError::UnknownVersion(2).to_string(),
         "unknown entry version 2"
     );
-    for kind in [0u8, 14, 99, 0xff] {
+    for kind in [0u8, 15, 99, 0xff] {
         let mut bytes = good.clone();
         bytes[1] = kind;
         assert_eq!(Entry::decode(&bytes), Err(EntryError::UnknownKind(kind)));
@@ -411,7 +416,7 @@ fn display_never_breaks_the_line() {
 fn every_kind_round_trips() {
     let bodies = samples();
     let codes: Vec<u8> = bodies.iter().map(Body::kind_code).collect();
-    assert_eq!(codes, (1..=13).collect::<Vec<u8>>());
+    assert_eq!(codes, (1..=14).collect::<Vec<u8>>());
     for body in bodies {
         for source in [Source::Procmond, Source::Agent] {
             if source == Source::Agent && !body.agent_may_append() {
@@ -771,6 +776,11 @@ fn body() -> impl Strategy<Value = Body> {
             source,
             config_hash
         }),
+        (text(), text(), text()).prop_map(|(path, moved_to, reason)| Body::StoreRecovered {
+            path,
+            moved_to,
+            reason
+        }),
     ]
 }
 
@@ -789,7 +799,7 @@ fn any_entry() -> impl Strategy<Value = Entry> {
 /// Bytes that start like an entry (so the decoder gets past the header), then anything.
 fn entry_like_bytes() -> impl Strategy<Value = Vec<u8>> {
     (
-        0u8..=14,
+        0u8..=15,
         0u8..=3,
         proptest::collection::vec(any::<u8>(), 0..120),
     )
