@@ -112,7 +112,7 @@ pub(super) fn in_use(err: &redb::DatabaseError) -> bool {
 /// (no file, an empty one, a file that needs redb's repair, damage) is left to the writable
 /// open, except a lock held by another process, which is [`StoreError::InUse`] here already.
 pub(super) fn check_version_read_only(path: &Path) -> Result<(), StoreError> {
-    use redb::{ReadableDatabase, ReadableTable};
+    use redb::ReadableDatabase;
     if std::fs::metadata(path).map_or(true, |meta| meta.len() == 0) {
         return Ok(());
     }
