@@ -47,7 +47,9 @@
 //!
 //! `meta` holds one entry, `schema_version`: 4 bytes, a big-endian `u32`, currently 1. It
 //! versions the set of tables and their key layouts; a store with another version is refused
-//! ([`StoreError::SchemaVersion`]) rather than misread.
+//! ([`StoreError::SchemaVersion`]) rather than misread, and it is read without opening the file
+//! for writing, so that such a store stays byte for byte as it was. What happens to a damaged
+//! file is in `open.rs`: it is moved aside, never deleted.
 //!
 //! Every other value starts with one byte, the value format version (currently 1); a value
 //! with another first byte is [`StoreError::UnknownValueFormat`]. In format 1:
