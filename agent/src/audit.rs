@@ -1,5 +1,5 @@
 //! What the agent records in procmond's audit ledger: its start and stop, a changed
-//! configuration, and every alert it raises. A ledger that cannot take an entry is logged and
+//! configuration, a damaged event store it replaced, and every alert it raises. A ledger that cannot take an entry is logged and
 //! does not stop detection.
 
 use std::path::Path;
@@ -94,4 +94,30 @@ pub async fn record_alerts(supervisor: &Supervisor, alerts: &[daemoneye_lib::ale
         })
         .collect();
     record_batch(supervisor, &bodies).await;
+}
+
+/// Records that the event store at `path` was damaged, moved aside and replaced.
+pub async fn record_store_recovered(
+    supervisor: &Supervisor,
+    path: &Path,
+    recovered: &daemoneye_lib::storage::Recovered,
+) {
+    record(
+        supervisor,
+        Body::StoreRecovered {
+            path: bounded(&path.display().to_string()),
+            moved_to: bounded(&recovered.moved_to.display().to_string()),
+            reason: bounded(&recovered.reason),
+        },
+    )
+    .await;
+}
+
+/// `text` cut to the longest string an entry field holds, at a character boundary.
+fn bounded(text: &str) -> String {
+    let mut end = text.len().min(daemoneye_lib::ledger::entry::MAX_STR);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
 }

@@ -9,6 +9,8 @@
 //!   alerts in one store transaction, and hands raised alerts on through a channel;
 //! - the delivery task prints them on stdout ([`output`]; other sinks arrive with the outbox)
 //!   and records them in procmond's audit ledger ([`audit`]);
+//! - [`store`] opens the event store at start-up (a damaged one is moved aside and replaced;
+//!   a newer agent's is refused) and [`pidfile`] names the agent holding the data directory;
 //! - [`control`] answers the CLI on `<data_dir>/run/agent.sock` from the shared store, the
 //!   rule set the pipeline publishes and the supervisor's status; CLI queries run in a
 //!   sandbox of their own ([`tables`] reads the store for both).
@@ -22,7 +24,9 @@ pub mod control;
 pub mod detector;
 pub mod link;
 pub mod output;
+pub mod pidfile;
 pub mod pipeline;
 pub mod run;
+pub mod store;
 pub mod supervisor;
 pub mod tables;

@@ -98,7 +98,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("daemoneye-agent: {err:#}");
-            ExitCode::from(1)
+            ExitCode::from(daemoneye_agent::store::exit_code(&err))
         }
     }
 }

@@ -14,10 +14,13 @@ use tokio::sync::{mpsc, watch};
 
 use crate::audit;
 use crate::backoff::Backoff;
+use crate::control::health::StoreHealth;
 use crate::control::{self, AgentState};
 use crate::detector::{self, Detector};
 use crate::output::{AlertFormat, print_alerts};
-use crate::pipeline::{self, Pipeline, PipelineHandle, Raised};
+use crate::pidfile::PidFile;
+use crate::pipeline::{Pipeline, PipelineHandle, Raised};
+use crate::store;
 use crate::supervisor::{Settings, Supervisor, Unavailable};
 
 /// Raised batches queued for delivery before the pipeline waits for the printer.
@@ -82,17 +85,30 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     let run_dir = options.data_dir.join("run");
     transport::prepare_run_dir(&options.data_dir).context("preparing the data directory")?;
     transport::prepare_run_dir(&run_dir).context("preparing the socket directory")?;
-    let (store, pipeline) = {
+    let (store, store_health, pipeline) = {
         let config = options.config.clone();
         let data_dir = options.data_dir.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let store = Arc::new(pipeline::open_store(&data_dir)?);
+            let opened = store::open(&data_dir, now_ms())?;
+            let health = StoreHealth {
+                path: opened.path,
+                recovered: opened.recovered,
+            };
+            let store = Arc::new(opened.store);
             let detector = Detector::from_config(&config)?;
             let pipeline = Pipeline::new(&config, Arc::clone(&store), detector)?;
-            Ok((store, pipeline))
+            Ok((store, health, pipeline))
         })
         .await
         .context("opening the store")??
+    };
+    // Written while this agent holds the store's lock, removed when `run` returns.
+    let pid_file = match PidFile::write(&options.data_dir) {
+        Ok(file) => Some(file),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot write the pid file; a second agent will not be able to name this one");
+            None
+        }
     };
     let (raised_tx, raised_rx) = mpsc::channel(RAISED_QUEUE);
     let (pipeline, pipeline_thread) = PipelineHandle::spawn(pipeline, raised_tx)?;
@@ -141,10 +157,13 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let (serve_stop_tx, serve_stop_rx) = watch::channel(false);
     let (supervisor, supervising) = Supervisor::start(settings, stop_rx.clone());
+    let recovered = store_health.recovered.clone();
+    let store_path = store_health.path.clone();
     let state = Arc::new(AgentState::new(
         supervisor.clone(),
         limits,
         store,
+        store_health,
         pipeline.clone(),
         detector::limits(&options.config),
         options.interval,
@@ -172,6 +191,9 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
         () = &mut signal => {}
         _ = supervisor.wait_until_running(Duration::from_secs(10)) => {
             audit::record_start(&supervisor, &options.config, &options.data_dir).await;
+            if let Some(recovered) = &recovered {
+                audit::record_store_recovered(&supervisor, &store_path, recovered).await;
+            }
             loop {
             tokio::select! {
                 () = &mut signal => break,
@@ -214,6 +236,7 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     if let Err(err) = transport::remove_stale(&collector_socket_path) {
         tracing::warn!(error = %err, "cannot remove procmond's socket");
     }
+    drop(pid_file);
     tracing::info!("agent stopped");
     result
 }

@@ -2,7 +2,7 @@
 //! `entries.log` frame, of an export's `entries.bin`, of a proof file's `extra` line, and the
 //! body of an agent's `AppendAudit` request.
 //!
-//! The whole input is decoded as an entry; the first byte also picks a kind name (one of the 13,
+//! The whole input is decoded as an entry; the first byte also picks a kind name (one of the 15,
 //! or an unknown one) under which the rest is decoded as a body. Invariants (a failure is a
 //! crash, like any panic):
 //!

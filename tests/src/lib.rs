@@ -121,6 +121,17 @@ impl Agent {
     /// [`Agent::start`] with extra environment variables (procmond inherits them).
     pub fn start_with_env(config: &str, interval_secs: f64, env: &[(&str, &Path)]) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
+        Self::start_in(dir, config, interval_secs, env)
+    }
+
+    /// [`Agent::start_with_env`] in `dir`, which the test may have prepared: the data
+    /// directory is `<dir>/data` (it may exist already, with a store in it).
+    pub fn start_in(
+        dir: tempfile::TempDir,
+        config: &str,
+        interval_secs: f64,
+        env: &[(&str, &Path)],
+    ) -> Self {
         let data_dir = dir.path().join("data");
         let config_file = dir.path().join("config.toml");
         std::fs::write(&config_file, config).expect("writing the configuration");

@@ -1,10 +1,12 @@
 //! The health report `daemoneye-cli health-check` shows: each component judged from what the
-//! agent knows (procmond's status and last report, the scans), by [`assess`], which is pure
-//! and table-tested.
+//! agent knows (procmond's status and last report, the scans, how the event store opened), by
+//! [`assess`], which is pure and table-tested.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use daemoneye_lib::ipc::proto::{self, Status as Level};
+use daemoneye_lib::storage::Recovered;
 
 use super::{AgentState, ScanStats};
 use crate::supervisor::{State, Status};
@@ -20,7 +22,7 @@ pub fn report(state: &AgentState) -> proto::AgentHealth {
         uptime_ms,
         interval: state.interval,
     };
-    let components = assess(&status, &scans, &when);
+    let components = assess(&status, &scans, &state.store_health, &when);
     let overall = components
         .iter()
         .map(|c| c.status())
@@ -61,6 +63,16 @@ fn component(name: &str, status: Level, detail: String) -> proto::ComponentHealt
     }
 }
 
+/// How the event store was opened at start-up: it does not change while the agent runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreHealth {
+    /// The store file.
+    pub path: PathBuf,
+    /// Set when the file was damaged, moved aside and replaced by a new store: the store is
+    /// then `degraded` for the rest of this agent's run, so that the operator learns of it.
+    pub recovered: Option<Recovered>,
+}
+
 /// The moment a report is made, and what the agent expects of its scans.
 #[derive(Debug, Clone, Copy)]
 pub struct When {
@@ -86,7 +98,12 @@ impl When {
 }
 
 /// Judges each component from what the agent knows; pure, so that every case is tested.
-pub fn assess(status: &Status, scans: &ScanStats, when: &When) -> Vec<proto::ComponentHealth> {
+pub fn assess(
+    status: &Status,
+    scans: &ScanStats,
+    store: &StoreHealth,
+    when: &When,
+) -> Vec<proto::ComponentHealth> {
     let agent = component(
         "agent",
         Level::Ok,
@@ -172,6 +189,20 @@ pub fn assess(status: &Status, scans: &ScanStats, when: &When) -> Vec<proto::Com
             ),
         ),
     };
+    let store = match &store.recovered {
+        None => component("store", Level::Ok, store.path.display().to_string()),
+        Some(recovered) => component(
+            "store",
+            Level::Degraded,
+            format!(
+                "{} was damaged at start-up and replaced by an empty store; the damaged file \
+                 was moved aside to {} ({})",
+                store.path.display(),
+                recovered.moved_to.display(),
+                recovered.reason
+            ),
+        ),
+    };
     let ledger = match &status.last_health {
         Some(health) if health.ledger_available => {
             component("ledger", Level::Ok, health.ledger_detail.clone())
@@ -183,7 +214,7 @@ pub fn assess(status: &Status, scans: &ScanStats, when: &When) -> Vec<proto::Com
             "unknown until procmond reports".to_owned(),
         ),
     };
-    vec![agent, procmond, scan, ledger]
+    vec![agent, procmond, scan, store, ledger]
 }
 
 #[cfg(test)]
@@ -228,7 +259,7 @@ mod tests {
             last_error: None,
         };
         let level = |scans: &ScanStats, uptime_ms: u64| {
-            let got = assess(&running, scans, &when(uptime_ms));
+            let got = assess(&running, scans, &StoreHealth::default(), &when(uptime_ms));
             let scans = got.iter().find(|c| c.name == "scans").expect("reported");
             (scans.status(), scans.detail.clone())
         };
@@ -250,7 +281,7 @@ mod tests {
     }
 
     fn check(status: Status, scans: ScanStats, want: [(Level, &str); 2]) {
-        let got = assess(&status, &scans, &when(5000));
+        let got = assess(&status, &scans, &StoreHealth::default(), &when(5000));
         assert_eq!(got[0].status(), Level::Ok);
         for (component, (level, detail)) in got[1..].iter().zip(want) {
             assert_eq!(component.status(), level, "{component:?}");
@@ -263,6 +294,43 @@ mod tests {
     }
 
     #[test]
+    fn a_replaced_store_is_degraded_with_the_reason_and_the_moved_file() {
+        let running = status(
+            State::Running {
+                pid: 7,
+                since: Instant::now(),
+            },
+            0,
+            None,
+        );
+        let store = |recovered: Option<Recovered>| {
+            let health = StoreHealth {
+                path: PathBuf::from("/var/lib/daemoneye/events.redb"),
+                recovered,
+            };
+            let got = assess(&running, &ScanStats::default(), &health, &when(0));
+            let store = got.iter().find(|c| c.name == "store").expect("reported");
+            (store.status(), store.detail.clone())
+        };
+        assert_eq!(
+            store(None),
+            (Level::Ok, "/var/lib/daemoneye/events.redb".to_owned())
+        );
+        let (level, detail) = store(Some(Recovered {
+            moved_to: PathBuf::from("/var/lib/daemoneye/events.redb.damaged-20261203T014500Z"),
+            reason: "event store /var/lib/daemoneye/events.redb is damaged: redb panicked".into(),
+        }));
+        assert_eq!(level, Level::Degraded);
+        assert_eq!(
+            detail,
+            "/var/lib/daemoneye/events.redb was damaged at start-up and replaced by an empty \
+             store; the damaged file was moved aside to \
+             /var/lib/daemoneye/events.redb.damaged-20261203T014500Z (event store \
+             /var/lib/daemoneye/events.redb is damaged: redb panicked)"
+        );
+    }
+
+    #[test]
     fn the_ledger_is_ok_only_when_procmond_reports_it_open() {
         let now = Instant::now();
         let running = State::Running { pid: 7, since: now };
@@ -271,7 +339,12 @@ mod tests {
                 last_health: health,
                 ..status(running.clone(), 0, None)
             };
-            let got = assess(&status, &ScanStats::default(), &when(0));
+            let got = assess(
+                &status,
+                &ScanStats::default(),
+                &StoreHealth::default(),
+                &when(0),
+            );
             let ledger = got.iter().find(|c| c.name == "ledger").expect("reported");
             (ledger.status(), ledger.detail.clone())
         };

@@ -7,7 +7,7 @@
 //!
 //! | request | module | reads |
 //! | --- | --- | --- |
-//! | health | [`health`] | the supervisor's status, the scan statistics |
+//! | health | [`health`] | the supervisor's status, the scan statistics, how the store opened |
 //! | query | [`query`] | the store, in a sandbox of the query's own |
 //! | alerts, ack | [`alerts`] | the store |
 //! | rules | [`rules`] | the rule set the pipeline published |
@@ -62,6 +62,8 @@ pub struct AgentState {
     supervisor: Supervisor,
     limits: Limits,
     store: Arc<Store>,
+    /// How the store was opened, for health.
+    store_health: health::StoreHealth,
     pipeline: PipelineHandle,
     query_limits: sandbox::Limits,
     queries: Semaphore,
@@ -73,12 +75,13 @@ pub struct AgentState {
 
 impl AgentState {
     /// The state of an agent that supervises procmond through `supervisor`, keeps its scans
-    /// in `store` and runs rules in `pipeline` every `interval`; CLI queries run under
+    /// in `store` (opened as `store_health` says) and runs rules in `pipeline` every `interval`; CLI queries run under
     /// `query_limits`.
     pub fn new(
         supervisor: Supervisor,
         limits: Limits,
         store: Arc<Store>,
+        store_health: health::StoreHealth,
         pipeline: PipelineHandle,
         query_limits: sandbox::Limits,
         interval: std::time::Duration,
@@ -88,6 +91,7 @@ impl AgentState {
             supervisor,
             limits,
             store,
+            store_health,
             pipeline,
             query_limits,
             queries: Semaphore::new(MAX_QUERIES),

@@ -14,7 +14,7 @@
 //! ```text
 //! offset  size  field
 //! 0       1     version   always 1 (VERSION); any other value is refused
-//! 1       1     kind      1..=14, see the table below
+//! 1       1     kind      1..=15, see the table below
 //! 2       1     source    1 = procmond, 2 = agent (who asked for the entry)
 //! 3       8     time_ms   i64: milliseconds since 1970-01-01T00:00:00Z (UTC, no leap seconds)
 //! 11      ...   body      the kind's fields, in the order of the table, nothing after them
@@ -53,8 +53,17 @@
 //!                            reason: str
 //! 12    bundle_rolled_back   name: str, from_version: str, to_version: str       either
 //! 13    config_changed       source: str, config_hash: hash                      either
-//! 14    procmond_restarted   pid: u32 (0: not known), reason: str                agent
+//! 14    store_recovered      path: str, moved_to: str, reason: str               either
+//! 15    procmond_restarted   pid: u32 (0: not known), reason: str                agent
 //! ```
+//!
+//! `store_recovered` says that the agent found its event store damaged at start-up, moved
+//! the file at `path` to `moved_to` (kept, never deleted) and created a new store; `reason`
+//! is why the old one could not be opened. `procmond_restarted` says that the agent replaced
+//! procmond (it stalled, stopped answering or exited), with the replaced one's pid; it is
+//! written through the new procmond. Kinds 14 and 15 were added after the first release of
+//! version 1: a reader that knows only kinds 1 to 13 refuses such an entry as an unknown kind
+//! rather than misreading it.
 //!
 //! A `scan`'s `records_hash` is [`records_hash`] of the scan's records: the ledger's hash
 //! function over their canonical encoding, specified byte by byte in `entry/records.rs`.
@@ -128,7 +137,7 @@ pub const HEADER_BYTES: usize = 11;
 pub const MAX_BODY_BYTES: usize = MAX_ENTRY_BYTES - HEADER_BYTES;
 
 /// The kind names, indexed by kind number minus one.
-pub const KIND_NAMES: [&str; 14] = [
+pub const KIND_NAMES: [&str; 15] = [
     "ledger_created",
     "procmond_started",
     "procmond_stopped",
@@ -142,6 +151,7 @@ pub const KIND_NAMES: [&str; 14] = [
     "bundle_refused",
     "bundle_rolled_back",
     "config_changed",
+    "store_recovered",
     "procmond_restarted",
 ];
 
@@ -308,7 +318,16 @@ pub enum Body {
         /// The hash of the new configuration.
         config_hash: Hash,
     },
-    /// Kind 14: the agent stopped procmond (it stalled, stopped answering or exited) and
+    /// Kind 14: the agent moved a damaged event store aside and created a new one.
+    StoreRecovered {
+        /// The store file.
+        path: String,
+        /// Where the damaged file was moved.
+        moved_to: String,
+        /// Why it could not be opened.
+        reason: String,
+    },
+    /// Kind 15: the agent stopped procmond (it stalled, stopped answering or exited) and
     /// started a new one; recorded through the new one.
     ProcmondRestarted {
         /// The procmond that was stopped (0 when it never reported its pid).
@@ -340,7 +359,7 @@ enum Field<'a> {
 }
 
 impl Body {
-    /// The kind's number (1 to 14), the second byte of the entry.
+    /// The kind's number (1 to 15), the second byte of the entry.
     pub const fn kind_code(&self) -> u8 {
         match self {
             Self::LedgerCreated { .. } => 1,
@@ -356,7 +375,8 @@ impl Body {
             Self::BundleRefused { .. } => 11,
             Self::BundleRolledBack { .. } => 12,
             Self::ConfigChanged { .. } => 13,
-            Self::ProcmondRestarted { .. } => 14,
+            Self::StoreRecovered { .. } => 14,
+            Self::ProcmondRestarted { .. } => 15,
         }
     }
 
@@ -504,6 +524,15 @@ impl Body {
                 source,
                 config_hash,
             } => vec![("source", Str(source)), ("config_hash", H(config_hash))],
+            Self::StoreRecovered {
+                path,
+                moved_to,
+                reason,
+            } => vec![
+                ("path", Str(path)),
+                ("moved_to", Str(moved_to)),
+                ("reason", Str(reason)),
+            ],
             Self::ProcmondRestarted { pid, reason } => {
                 vec![("pid", U32(*pid)), ("reason", Str(reason))]
             }

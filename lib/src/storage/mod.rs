@@ -47,7 +47,9 @@
 //!
 //! `meta` holds one entry, `schema_version`: 4 bytes, a big-endian `u32`, currently 1. It
 //! versions the set of tables and their key layouts; a store with another version is refused
-//! ([`StoreError::SchemaVersion`]) rather than misread.
+//! ([`StoreError::SchemaVersion`]) rather than misread, and it is read without opening the file
+//! for writing, so that such a store stays byte for byte as it was. What happens to a damaged
+//! file is in `open.rs`: it is moved aside, never deleted.
 //!
 //! Every other value starts with one byte, the value format version (currently 1); a value
 //! with another first byte is [`StoreError::UnknownValueFormat`]. In format 1:
@@ -72,6 +74,7 @@
 
 mod codec;
 mod ingest;
+mod open;
 mod read;
 mod retention;
 mod state;
@@ -86,6 +89,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 use codec::{ValueError, name};
 
+pub use open::{Recovered, damaged_name};
 pub use retention::{Retention, RetentionReport};
 pub use state::{RuleState, RuleStatus, StoredAlert, Writer};
 
@@ -125,7 +129,23 @@ pub enum StoreError {
         /// The error.
         source: std::io::Error,
     },
-    /// redb refused to open the file (locked by another process, not a redb file, damaged).
+    /// The file is damaged: redb panicked while opening it (its message is the reason).
+    /// redb's own `Corrupted` errors stay [`StoreError::Open`] or [`StoreError::Database`];
+    /// [`StoreError::is_damage`] says which failures are damage.
+    #[error("event store {} is damaged: {reason}", path.display())]
+    Damaged {
+        /// The store file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Another process holds the file's lock (redb lets one process at a time open it).
+    #[error("event store {} is in use by another process", path.display())]
+    InUse {
+        /// The store file.
+        path: PathBuf,
+    },
+    /// redb refused to open the file (not a redb file, damaged, written by an older redb).
     #[error("cannot open event store {}: {source}", path.display())]
     Open {
         /// The store file.
@@ -220,7 +240,23 @@ impl Store {
     ///
     /// An existing file's permissions are reset to 0600 too: snapshots hold command lines,
     /// which may carry secrets.
+    ///
+    /// Opening reads what the agent reads at start-up (schema version, newest scan, rule
+    /// states), so that damage there is found now. It never panics: a panic inside redb is
+    /// [`StoreError::Damaged`], a lock held by another process [`StoreError::InUse`];
+    /// [`StoreError::is_damage`] tells damage from the other failures, and
+    /// [`Store::open_or_recover`] acts on it.
     pub fn open(path: &Path, cache_bytes: usize) -> Result<Store, StoreError> {
+        open::guarded(path, || {
+            open::check_version_read_only(path)?;
+            let store = Self::open_unguarded(path, cache_bytes)?;
+            store.latest_scan()?;
+            store.rule_states()?;
+            Ok(store)
+        })
+    }
+
+    fn open_unguarded(path: &Path, cache_bytes: usize) -> Result<Store, StoreError> {
         let io = |operation| {
             move |source| StoreError::Io {
                 path: path.to_owned(),
@@ -239,9 +275,17 @@ impl Store {
         // The mode above applies only when the file is created.
         file.set_permissions(Permissions::from_mode(0o600))
             .map_err(io("set permissions of"))?;
-        let open_error = |source| StoreError::Open {
-            path: path.to_owned(),
-            source,
+        let open_error = |source| {
+            if open::in_use(&source) {
+                StoreError::InUse {
+                    path: path.to_owned(),
+                }
+            } else {
+                StoreError::Open {
+                    path: path.to_owned(),
+                    source,
+                }
+            }
         };
         let backend = redb::backends::FileBackend::new(file).map_err(open_error)?;
         let db = Database::builder()

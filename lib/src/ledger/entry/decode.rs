@@ -69,7 +69,12 @@ pub(super) fn decode_fields(code: u8, r: &mut Reader<'_>) -> Result<Body, EntryE
             source: r.str("source")?,
             config_hash: r.hash("config_hash")?,
         },
-        14 => Body::ProcmondRestarted {
+        14 => Body::StoreRecovered {
+            path: r.str("path")?,
+            moved_to: r.str("moved_to")?,
+            reason: r.str("reason")?,
+        },
+        15 => Body::ProcmondRestarted {
             pid: r.u32("pid")?,
             reason: r.str("reason")?,
         },

@@ -77,6 +77,11 @@ fn samples() -> Vec<Body> {
             source: "/etc/daemoneye/config.toml".into(),
             config_hash: h(0xc0),
         },
+        Body::StoreRecovered {
+            path: "/var/lib/daemoneye/events.redb".into(),
+            moved_to: "/var/lib/daemoneye/events.redb.damaged-20261203T014500Z".into(),
+            reason: "redb panicked: internal error".into(),
+        },
         Body::ProcmondRestarted {
             pid: 4242,
             reason: "no answer to a health check within 5s".into(),
@@ -150,7 +155,7 @@ fn bad_version_kind_and_source_fail() {
         EntryError::UnknownVersion(2).to_string(),
         "unknown entry version 2"
     );
-    for kind in [0u8, 14, 99, 0xff] {
+    for kind in [0u8, 16, 99, 0xff] {
         let mut bytes = good.clone();
         bytes[1] = kind;
         assert_eq!(Entry::decode(&bytes), Err(EntryError::UnknownKind(kind)));
@@ -415,7 +420,7 @@ fn display_never_breaks_the_line() {
 fn every_kind_round_trips() {
     let bodies = samples();
     let codes: Vec<u8> = bodies.iter().map(Body::kind_code).collect();
-    assert_eq!(codes, (1..=13).collect::<Vec<u8>>());
+    assert_eq!(codes, (1..=15).collect::<Vec<u8>>());
     for body in bodies {
         for source in [Source::Procmond, Source::Agent] {
             if source == Source::Agent && !body.agent_may_append() {
@@ -775,6 +780,11 @@ fn body() -> impl Strategy<Value = Body> {
             source,
             config_hash
         }),
+        (text(), text(), text()).prop_map(|(path, moved_to, reason)| Body::StoreRecovered {
+            path,
+            moved_to,
+            reason
+        }),
         (any::<u32>(), text()).prop_map(|(pid, reason)| Body::ProcmondRestarted { pid, reason }),
     ]
 }
@@ -794,7 +804,7 @@ fn any_entry() -> impl Strategy<Value = Entry> {
 /// Bytes that start like an entry (so the decoder gets past the header), then anything.
 fn entry_like_bytes() -> impl Strategy<Value = Vec<u8>> {
     (
-        0u8..=14,
+        0u8..=15,
         0u8..=3,
         proptest::collection::vec(any::<u8>(), 0..120),
     )

@@ -2,6 +2,7 @@
 //! `StoreError` variant, never a panic.
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
 use redb::{Database, TableDefinition};
 
@@ -39,8 +40,17 @@ fn open_fails_without_a_parent_directory() {
 #[test]
 fn a_second_writer_is_refused() {
     let (dir, _store) = temp_store();
-    let err = Store::open(&dir.path().join("store.redb"), CACHE).unwrap_err();
-    assert!(matches!(err, StoreError::Open { .. }), "{err}");
+    let path = dir.path().join("store.redb");
+    let err = Store::open(&path, CACHE).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::InUse { path: p } if *p == path),
+        "{err:?}"
+    );
+    assert!(!err.is_damage());
+    // Not damage: the file is not moved aside.
+    let err = Store::open_or_recover(&path, CACHE, 0).unwrap_err();
+    assert!(matches!(err, StoreError::InUse { .. }), "{err:?}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
 
 #[test]
@@ -161,4 +171,133 @@ fn an_unknown_value_format_is_an_error_not_a_panic() {
         ),
         "{err:?}"
     );
+}
+
+/// A store at `dir/events.redb` holding a few scans, closed.
+fn closed_store(dir: &Path) -> PathBuf {
+    let path = dir.join("events.redb");
+    let store = Store::open(&path, CACHE).unwrap();
+    for scan in 0..20 {
+        let records: Vec<ProcessRecord> = (0..200)
+            .map(|pid| record(pid, Some(i64::from(pid) + scan)))
+            .collect();
+        ingest(&store, 1000 * (scan + 1), &records);
+    }
+    drop(store);
+    path
+}
+
+/// Overwrites `len` bytes at `at` with reproducible pseudo-random bytes (xorshift).
+fn scribble(path: &Path, at: usize, len: usize) -> Vec<u8> {
+    let mut bytes = std::fs::read(path).unwrap();
+    assert!(bytes.len() >= at + len, "{} bytes", bytes.len());
+    let mut state: u64 = 0x5eed_da3a_0000_0001;
+    for byte in &mut bytes[at..at + len] {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        *byte = state.to_le_bytes()[0];
+    }
+    std::fs::write(path, &bytes).unwrap();
+    bytes
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn random_bytes_inside_the_store_are_damage_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = closed_store(dir.path());
+    let damaged = scribble(&path, 4096, 64 * 1024);
+    let err = Store::open(&path, CACHE).unwrap_err();
+    assert!(err.is_damage(), "{err:?}");
+    assert!(err.to_string().contains("events.redb"), "{err}");
+    // Opening did not change the file.
+    assert!(std::fs::read(&path).unwrap() == damaged);
+}
+
+#[test]
+fn a_damaged_store_is_moved_aside_and_a_new_one_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = closed_store(dir.path());
+    let damaged = scribble(&path, 4096, 64 * 1024);
+    // 2026-12-03T01:45:00.5Z
+    let now_ms = 1_796_262_300_500;
+    let (store, recovered) = Store::open_or_recover(&path, CACHE, now_ms).unwrap();
+    let recovered = recovered.expect("the store was damaged");
+    assert_eq!(
+        recovered.moved_to,
+        dir.path().join("events.redb.damaged-20261203T014500Z")
+    );
+    assert!(recovered.reason.contains("events.redb"), "{recovered:?}");
+    assert!(std::fs::read(&recovered.moved_to).unwrap() == damaged);
+    // The new store is empty and works.
+    assert_eq!(store.latest_scan().unwrap(), None);
+    ingest(&store, 5000, &[record(1, Some(1))]);
+    drop(store);
+
+    // Damaged again in the same second: the first moved file is kept, the second gets `.1`.
+    scribble(&path, 0, 4096);
+    let (_store, again) = Store::open_or_recover(&path, CACHE, now_ms).unwrap();
+    assert_eq!(
+        again.unwrap().moved_to,
+        dir.path().join("events.redb.damaged-20261203T014500Z.1")
+    );
+    assert_eq!(
+        names(dir.path()),
+        [
+            "events.redb",
+            "events.redb.damaged-20261203T014500Z",
+            "events.redb.damaged-20261203T014500Z.1"
+        ]
+    );
+}
+
+#[test]
+fn a_file_that_is_not_redb_at_all_is_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.redb");
+    std::fs::write(&path, vec![0x41; 8192]).unwrap();
+    let err = Store::open(&path, CACHE).unwrap_err();
+    assert!(err.is_damage(), "{err:?}");
+    let (_store, recovered) = Store::open_or_recover(&path, CACHE, 0).unwrap();
+    assert!(recovered.is_some());
+}
+
+#[test]
+fn a_newer_store_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = closed_store(dir.path());
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(codec::META)
+            .unwrap()
+            .insert(codec::SCHEMA_KEY, 7u32.to_be_bytes().as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let err = Store::open_or_recover(&path, CACHE, 0).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            StoreError::SchemaVersion {
+                found: 7,
+                expected: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!err.is_damage());
+    assert!(std::fs::read(&path).unwrap() == before);
+    assert_eq!(names(dir.path()), ["events.redb"]);
 }
