@@ -40,7 +40,11 @@ fn other_processes_using(id: u32, except: u32) -> Vec<(u32, String)> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("listing /proc") {
         let Ok(entry) = entry else { continue };
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         if pid == except {
@@ -168,7 +172,10 @@ fn refused(config: &str) -> (Option<i32>, String) {
     let status = wait_for("the agent to exit", Duration::from_secs(30), || {
         child.0.try_wait().unwrap()
     });
-    (status.code(), std::fs::read_to_string(&stderr_file).unwrap())
+    (
+        status.code(),
+        std::fs::read_to_string(&stderr_file).unwrap(),
+    )
 }
 
 #[test]
