@@ -124,8 +124,6 @@ pub enum PrivilegeError {
          61184-65519; create user {DEFAULT_USER} or set collector.user"
     )]
     NoFreeId,
-    #[error("keeping procmond's id in {path} failed: {reason}")]
-    KeepId { path: String, reason: String },
     #[error("refusing to run as user {name:?}: its uid {uid} or primary gid {gid} is root's")]
     TargetIsRoot { name: String, uid: u32, gid: u32 },
     #[cfg(target_os = "linux")]

@@ -9,7 +9,9 @@
 //! - no user has as its uid or primary gid, and no group has as its gid, in `/etc/passwd`,
 //!   `/etc/group` and then the system's user database (NSS, for LDAP or SSSD accounts);
 //! - no running process has among its user or group ids (`Uid`, `Gid`, `Groups` of every
-//!   `/proc/PID/status`).
+//!   `/proc/PID/status`);
+//! - systemd has not registered for one of its own dynamic users (a file named by the number in
+//!   `/run/systemd/dynamic-uid/`, when that directory exists).
 //!
 //! The same number is used as uid and gid, and procmond's only group is that gid.
 //!
@@ -19,8 +21,9 @@
 //! root, so that a restarted procmond comes back as the same id (and finds its ledger
 //! directory already its own). The file holds the id in ASCII decimal followed by one `\n`,
 //! nothing else; a file that does not parse, an id outside [`DYNAMIC_IDS`] or one that is now
-//! taken is ignored and replaced. Without a data directory the first search starts from the
-//! pid and nothing is kept. With one, the search starts at a point derived from the directory's
+//! taken is ignored and replaced. A file that cannot be written costs only the stability (a
+//! warning says so): the ledger directory is handed to whichever id procmond runs as on each
+//! start. Without a data directory the first search starts from the pid and nothing is kept. With one, the search starts at a point derived from the directory's
 //! path ([`seed`]), so agents on different data directories rarely collide.
 //!
 //! # Limits
@@ -28,7 +31,11 @@
 //! Files owned by the id outside the data directory are not looked for (procmond writes
 //! nowhere else). Two procmonds started in the same instant on different data directories
 //! could both see an id as free; the path-derived starting points make that unlikely, and
-//! nothing here takes a system-wide lock.
+//! nothing here takes a system-wide lock. procmond does not register its id with systemd
+//! either, so a `DynamicUser=` service started later could be given the id procmond holds. A
+//! dedicated `daemoneye` user (the release package creates one) has none of these limits. An
+//! id abandoned by procmond keeps owning the ledger directory until the next start hands it
+//! over; the data directory above it is root's and mode 0700, so that id cannot reach it.
 //!
 //! The pure parts ([`pick`], [`parse_passwd`], [`parse_group`], [`status_ids`], [`seed`],
 //! [`parse_id_file`]) take text and values; [`choose`] does the reading.
@@ -167,6 +174,7 @@ pub fn choose(state_dir: Option<&Path>) -> Result<u32, PrivilegeError> {
         .groups
         .extend(parse_group(&read_database("/etc/group")?));
     taken.in_use = ids_in_use()?;
+    taken.in_use.extend(registered_by_systemd());
 
     let id_file = state_dir.map(|dir| dir.join(ID_FILE));
     let previous = id_file
@@ -194,14 +202,32 @@ pub fn choose(state_dir: Option<&Path>) -> Result<u32, PrivilegeError> {
     };
     if let Some(path) = id_file
         && previous != Some(id)
+        && let Err(err) = daemoneye_lib::fsutil::atomic_replace_with_mode(
+            &path,
+            format!("{id}\n").as_bytes(),
+            0o644,
+        )
     {
-        daemoneye_lib::fsutil::atomic_replace_with_mode(&path, format!("{id}\n").as_bytes(), 0o644)
-            .map_err(|source| PrivilegeError::KeepId {
-                path: path.display().to_string(),
-                reason: source.to_string(),
-            })?;
+        tracing::warn!(
+            path = %path.display(),
+            error = %err,
+            uid = id,
+            "cannot keep procmond's uid; a restart may pick another"
+        );
     }
     Ok(id)
+}
+
+/// The ids systemd has handed to its own dynamic users: the names made of digits in its
+/// registry directory. Nothing when there is no such directory.
+fn registered_by_systemd() -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/run/systemd/dynamic-uid") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .collect()
 }
 
 /// The text of an account database file; a missing file is an empty database.
