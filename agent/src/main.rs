@@ -64,7 +64,8 @@ fn main() -> ExitCode {
         let millis = Duration::from_secs_f64(seconds).as_millis();
         overrides.set("collection.interval", format!("{millis}ms"));
     }
-    let config = match config::load(&ConfigSources::standard(args.config.clone()), &overrides) {
+    let sources = ConfigSources::standard(args.config.clone());
+    let config = match config::load_checked(&sources, &overrides, run::collector_user_problem) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("daemoneye-agent: {err}");
@@ -103,7 +104,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// The agent's own settings that procmond must share: its configuration file and logging.
+/// The agent's own settings that procmond must share: its configuration file and logging
+/// (its level and format; colour needs no flag, since procmond inherits the agent's stderr and
+/// environment and so makes the same decision).
 fn procmond_args(args: &Args) -> Vec<OsString> {
     let mut out = Vec::new();
     if let Some(config) = &args.config {

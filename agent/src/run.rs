@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use daemoneye_lib::config::Config;
+use daemoneye_lib::config::{Config, HostProblem};
 use daemoneye_lib::ipc::Limits;
 use daemoneye_lib::ipc::transport::{self, PeerPolicy};
 use daemoneye_lib::ledger::entry::Body;
@@ -341,6 +341,26 @@ fn stop_signal() -> anyhow::Result<impl Future<Output = ()>> {
             _ = int.recv() => tracing::info!("SIGINT: stopping"),
         }
     })
+}
+
+/// `collector.user` checked against this host's user database, for
+/// [`config::load_checked`](daemoneye_lib::config::load_checked): a user that does not exist,
+/// or whose uid or primary gid is root's, is a configuration error at the agent's start rather
+/// than a procmond that fails and is restarted forever. (The name `root` itself is refused by
+/// the configuration's own validation.)
+pub fn collector_user_problem(config: &Config) -> HostProblem {
+    let name = config.collector.user.as_deref()?;
+    let reason = match nix::unistd::User::from_name(name) {
+        Ok(Some(user)) if user.uid.is_root() || user.gid.as_raw() == 0 => format!(
+            "user {name:?} has uid {} and primary gid {}, and root's may not be kept: the \
+             collector must drop to an unprivileged user",
+            user.uid, user.gid
+        ),
+        Ok(Some(_)) => return None,
+        Ok(None) => format!("no user {name:?} on this host"),
+        Err(err) => format!("looking up user {name:?} failed: {err}"),
+    };
+    Some(("collector.user", reason))
 }
 
 /// The data directory the agent uses for `flag` (INTERFACE.md's rule).

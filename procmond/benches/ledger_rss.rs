@@ -25,8 +25,8 @@
 //!    30 MB resident with the 10M-entry ledger. (Not `getrusage(RUSAGE_CHILDREN)`: a child
 //!    spawned with `vfork` semantics is charged this bench's own peak before its `exec`.)
 //!
-//! Run as root (the normal case), procmond drops its privileges to `daemoneye` or `nobody`
-//! and hands the ledger directory to that user itself. The ledger is read with `pread`, so
+//! Run as root (the normal case), procmond drops its privileges to `daemoneye` or a uid of its
+//! own and hands the ledger directory to that user itself. The ledger is read with `pread`, so
 //! the page cache that holds its files is not counted in procmond's resident size.
 
 // Test and benchmark code: a panic is how it reports a failure.

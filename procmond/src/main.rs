@@ -80,6 +80,10 @@ fn main() -> ExitCode {
     if let Some(socket) = &args.socket {
         return match serve(socket, &config, args.data_dir.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
+            Err(err) if is_configuration_error(&err) => {
+                eprintln!("procmond: invalid configuration (collector.user): {err:#}");
+                ExitCode::from(2)
+            }
             Err(err) => {
                 eprintln!("procmond: {err:#}");
                 ExitCode::from(1)
@@ -158,15 +162,26 @@ fn serve(socket: &Path, config: &Config, data_dir: Option<&Path>) -> anyhow::Res
         transport::listen(socket, PeerPolicy::new(starting_uid))
             .context("opening the agent socket")?
     };
+    // The user comes first, on its own: a configured user that cannot be used is a
+    // configuration error, reported as such, not a failure to prepare a directory.
+    let target = privilege::choose_user(config.collector.user.as_deref(), data_dir)?;
     // The ledger directory is handed to the user procmond drops to: after the drop it can
     // still write its files, and its signing key is that user's alone.
     let ledger_dir = data_dir.map(|dir| dir.join("ledger"));
-    if let Some(dir) = &ledger_dir {
-        privilege::give_to_collector_user(dir, config.collector.user.as_deref())
-            .with_context(|| format!("preparing the audit ledger directory {}", dir.display()))?;
-    }
-    let privileges = privilege::drop_privileges(config.collector.user.as_deref())
-        .context("refusing to run: the privilege drop failed")?;
+    let privileges = match &target {
+        Some(target) => {
+            if let Some(dir) = &ledger_dir {
+                privilege::give_to_collector_user(dir, target).with_context(|| {
+                    format!("preparing the audit ledger directory {}", dir.display())
+                })?;
+            }
+            privilege::drop_privileges(target)
+                .context("refusing to run: the privilege drop failed")?
+        }
+        None => PrivilegeOutcome::NotRoot {
+            uid: nix::unistd::geteuid().as_raw(),
+        },
+    };
     match &privileges {
         PrivilegeOutcome::Dropped { user, uid, gid } => tracing::info!(
             user,
@@ -265,6 +280,17 @@ async fn stop_signal(parent: nix::unistd::Pid) -> &'static str {
             }
         }
     }
+}
+
+/// Whether `err` is about `collector.user` itself (no such user, or root's): exit code 2.
+fn is_configuration_error(err: &anyhow::Error) -> bool {
+    matches!(
+        err.downcast_ref::<privilege::PrivilegeError>(),
+        Some(
+            privilege::PrivilegeError::UnknownUser { .. }
+                | privilege::PrivilegeError::TargetIsRoot { .. }
+        )
+    )
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

@@ -14,8 +14,19 @@
 //! any error. It uses no `unsafe`: `nix` and `caps` make the system calls.
 //!
 //! Started by an ordinary user, procmond drops nothing and collects what that user can see.
+//!
+//! # Which user
+//!
+//! [`choose_user`] decides, as root, before anything changes: `collector.user` if configured
+//! (it must exist and must not be root, by uid or primary gid); else the dedicated
+//! [`DEFAULT_USER`] if the host has one; else a uid and gid of procmond's own that no account
+//! and no other process has ([`dynamic`], as systemd's `DynamicUser=`), kept stable per data
+//! directory. Never the shared `nobody`: any process running as `nobody` could signal, stop or
+//! trace a collector with the same uid. The ledger directory is then handed to that user
+//! ([`give_to_collector_user`]) and the drop goes to it ([`drop_privileges`]).
 
 use std::io;
+use std::path::Path;
 
 #[cfg(target_os = "linux")]
 use caps::{CapSet, Capability};
@@ -24,8 +35,12 @@ use thiserror::Error;
 /// The user procmond runs as when `collector.user` is not configured and this user exists.
 pub const DEFAULT_USER: &str = "daemoneye";
 
-/// The user procmond runs as when neither `collector.user` nor [`DEFAULT_USER`] is there.
-pub const FALLBACK_USER: &str = "nobody";
+/// The name reported for a uid of procmond's own ([`dynamic`]): no account has it, so it has
+/// no name of its own; the uid tells which one.
+pub const DYNAMIC_USER: &str = "(dynamic)";
+
+#[cfg(target_os = "linux")]
+pub mod dynamic;
 
 /// The capabilities procmond keeps after the drop.
 #[cfg(target_os = "linux")]
@@ -104,8 +119,11 @@ pub enum PrivilegeError {
         #[source]
         source: io::Error,
     },
-    #[error("neither user {DEFAULT_USER} nor user {FALLBACK_USER} exists; set collector.user")]
-    NoDefaultUser,
+    #[error(
+        "no user {DEFAULT_USER} and no free id left for one of procmond's own in \
+         61184-65519; create user {DEFAULT_USER} or set collector.user"
+    )]
+    NoFreeId,
     #[error("refusing to run as user {name:?}: its uid {uid} or primary gid {gid} is root's")]
     TargetIsRoot { name: String, uid: u32, gid: u32 },
     #[cfg(target_os = "linux")]
@@ -140,43 +158,92 @@ pub fn capability_mask(caps: impl IntoIterator<Item = Capability>) -> u64 {
     caps.into_iter().fold(0, |mask, cap| mask | cap.bitmask())
 }
 
-/// Drops root for `configured_user` (else [`DEFAULT_USER`], else [`FALLBACK_USER`]) keeping only
-/// [`KEPT_CAPABILITIES`], or reports that there was no root to drop.
+/// The user to become, as [`choose_user`] resolved it: not yet switched to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetUser {
+    /// The account's name, or [`DYNAMIC_USER`].
+    pub name: String,
+    /// Its uid.
+    pub uid: u32,
+    /// Its primary gid, procmond's only group after the drop.
+    pub gid: u32,
+}
+
+/// The user procmond will drop to (see the module doc), or `None` when it was not started as
+/// root and has nothing to drop. `state_dir` (the data directory) keeps a dynamic id stable
+/// across restarts.
+///
+/// Resolving comes first, before anything changes, so a typo in the configuration leaves the
+/// process as it was and the error names the user.
+#[cfg(target_os = "linux")]
+pub fn choose_user(
+    configured: Option<&str>,
+    state_dir: Option<&Path>,
+) -> Result<Option<TargetUser>, PrivilegeError> {
+    if !started_as_root()? {
+        return Ok(None);
+    }
+    resolve_user(configured, lookup_user, || dynamic::choose(state_dir)).map(Some)
+}
+
+/// Off Linux there is no drop: as root procmond refuses to run.
+#[cfg(not(target_os = "linux"))]
+pub fn choose_user(
+    _configured: Option<&str>,
+    _state_dir: Option<&Path>,
+) -> Result<Option<TargetUser>, PrivilegeError> {
+    if nix::unistd::geteuid().is_root() {
+        return Err(PrivilegeError::Unsupported);
+    }
+    Ok(None)
+}
+
+/// Whether this process runs as root (and can drop); an error for mixed ids.
+#[cfg(target_os = "linux")]
+fn started_as_root() -> Result<bool, PrivilegeError> {
+    let ids = nix::unistd::getresuid().map_err(syscall("getresuid"))?;
+    if !ids.effective.is_root() && (ids.real.is_root() || ids.saved.is_root()) {
+        // A saved or real uid of 0 would let this process become root again at will, so it is
+        // not an ordinary user, and dropping from it is not what this module does.
+        return Err(PrivilegeError::MixedIds {
+            real: ids.real.as_raw(),
+            effective: ids.effective.as_raw(),
+            saved: ids.saved.as_raw(),
+        });
+    }
+    Ok(ids.effective.is_root())
+}
+
+/// Drops root for `target` (from [`choose_user`]) keeping only [`KEPT_CAPABILITIES`], or
+/// reports that there was no root to drop.
 ///
 /// Must be called while the process has exactly one thread (capabilities are per thread;
 /// threads created afterwards inherit the reduced sets). Returns an error, and the caller exits,
 /// if any step fails or the final state check does not hold.
 #[cfg(target_os = "linux")]
-pub fn drop_privileges(configured_user: Option<&str>) -> Result<PrivilegeOutcome, PrivilegeError> {
+pub fn drop_privileges(target: &TargetUser) -> Result<PrivilegeOutcome, PrivilegeError> {
     use nix::sys::prctl;
-    use nix::unistd::{Gid, Uid, getresuid, setgroups, setresgid, setresuid};
+    use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
 
-    let ids = getresuid().map_err(syscall("getresuid"))?;
-    if !ids.effective.is_root() {
-        // A saved or real uid of 0 would let this process become root again at will, so it is
-        // not an ordinary user, and dropping from it is not what this module does.
-        if ids.real.is_root() || ids.saved.is_root() {
-            return Err(PrivilegeError::MixedIds {
-                real: ids.real.as_raw(),
-                effective: ids.effective.as_raw(),
-                saved: ids.saved.as_raw(),
-            });
-        }
+    if !started_as_root()? {
         return Ok(PrivilegeOutcome::NotRoot {
-            uid: ids.effective.as_raw(),
+            uid: nix::unistd::geteuid().as_raw(),
         });
     }
-
+    // Step 1 was choose_user. Group 0 opens root's files as surely as uid 0 does, so neither
+    // counts as dropped, whoever built the target.
+    if target.uid == 0 || target.gid == 0 {
+        return Err(PrivilegeError::TargetIsRoot {
+            name: target.name.clone(),
+            uid: target.uid,
+            gid: target.gid,
+        });
+    }
     // glibc applies setresuid and setgroups to every thread, but capset(2) and the prctl flags
     // change only the calling thread: a second thread would come out of the drop as a non-root
-    // user holding all of root's capabilities.
-    require_one_thread()?;
-
-    // Step 1: resolve the user before changing anything, so a typo in the configuration leaves
-    // the process as it was and the error names the user.
-    let target = resolve_user(configured_user, lookup_user)?;
-    // The lookup may have loaded NSS modules, and a module may start a thread: check again,
-    // now that nothing else runs before the drop.
+    // user holding all of root's capabilities. The user lookup may have loaded NSS modules,
+    // and a module may start a thread: this runs after it, when nothing else runs before the
+    // drop.
     require_one_thread()?;
     let kept: caps::CapsHashSet = KEPT_CAPABILITIES.into_iter().collect();
 
@@ -211,9 +278,9 @@ pub fn drop_privileges(configured_user: Option<&str>) -> Result<PrivilegeOutcome
     prctl::set_no_new_privs().map_err(syscall("setting no_new_privs"))?;
 
     // Step 7: trust the kernel's account of the result, not the return codes above.
-    check_dropped(&observe()?, &target)?;
+    check_dropped(&observe()?, target)?;
     Ok(PrivilegeOutcome::Dropped {
-        user: target.name,
+        user: target.name.clone(),
         uid: target.uid,
         gid: target.gid,
     })
@@ -222,7 +289,7 @@ pub fn drop_privileges(configured_user: Option<&str>) -> Result<PrivilegeOutcome
 /// On platforms other than Linux there is no drop to do as an ordinary user, and no
 /// implementation to run as root, which procmond must then refuse.
 #[cfg(not(target_os = "linux"))]
-pub fn drop_privileges(_configured_user: Option<&str>) -> Result<PrivilegeOutcome, PrivilegeError> {
+pub fn drop_privileges(_target: &TargetUser) -> Result<PrivilegeOutcome, PrivilegeError> {
     let euid = nix::unistd::geteuid();
     if euid.is_root() {
         return Err(PrivilegeError::Unsupported);
@@ -230,15 +297,13 @@ pub fn drop_privileges(_configured_user: Option<&str>) -> Result<PrivilegeOutcom
     Ok(PrivilegeOutcome::NotRoot { uid: euid.as_raw() })
 }
 
-/// Makes `dir` (created with mode 0700 if missing) and the files directly in it belong to the
-/// user procmond will drop to, so that it can go on writing them after the drop. Does nothing
-/// when procmond does not run as root. Refuses a `dir` that is a symbolic link; links inside
-/// it are left alone (never followed).
+/// Makes `dir` (created with mode 0700 if missing) and the files directly in it belong to
+/// `target`, the user procmond will drop to, so that it can go on writing them after the drop
+/// (also when a restart brought a new dynamic id). Does nothing when procmond does not run as
+/// root. Refuses a `dir` that is a symbolic link; links inside it are left alone (never
+/// followed).
 #[cfg(target_os = "linux")]
-pub fn give_to_collector_user(
-    dir: &std::path::Path,
-    configured_user: Option<&str>,
-) -> io::Result<()> {
+pub fn give_to_collector_user(dir: &Path, target: &TargetUser) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
 
     use nix::fcntl::AtFlags;
@@ -247,7 +312,6 @@ pub fn give_to_collector_user(
     if !nix::unistd::geteuid().is_root() {
         return Ok(());
     }
-    let target = resolve_user(configured_user, lookup_user).map_err(io::Error::other)?;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -286,10 +350,7 @@ pub fn give_to_collector_user(
 /// On platforms other than Linux procmond refuses to run as root, so there is nothing to hand
 /// over.
 #[cfg(not(target_os = "linux"))]
-pub fn give_to_collector_user(
-    dir: &std::path::Path,
-    _configured_user: Option<&str>,
-) -> io::Result<()> {
+pub fn give_to_collector_user(dir: &Path, _target: &TargetUser) -> io::Result<()> {
     std::fs::create_dir_all(dir)
 }
 
@@ -364,22 +425,15 @@ const PROCESS_STATUS: &str = "/proc/self/status";
 #[cfg(target_os = "linux")]
 const THREAD_STATUS: &str = "/proc/thread-self/status";
 
-/// The user to become, resolved but not yet switched to.
-#[cfg(target_os = "linux")]
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct TargetUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
 /// Picks the user: the configured one (and only it: a missing configured user is an error, not
-/// a reason to pick another), else [`DEFAULT_USER`], else [`FALLBACK_USER`]. `lookup` returns
-/// the uid and primary gid of a user, `None` for no such user.
+/// a reason to pick another), else [`DEFAULT_USER`], else an id of procmond's own from
+/// `dynamic` (used as uid and gid). `lookup` returns the uid and primary gid of a user, `None`
+/// for no such user.
 #[cfg(target_os = "linux")]
 fn resolve_user(
     configured: Option<&str>,
     lookup: impl Fn(&str) -> io::Result<Option<(u32, u32)>>,
+    dynamic: impl FnOnce() -> Result<u32, PrivilegeError>,
 ) -> Result<TargetUser, PrivilegeError> {
     let find = |name: &str| {
         lookup(name).map_err(|source| PrivilegeError::LookupUser {
@@ -396,10 +450,10 @@ fn resolve_user(
         ),
         None => match find(DEFAULT_USER)? {
             Some(ids) => (DEFAULT_USER, ids),
-            None => (
-                FALLBACK_USER,
-                find(FALLBACK_USER)?.ok_or(PrivilegeError::NoDefaultUser)?,
-            ),
+            None => {
+                let id = dynamic()?;
+                (DYNAMIC_USER, (id, id))
+            }
         },
     };
     // Group 0 opens root's files as surely as uid 0 does, so neither counts as dropped.

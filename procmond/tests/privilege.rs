@@ -88,7 +88,15 @@ mod linux {
     /// Drops (or not), reports, probes, then waits for the parent to close stdin.
     fn child() -> ExitCode {
         let user = std::env::var(USER_ENV).ok();
-        let outcome = match privilege::drop_privileges(user.as_deref()) {
+        // What procmond's serve does, without a data directory to keep a dynamic id in.
+        let dropped =
+            privilege::choose_user(user.as_deref(), None).and_then(|target| match target {
+                Some(target) => privilege::drop_privileges(&target),
+                None => Ok(PrivilegeOutcome::NotRoot {
+                    uid: nix::unistd::geteuid().as_raw(),
+                }),
+            });
+        let outcome = match dropped {
             Ok(outcome) => outcome,
             Err(error) => {
                 // What procmond's main prints: the error and its causes on one line.
@@ -160,9 +168,9 @@ mod linux {
             run: without_the_capabilities_nobody_cannot_see_the_exe,
         },
         Check {
-            name: "default_user_is_daemoneye_else_nobody",
+            name: "default_user_is_daemoneye_else_an_id_of_its_own",
             needs: Needs::Root,
-            run: default_user_is_daemoneye_else_nobody,
+            run: default_user_is_daemoneye_else_an_id_of_its_own,
         },
         Check {
             name: "unknown_configured_user_is_refused",
@@ -556,16 +564,40 @@ mod linux {
         Ok(())
     }
 
-    fn default_user_is_daemoneye_else_nobody(_fx: &Fixture) -> Outcome {
-        let want = match lookup(privilege::DEFAULT_USER)? {
-            Some(_) => privilege::DEFAULT_USER,
-            None => privilege::FALLBACK_USER,
-        };
+    fn default_user_is_daemoneye_else_an_id_of_its_own(_fx: &Fixture) -> Outcome {
         let me = std::env::current_exe().map_err(|e| e.to_string())?;
         let run = run_child(&me, &[], None, None)?;
         let (report, _) = reported(&run)?;
         ensure_eq!(report["outcome"]["kind"], json!("dropped"), "outcome kind");
-        ensure_eq!(report["outcome"]["user"], json!(want), "default user");
+        if let Some((uid, _)) = lookup(privilege::DEFAULT_USER)? {
+            ensure_eq!(
+                report["outcome"]["user"],
+                json!(privilege::DEFAULT_USER),
+                "user"
+            );
+            ensure_eq!(report["outcome"]["uid"], json!(uid), "uid");
+            return Ok(());
+        }
+        // Not nobody: a uid and gid (the same number) in the dynamic range that no account
+        // has.
+        ensure_eq!(
+            report["outcome"]["user"],
+            json!(privilege::DYNAMIC_USER),
+            "user"
+        );
+        let uid = report["outcome"]["uid"].as_u64().unwrap_or_default();
+        let uid = u32::try_from(uid).map_err(|e| e.to_string())?;
+        ensure!(
+            privilege::dynamic::DYNAMIC_IDS.contains(&uid),
+            "uid {uid} is outside the dynamic range"
+        );
+        ensure_eq!(report["outcome"]["gid"], json!(uid), "gid");
+        ensure!(
+            User::from_uid(Uid::from_raw(uid))
+                .map_err(|e| e.to_string())?
+                .is_none(),
+            "uid {uid} has an account"
+        );
         Ok(())
     }
 

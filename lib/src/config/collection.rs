@@ -33,8 +33,10 @@ impl Default for CollectionConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CollectorConfig {
-    /// User the collector drops privileges to. `None` leaves the choice to the collector
-    /// (`daemoneye` if that user exists, else `nobody`); this module never looks users up.
+    /// User the collector drops privileges to; never `root`. `None` leaves the choice to the
+    /// collector (`daemoneye` if that user exists, else a uid of its own that no account or
+    /// other process uses); this module never looks users up (the agent checks that the user
+    /// exists through [`load_checked`](super::load_checked)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// How often the agent checks procmond's health (default 5 s).
@@ -71,6 +73,10 @@ impl CollectionConfig {
     }
 }
 
+/// Why `collector.user = "root"` is refused.
+const ROOT_REFUSED: &str = "\"root\" is refused: the collector must drop to an unprivileged \
+    user (leave the key unset for a dedicated daemoneye user, else a uid of its own)";
+
 impl CollectorConfig {
     /// The first out-of-range value of this section, if any.
     pub(super) fn problem(&self) -> Option<Problem> {
@@ -81,6 +87,9 @@ impl CollectorConfig {
                 "user",
                 format!("invalid user name {user:?}: {USER_NAME_RULE}"),
             ));
+        }
+        if self.user.as_deref() == Some("root") {
+            return Some(("user", ROOT_REFUSED.to_owned()));
         }
         if self.health_interval.get().is_zero() {
             return Some(("health_interval", "must be greater than zero".to_owned()));

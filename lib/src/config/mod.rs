@@ -37,7 +37,7 @@
 //! hash_time_budget = "5s"     # time one scan may spend hashing executables; more than zero
 //!
 //! [collector]
-//! # user = "daemoneye"        # user the collector drops privileges to
+//! # user = "daemoneye"        # user the collector drops privileges to; never "root"
 //! health_interval = "5s"      # how often the agent checks procmond's health; more than zero
 //! restart_backoff_min = "250ms" # first delay before restarting a crashed procmond
 //! restart_backoff_max = "30s" # the delay doubles per crash up to this; at least the minimum
@@ -64,8 +64,8 @@
 //! # What this module must never do
 //!
 //! It never writes, creates or repairs a file, never opens a network connection, never looks up
-//! users (an unset `collector.user` is resolved by the collector, not here), never logs or
-//! prints, and never panics on bad input. It never accepts a configuration it does not fully
+//! users (an unset `collector.user` is resolved by the collector, and a caller that can look
+//! users up passes its check to [`load_checked`]), never logs or prints, and never panics on bad input. It never accepts a configuration it does not fully
 //! understand either: unknown sections and keys, unreadable files and out-of-range values are
 //! errors, because a security tool that silently runs with settings other than the ones its
 //! operator wrote is worse than one that refuses to start.
@@ -117,8 +117,8 @@ hash_max_bytes = 536870912
 hash_time_budget = "5s"
 
 [collector]
-# User the collector drops privileges to. Unset means "daemoneye" if that user exists,
-# else "nobody".
+# User the collector drops privileges to (never root). Unset means "daemoneye" if that user
+# exists, else a uid of the collector's own that no account or other process uses.
 # user = "daemoneye"
 # How often the agent asks procmond whether it is healthy.
 health_interval = "5s"
@@ -373,9 +373,29 @@ fn insert_path(dict: &mut Dict, segments: &[&str], value: Value) {
 ///
 /// See the [module documentation](self) for the order of the layers.
 pub fn load(sources: &ConfigSources, overrides: &Overrides) -> Result<Config, ConfigError> {
+    load_checked(sources, overrides, |_| None)
+}
+
+/// What a check of the configuration against the host found (see [`load_checked`]): the
+/// dotted key at fault, such as `collector.user`, and why; `None` when all is well.
+pub type HostProblem = Option<(&'static str, String)>;
+
+/// [`load`], then `check` on the valid configuration: a check against the host, which this
+/// module never reads itself (a user lookup, for instance). Its problem becomes a
+/// [`ConfigError::Invalid`] that names the layer which supplied the key, like every other.
+pub fn load_checked(
+    sources: &ConfigSources,
+    overrides: &Overrides,
+    check: impl FnOnce(&Config) -> HostProblem,
+) -> Result<Config, ConfigError> {
     let figment = layers(sources, overrides)?;
     let config: Config = figment.extract().map_err(from_figment)?;
     validate(&config, &figment)?;
+    if let Some((dotted, reason)) = check(&config) {
+        let path: Vec<String> = dotted.split('.').map(str::to_owned).collect();
+        let source = source_name(figment.find_metadata(dotted), &path);
+        return Err(invalid(source, dotted, reason));
+    }
     Ok(config)
 }
 

@@ -27,18 +27,20 @@ fn kind(error: &PrivilegeError) -> String {
     match error {
         PrivilegeError::UnknownUser { name } => format!("UnknownUser({name})"),
         PrivilegeError::LookupUser { name, .. } => format!("LookupUser({name})"),
-        PrivilegeError::NoDefaultUser => "NoDefaultUser".to_owned(),
+        PrivilegeError::NoFreeId => "NoFreeId".to_owned(),
         PrivilegeError::TargetIsRoot { name, .. } => format!("TargetIsRoot({name})"),
         other => format!("{other:?}"),
     }
 }
 
 #[test]
-fn user_resolution_prefers_configured_then_daemoneye_then_nobody() {
-    // `users` is the user database; the user "broken" makes the lookup itself fail.
-    let check = |configured: Option<&str>,
-                 users: &[(&str, u32, u32)],
-                 want: Result<(&str, u32, u32), &str>| {
+fn user_resolution_prefers_configured_then_daemoneye_then_an_id_of_its_own() {
+    // `users` is the user database; the user "broken" makes the lookup itself fail. The
+    // dynamic id, when asked for, is 61184; with `free` false there is none left.
+    let check_with = |configured: Option<&str>,
+                      users: &[(&str, u32, u32)],
+                      free: bool,
+                      want: Result<(&str, u32, u32), &str>| {
         let lookup = |name: &str| {
             if name == "broken" {
                 return Err(io::Error::other("user database unreachable"));
@@ -48,7 +50,14 @@ fn user_resolution_prefers_configured_then_daemoneye_then_nobody() {
                 .find(|user| user.0 == name)
                 .map(|user| (user.1, user.2)))
         };
-        let got = resolve_user(configured, lookup);
+        let dynamic = || {
+            if free {
+                Ok(61184)
+            } else {
+                Err(PrivilegeError::NoFreeId)
+            }
+        };
+        let got = resolve_user(configured, lookup, dynamic);
         let got = match &got {
             Ok(user) => Ok((user.name.as_str(), user.uid, user.gid)),
             Err(error) => Err(kind(error)),
@@ -59,6 +68,7 @@ fn user_resolution_prefers_configured_then_daemoneye_then_nobody() {
             "{configured:?} in {users:?}"
         );
     };
+    let check = |configured, users, want| check_with(configured, users, true, want);
     let all = [
         ("collector", 990, 990),
         ("daemoneye", 991, 991),
@@ -66,8 +76,12 @@ fn user_resolution_prefers_configured_then_daemoneye_then_nobody() {
     ];
     check(Some("collector"), &all, Ok(("collector", 990, 990)));
     check(None, &all, Ok(("daemoneye", 991, 991)));
-    check(None, &all[2..], Ok(("nobody", 65534, 65534)));
-    check(None, &[], Err("NoDefaultUser"));
+    // Never the shared nobody: an id of procmond's own, as uid and gid.
+    check(None, &all[2..], Ok((DYNAMIC_USER, 61184, 61184)));
+    check(None, &[], Ok((DYNAMIC_USER, 61184, 61184)));
+    check_with(None, &all[2..], false, Err("NoFreeId"));
+    // A configured user needs no dynamic id, and nobody may still be configured by name.
+    check_with(Some("nobody"), &all, false, Ok(("nobody", 65534, 65534)));
     // A configured user that does not exist is an error even though others would do.
     check(Some("ghost"), &all, Err("UnknownUser(ghost)"));
     check(Some(""), &all, Err("UnknownUser()"));
@@ -93,7 +107,7 @@ fn a_failing_lookup_of_the_default_user_is_an_error_not_a_fallback() {
         DEFAULT_USER => Err(io::Error::other("user database unreachable")),
         _ => Ok(Some((65534, 65534))),
     };
-    let error = resolve_user(None, lookup).unwrap_err();
+    let error = resolve_user(None, lookup, || Ok(61184)).unwrap_err();
     assert_eq!(kind(&error), "LookupUser(daemoneye)");
 }
 

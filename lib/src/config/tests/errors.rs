@@ -269,6 +269,13 @@ fn invalid_values_name_source_key_and_reason() {
             "collector.user",
             "invalid user name \"Root\": expected 1 to 32 characters",
         ),
+        bad(
+            &[("system.toml", "[collector]\nuser = \"root\"\n")],
+            &[],
+            "system.toml",
+            "collector.user",
+            "\"root\" is refused: the collector must drop to an unprivileged user",
+        ),
         bad_override(
             "collection.interval",
             "0s",
@@ -375,4 +382,52 @@ fn error_messages_have_the_documented_shape() {
                 .to_owned()
         )
     );
+}
+
+#[test]
+fn a_host_check_names_the_layer_that_set_the_key() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.create_file("user.toml", "[collector]\nuser = \"ghost\"\n")?;
+        let sources = ConfigSources {
+            user_file: Some(jail.directory().join("user.toml")),
+            ..ConfigSources::defaults_only()
+        };
+        let seen = std::cell::RefCell::new(None);
+        let no_such_user = |config: &Config| {
+            seen.replace(config.collector.user.clone());
+            Some((
+                "collector.user",
+                "no user \"ghost\" on this host".to_owned(),
+            ))
+        };
+        let error = load_checked(&sources, &Overrides::default(), no_such_user)
+            .expect_err("the check's problem");
+        assert_eq!(seen.into_inner().as_deref(), Some("ghost"));
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "invalid configuration in {}: collector.user: no user \"ghost\" on this host",
+                jail.directory().join("user.toml").display()
+            )
+        );
+        // A passing check changes nothing; an invalid configuration never reaches the check.
+        let config = load_checked(&sources, &Overrides::default(), |_| None);
+        assert_eq!(
+            config.map(|c| c.collector.user),
+            Ok(Some("ghost".to_owned()))
+        );
+        jail.create_file("user.toml", "[collector]\nuser = \"root\"\n")?;
+        let error = load_checked(&sources, &Overrides::default(), |_| {
+            panic!("the check ran on an invalid configuration")
+        })
+        .expect_err("root is refused by validation");
+        assert!(
+            error
+                .to_string()
+                .contains("collector.user: \"root\" is refused"),
+            "{error}"
+        );
+        Ok(())
+    });
 }
