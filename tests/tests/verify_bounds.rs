@@ -204,6 +204,9 @@ fn changed_export(fx: &Fixture, name: &str, change: impl FnOnce(&Path)) -> PathB
     copy
 }
 
+/// A copy of the export's name, how it is changed, and what the refusal must say.
+type Case = (&'static str, fn(&Path), &'static [&'static str]);
+
 fn mkfifo(path: &Path) {
     let _ = std::fs::remove_file(path);
     nix::unistd::mkfifo(path, Mode::S_IRUSR | Mode::S_IWUSR).expect("mkfifo");
@@ -249,7 +252,7 @@ fn hostile_export_directories_end_in_a_one_line_refusal() {
         "deep nesting",
     );
 
-    let cases: [(&str, fn(&Path), &[&str]); 6] = [
+    let cases: [Case; 6] = [
         (
             "checkpoint-fifo",
             |dir| mkfifo(&dir.join("checkpoint")),
