@@ -782,7 +782,7 @@ fn proofs_verify_offline_and_every_changed_byte_is_refused() {
         let mut counts = Counts::new();
         for mutant in &old_mutants {
             let Ok(old_text) = std::str::from_utf8(&mutant.bytes) else {
-                // The CLI reads --old as text and refuses it (exit 2); nothing to verify.
+                // The CLI reads --old as UTF-8 text and refuses it (exit 3); nothing to verify.
                 *counts.entry((mutant.region, mutant.kind)).or_default() += 1;
                 continue;
             };
