@@ -62,7 +62,8 @@ fn verify(file: &Path, key: &str, old: Option<&Path>) -> Run {
         .expect("starting daemoneye-cli");
     let stdout = read_all(child.stdout.take());
     let stderr = read_all(child.stderr.take());
-    let deadline = Instant::now() + PROCESS_TIMEOUT;
+    let started = Instant::now();
+    let deadline = started + PROCESS_TIMEOUT;
     let status = loop {
         if let Some(status) = child.try_wait().expect("waiting") {
             break status;
@@ -77,6 +78,12 @@ fn verify(file: &Path, key: &str, old: Option<&Path>) -> Run {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    // Printed for whoever measures (run with --nocapture), never asserted.
+    eprintln!(
+        "audit verify {}: {status} after {:?}",
+        file.display(),
+        started.elapsed()
+    );
     Run {
         code: status.code(),
         stdout: stdout.join().expect("stdout"),
