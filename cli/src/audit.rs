@@ -3,6 +3,15 @@
 //! All but `verify` ask the agent, which forwards to procmond, the ledger's only writer.
 //! `verify` is offline: it needs the file (or directory) and the ledger's public key, nothing
 //! from the host. It exits 3 when something does not verify, with the reason on stderr.
+//!
+//! What `verify` reads came from a site and may be hostile, so every read is bounded
+//! (`daemoneye_lib::fsutil`: a regular file or a refusal naming what it is, never a wait on a
+//! FIFO, never more than the limit plus one byte). The exit codes draw one line: what is
+//! being verified (the file, everything in a directory, the `--old` checkpoint) that is not a
+//! regular file, is over its limit or is not UTF-8 does not verify (3); what the auditor
+//! gives to verify with, or forgets, is a usage error (2): a path that cannot be opened (no
+//! such file, no permission), a key that cannot be read or does not parse, a consistency
+//! proof without `--old`.
 
 use std::fs;
 use std::io::{self, Write as _};
@@ -10,10 +19,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Subcommand;
+use daemoneye_lib::fsutil::{self, BoundedReadError};
 use daemoneye_lib::ipc::calls;
 use daemoneye_lib::ipc::proto::{self, audit_request::Kind};
-use daemoneye_lib::ledger::export::{ExportError, ExportSummary, ExportWriter};
-use daemoneye_lib::ledger::note::{Checkpoint, NoteVerifier};
+use daemoneye_lib::ledger::export::{ExportError, ExportSummary, ExportWriter, MAX_PROOF_FILES};
+use daemoneye_lib::ledger::note::{
+    Checkpoint, MAX_FILE_BYTES, MAX_KEY_TEXT_BYTES, NoteFile, NoteVerifier,
+};
 use daemoneye_lib::ledger::verify::{self, DirectoryReport, Verified};
 use daemoneye_lib::text::{self, format_time_ms};
 
@@ -25,6 +37,11 @@ use crate::{Cli, ask_agent, ask_agent_within, print_or_fail};
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Entries asked for per request during an export.
 const EXPORT_BATCH: u32 = 5000;
+/// The most `--proofs` an export takes: twice that many proof files are what a reader accepts.
+const MAX_EXPORT_PROOFS: u64 = (MAX_PROOF_FILES / 2) as u64;
+/// The largest key file read: the longest key text, with room for the spaces and line ends
+/// around it.
+const MAX_KEY_FILE_BYTES: u64 = 2 * MAX_KEY_TEXT_BYTES as u64;
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -59,7 +76,12 @@ pub enum AuditCommand {
         out: Option<PathBuf>,
     },
     /// Verify a checkpoint, a proof, an export directory or a ledger directory offline.
-    /// Exits 0 when it verifies, 3 when it does not.
+    ///
+    /// Exits 0 when it verifies; 3 when it does not, which includes a file (or a file in the
+    /// directory) that is not a regular file (a FIFO, a device), is larger than its limit
+    /// (4 MiB for a proof file), or a directory listing too many names; 2 for a usage error:
+    /// a path that cannot be opened, a key that cannot be read or does not parse, a
+    /// consistency proof without --old.
     Verify {
         /// The file or directory.
         file: PathBuf,
@@ -76,8 +98,9 @@ pub enum AuditCommand {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
         /// Inclusion proofs for this many of the newest entries, and consistency proofs from
-        /// this many of the newest stored checkpoints.
-        #[arg(long, value_name = "N", default_value_t = 100)]
+        /// this many of the newest stored checkpoints (at most 32768).
+        #[arg(long, value_name = "N", default_value_t = 100,
+              value_parser = clap::value_parser!(u64).range(0..=MAX_EXPORT_PROOFS))]
         proofs: u64,
     },
 }
@@ -109,7 +132,6 @@ pub fn run(cli: &Cli, command: &AuditCommand) -> Result<(), CliError> {
 
 /// The checkpoint note in `text`: the text itself, or the checkpoint a proof file carries.
 fn checkpoint_of(text: &str) -> String {
-    use daemoneye_lib::ledger::note::NoteFile;
     match NoteFile::parse(text) {
         Ok(NoteFile::Inclusion(proof)) => proof.checkpoint,
         Ok(NoteFile::Consistency(proof)) => proof.checkpoint,
@@ -118,8 +140,57 @@ fn checkpoint_of(text: &str) -> String {
     }
 }
 
+/// The operator's own text file (an older checkpoint to send to the agent): any problem is a
+/// usage error.
 fn read(path: &Path) -> Result<String, CliError> {
-    fs::read_to_string(path).map_err(|err| CliError::reading(path, &err))
+    let bytes = fsutil::read_regular_bounded(path, MAX_FILE_BYTES as u64)
+        .map_err(|err| CliError::Usage(err.to_string()))?;
+    String::from_utf8(bytes)
+        .map_err(|_| CliError::Usage(format!("reading {}: not UTF-8 text", path.display())))
+}
+
+/// A file to verify: one that cannot be opened at all is a usage error; one that is not a
+/// regular file, is over the limit of the largest proof file or is not UTF-8 does not verify.
+fn read_to_verify(path: &Path) -> Result<String, CliError> {
+    let failed = |reason: String| CliError::Verification(format!("audit verify: FAILED: {reason}"));
+    let bytes =
+        fsutil::read_regular_bounded(path, MAX_FILE_BYTES as u64).map_err(|err| match err {
+            BoundedReadError::Io { path, source } => CliError::reading(&path, &source),
+            other => failed(other.to_string()),
+        })?;
+    String::from_utf8(bytes).map_err(|_| failed(format!("{} is not UTF-8 text", path.display())))
+}
+
+/// The key: the text of the file `key` names if something is there, else `key` itself. Any
+/// problem is a usage error: the key is the auditor's, received by another path.
+fn read_key(key: &str) -> Result<NoteVerifier, CliError> {
+    let path = Path::new(key);
+    let unreadable = |err: BoundedReadError| {
+        CliError::Usage(format!("audit verify: cannot read the key file: {err}"))
+    };
+    let text = match fs::symlink_metadata(path) {
+        Ok(_) => {
+            let bytes =
+                fsutil::read_regular_bounded(path, MAX_KEY_FILE_BYTES).map_err(unreadable)?;
+            String::from_utf8(bytes).map_err(|_| {
+                CliError::Usage(format!(
+                    "audit verify: the key file {} is not UTF-8 text",
+                    path.display()
+                ))
+            })?
+        }
+        // Every key has a `+` between its name, its id and the key: without one this is a
+        // path, and that the file is missing is the news.
+        Err(source) if !key.contains('+') => {
+            return Err(unreadable(BoundedReadError::Io {
+                path: path.to_path_buf(),
+                source,
+            }));
+        }
+        Err(_) => key.to_owned(),
+    };
+    NoteVerifier::parse(text.trim())
+        .map_err(|err| CliError::Usage(format!("audit verify: the key does not parse: {err}")))
 }
 
 fn fetch_text(cli: &Cli, request: Kind, out: Option<&Path>) -> Result<(), CliError> {
@@ -138,24 +209,19 @@ fn write_out(out: Option<&Path>, text: &str) -> Result<(), CliError> {
 /// Verifies offline: a key or file that cannot be read at all is a usage error, anything
 /// that does not verify a verification failure.
 fn verify_offline(file: &Path, key: &str, old: Option<&Path>) -> Result<(), CliError> {
-    let key_text = if Path::new(key).is_file() {
-        read(Path::new(key))?
-    } else {
-        key.to_owned()
-    };
-    let key = NoteVerifier::parse(key_text.trim())
-        .map_err(|err| CliError::Usage(format!("audit verify: the key does not parse: {err}")))?;
-    let outcome = if file.is_dir() {
+    let key = read_key(key)?;
+    let meta = fs::metadata(file).map_err(|err| CliError::reading(file, &err))?;
+    let outcome = if meta.is_dir() {
         verify::verify_dir(file, &key)
     } else {
-        let bytes = fs::read(file).map_err(|err| CliError::reading(file, &err))?;
-        let text = String::from_utf8(bytes).map_err(|_| {
-            CliError::Verification(format!(
-                "audit verify: FAILED: {} is not UTF-8 text",
+        let text = read_to_verify(file)?;
+        if old.is_none() && matches!(NoteFile::parse(&text), Ok(NoteFile::Consistency(_))) {
+            return Err(CliError::Usage(format!(
+                "audit verify: {} is a consistency proof: --old FILE is needed, the older checkpoint it starts from",
                 file.display()
-            ))
-        })?;
-        let old = old.map(read).transpose()?;
+            )));
+        }
+        let old = old.map(read_to_verify).transpose()?;
         verify::verify_text(&text, &key, old.as_deref())
     };
     match outcome {

@@ -8,7 +8,7 @@
 //!
 //! Always compiled, because every binary needs them: [`text`] (the one escaping policy for
 //! untrusted text on a terminal, hex, RFC 3339 times), [`ids`] (checked identifiers) and
-//! [`fsutil`] (atomic, durable file replacement).
+//! [`fsutil`] (atomic, durable file replacement; bounded reads of untrusted files).
 
 pub mod alert;
 pub mod config;

@@ -625,11 +625,14 @@ fn proofs_verify_offline_and_every_changed_byte_is_refused() {
         "a consistency proof from a tampered old checkpoint",
     );
     assert!(reason.contains("older checkpoint"), "{reason}");
-    let reason = assert_failed(
-        &verify(&cons, path_str(&key_file), None),
-        "a consistency proof without --old",
+    // Without --old it cannot be checked at all: a usage error, saying what is needed.
+    let out = verify(&cons, path_str(&key_file), None);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a consistency proof without --old: {out:?}"
     );
-    assert!(reason.contains("--old"), "{reason}");
+    assert!(text(&out.stderr).contains("--old"), "{out:?}");
     // A genuine checkpoint, but not the one the proof starts from.
     let newest = work.join("newest");
     cli_ok(&agent, &["audit", "checkpoint", "--out", path_str(&newest)]);
@@ -779,7 +782,7 @@ fn proofs_verify_offline_and_every_changed_byte_is_refused() {
         let mut counts = Counts::new();
         for mutant in &old_mutants {
             let Ok(old_text) = std::str::from_utf8(&mutant.bytes) else {
-                // The CLI reads --old as text and refuses it (exit 2); nothing to verify.
+                // The CLI reads --old as UTF-8 text and refuses it (exit 3); nothing to verify.
                 *counts.entry((mutant.region, mutant.kind)).or_default() += 1;
                 continue;
             };

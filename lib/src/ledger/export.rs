@@ -61,18 +61,29 @@
 //! # Reading
 //!
 //! [`Export`] reads `checkpoint`, every file in `checkpoints/` and `proofs/` (by name order; a
-//! name starting with `.`, a temporary file, is skipped) and `entries.bin`, each text file
-//! bounded by [`MAX_FILE_BYTES`] and refused unless it is a regular file. `ledger.pub`,
+//! name starting with `.`, a temporary file, is skipped) and `entries.bin`. `ledger.pub`,
 //! `entries.jsonl` and `README.md` are not read: they are for people.
+//!
+//! An export comes from a site and is read by an auditor, so every read is bounded
+//! (through [`crate::fsutil`]): each file must be a regular file (a link is followed; a FIFO,
+//! a device, a socket or a directory is refused by kind, and never waited on); `checkpoint`
+//! and each `checkpoints/` file are at most [`MAX_NOTE_BYTES`], each proof file at most
+//! [`MAX_FILE_BYTES`], and they are read one at a time; `checkpoints/` holds at most
+//! [`MAX_CHECKPOINT_FILES`] names and `proofs/` at most [`MAX_PROOF_FILES`] (every name
+//! counts, hidden ones too); nothing below those two directories is ever listed, so the depth
+//! is fixed; `entries.bin` is streamed, one entry of at most `MAX_ENTRY_BYTES` at a time, and
+//! the verifier stops at the first entry past what the newest checkpoint covers. The writer
+//! refuses to write more files than the reader accepts.
 
 use std::fmt;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, BufReader, Read, Write as _};
 use std::path::{Path, PathBuf};
 
 use super::atomic::{self, AtomicFile};
 use super::entry::{Entry, MAX_ENTRY_BYTES, format_time_ms};
-use super::note::{Checkpoint, MAX_FILE_BYTES, NoteVerifier};
+use super::note::{Checkpoint, MAX_FILE_BYTES, MAX_NOTE_BYTES, NoteVerifier};
+use crate::fsutil::{self, BoundedReadError};
 
 /// The file that tells an export directory: `entries.bin`.
 pub const ENTRIES_BIN: &str = "entries.bin";
@@ -88,6 +99,12 @@ pub const CHECKPOINTS_DIR: &str = "checkpoints";
 pub const PROOFS_DIR: &str = "proofs";
 /// The auditor's instructions.
 pub const README: &str = "README.md";
+
+/// The most names `checkpoints/` may hold: one checkpoint every five minutes for almost ten
+/// years.
+pub const MAX_CHECKPOINT_FILES: usize = 1 << 20;
+/// The most names `proofs/` may hold: `audit export --proofs` is at most half of it.
+pub const MAX_PROOF_FILES: usize = 1 << 16;
 
 /// `checkpoints/S.checkpoint`.
 pub fn checkpoint_name(size: u64) -> String {
@@ -121,7 +138,10 @@ pub enum ExportError {
         /// The cause.
         source: io::Error,
     },
-    /// A text file that is not a regular file, too large, or not UTF-8.
+    /// A file or directory that is not a regular file, too large or holds too many names.
+    #[error(transparent)]
+    Refused(#[from] BoundedReadError),
+    /// A text file that is not UTF-8.
     #[error("reading {}: {reason}", path.display())]
     BadFile {
         /// The file.
@@ -277,8 +297,14 @@ impl ExportWriter {
     /// Offers a stored checkpoint note (oldest first, as the ledger lists them): it must
     /// verify; it is kept, as `checkpoints/S.checkpoint`, when its size is at most the newest
     /// checkpoint's and no checkpoint of that size was kept yet. Returns whether it was kept.
+    /// More than [`MAX_CHECKPOINT_FILES`] kept is refused: the reader would refuse them.
     pub fn stored_checkpoint(&mut self, note: &str) -> Result<bool, ExportError> {
         let started = self.started()?;
+        if self.stored.len() >= MAX_CHECKPOINT_FILES {
+            return Err(ExportError::Sequence(format!(
+                "more than {MAX_CHECKPOINT_FILES} stored checkpoints: a reader would refuse the export"
+            )));
+        }
         let cp = Checkpoint::verify_signed(note, &started.verifier).map_err(|err| {
             ExportError::Checkpoint {
                 which: "a stored",
@@ -343,13 +369,25 @@ impl ExportWriter {
 
     /// Writes `proofs/entry-I.proof`.
     pub fn inclusion_proof(&mut self, index: u64, text: &str) -> Result<(), ExportError> {
+        self.room_for_a_proof()?;
         self.write(&inclusion_proof_name(index), text)?;
         self.inclusion_proofs += 1;
         Ok(())
     }
 
+    /// Refuses a proof past [`MAX_PROOF_FILES`]: the reader would refuse the export.
+    fn room_for_a_proof(&self) -> Result<(), ExportError> {
+        if self.inclusion_proofs + self.consistency_proofs >= MAX_PROOF_FILES as u64 {
+            return Err(ExportError::Sequence(format!(
+                "more than {MAX_PROOF_FILES} proof files: a reader would refuse the export"
+            )));
+        }
+        Ok(())
+    }
+
     /// Writes `proofs/consistency-S.txt`.
     pub fn consistency_proof(&mut self, size1: u64, text: &str) -> Result<(), ExportError> {
+        self.room_for_a_proof()?;
         self.write(&consistency_proof_name(size1), text)?;
         self.consistency_proofs += 1;
         Ok(())
@@ -394,90 +432,90 @@ pub struct Export {
 }
 
 impl Export {
-    /// The export in `dir`, if `dir` holds `entries.bin`.
+    /// The export in `dir`, if `dir` holds something named `entries.bin` (whether it is a
+    /// regular file is checked when it is read, so that the refusal names it).
     pub fn open(dir: &Path) -> Option<Self> {
-        dir.join(ENTRIES_BIN).is_file().then(|| Self {
-            dir: dir.to_path_buf(),
-        })
+        fs::symlink_metadata(dir.join(ENTRIES_BIN))
+            .is_ok()
+            .then(|| Self {
+                dir: dir.to_path_buf(),
+            })
     }
 
     /// The text of `checkpoint`.
     pub fn newest_checkpoint(&self) -> Result<String, ExportError> {
-        read_text(&self.dir.join(CHECKPOINT))
+        read_text(&self.dir.join(CHECKPOINT), MAX_NOTE_BYTES)
     }
 
-    /// The files of `checkpoints/`, by name: `(name relative to the export, text)`.
-    pub fn stored_checkpoints(&self) -> Result<Vec<(String, String)>, ExportError> {
-        self.texts(CHECKPOINTS_DIR)
+    /// Gives each file of `checkpoints/` to `each`, in name order: `(name relative to the
+    /// export, text)`.
+    pub fn stored_checkpoints<E: From<ExportError>>(
+        &self,
+        each: impl FnMut(String, String) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.texts(CHECKPOINTS_DIR, MAX_CHECKPOINT_FILES, MAX_NOTE_BYTES, each)
     }
 
-    /// The files of `proofs/`, by name: `(name relative to the export, text)`.
-    pub fn proofs(&self) -> Result<Vec<(String, String)>, ExportError> {
-        self.texts(PROOFS_DIR)
+    /// Gives each file of `proofs/` to `each`, in name order: `(name relative to the export,
+    /// text)`.
+    pub fn proofs<E: From<ExportError>>(
+        &self,
+        each: impl FnMut(String, String) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.texts(PROOFS_DIR, MAX_PROOF_FILES, MAX_FILE_BYTES, each)
     }
 
     /// The text of `checkpoints/S.checkpoint`, the older checkpoint of a consistency proof
     /// from size `S`.
     pub fn checkpoint_of_size(&self, size: u64) -> Result<String, ExportError> {
-        read_text(&self.dir.join(checkpoint_name(size)))
+        read_text(&self.dir.join(checkpoint_name(size)), MAX_NOTE_BYTES)
     }
 
-    /// Reads `entries.bin`, giving each entry's bytes to `each` in order.
+    /// Reads `entries.bin`, giving each entry's bytes to `each` in order; `each` may stop the
+    /// reading with an error.
     pub fn entries<E: From<ExportError>>(
         &self,
         mut each: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
         let path = self.dir.join(ENTRIES_BIN);
-        let file = File::open(&path).map_err(io_error("opening", &path))?;
+        let (file, _) = fsutil::open_regular(&path).map_err(ExportError::from)?;
         for entry in EntryReader::new(BufReader::new(file)) {
             each(&entry?)?;
         }
         Ok(())
     }
 
-    fn texts(&self, sub: &str) -> Result<Vec<(String, String)>, ExportError> {
+    /// Reads the files of `sub` one at a time, in name order: at most `max_files` names, each
+    /// file at most `max_bytes`.
+    fn texts<E: From<ExportError>>(
+        &self,
+        sub: &str,
+        max_files: usize,
+        max_bytes: usize,
+        mut each: impl FnMut(String, String) -> Result<(), E>,
+    ) -> Result<(), E> {
         let dir = self.dir.join(sub);
-        if !dir.exists() {
-            return Ok(Vec::new());
+        if fs::symlink_metadata(&dir).is_err() {
+            return Ok(());
         }
-        let mut names = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(io_error("reading", &dir))? {
-            let name = entry.map_err(io_error("reading", &dir))?.file_name();
-            if !name.as_encoded_bytes().starts_with(b".") {
-                names.push(name);
-            }
-        }
+        let mut names = fsutil::read_dir_bounded(&dir, max_files).map_err(ExportError::from)?;
+        names.retain(|name| !name.as_encoded_bytes().starts_with(b"."));
         names.sort();
-        names
-            .into_iter()
-            .map(|name| {
-                let text = read_text(&dir.join(&name))?;
-                Ok((format!("{sub}/{}", name.to_string_lossy()), text))
-            })
-            .collect()
+        for name in names {
+            let text = read_text(&dir.join(&name), max_bytes)?;
+            each(format!("{sub}/{}", name.to_string_lossy()), text)?;
+        }
+        Ok(())
     }
 }
 
-/// A text file of an export: a regular file of at most [`MAX_FILE_BYTES`], UTF-8.
-fn read_text(path: &Path) -> Result<String, ExportError> {
-    let bad = |reason: String| ExportError::BadFile {
+/// A text file of an export: a regular file of at most `max` bytes, UTF-8.
+fn read_text(path: &Path, max: usize) -> Result<String, ExportError> {
+    let bytes = fsutil::read_regular_bounded(path, max as u64)?;
+    String::from_utf8(bytes).map_err(|_| ExportError::BadFile {
         path: path.to_path_buf(),
-        reason,
-    };
-    // Stat first: a FIFO or a device in place of a file is refused, not read.
-    let meta = fs::metadata(path).map_err(io_error("reading", path))?;
-    if !meta.is_file() {
-        return Err(bad("not a regular file".to_owned()));
-    }
-    let file = File::open(path).map_err(io_error("reading", path))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_error("reading", path))?;
-    if bytes.len() > MAX_FILE_BYTES {
-        return Err(bad(format!("more than {MAX_FILE_BYTES} bytes")));
-    }
-    String::from_utf8(bytes).map_err(|_| bad("not UTF-8 text".to_owned()))
+        reason: "not UTF-8 text".to_owned(),
+    })
 }
 
 /// The entries of `entries.bin`, read from any [`Read`]: each item one entry's bytes, or the

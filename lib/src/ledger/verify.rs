@@ -11,8 +11,15 @@
 //!   the tree's root is recomputed at the size of every checkpoint and compared with the
 //!   signed one, and in an export every proof file is checked too. So a change to any entry a
 //!   checkpoint covers is found.
+//!
+//! What is verified comes from a site and may be hostile: every file is opened through
+//! [`crate::fsutil`] (a regular file or a refusal naming what it is; never a wait on a FIFO),
+//! the framed and `entries.bin` files are streamed one bounded record at a time, an export's
+//! directories are listed with a bound and read one file at a time (see [`super::export`]),
+//! and an export's entries are read only as far as its newest checkpoint covers, plus one.
+//! The caller reads single files with the same helper, bounded by [`super::note::MAX_FILE_BYTES`].
 
-use std::fs::File;
+use std::fs;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
@@ -24,6 +31,7 @@ use super::frame::{
 use super::merkle::{self, Frontier};
 use super::note::{Checkpoint, NoteFile, NoteVerifier};
 use super::{Hash, HashAlg};
+use crate::fsutil::{self, BoundedReadError};
 
 /// Why something does not verify: one line for the auditor.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +40,12 @@ pub struct VerifyFailure(pub String);
 
 impl From<ExportError> for VerifyFailure {
     fn from(err: ExportError) -> Self {
+        Self(err.to_string())
+    }
+}
+
+impl From<BoundedReadError> for VerifyFailure {
+    fn from(err: BoundedReadError) -> Self {
         Self(err.to_string())
     }
 }
@@ -170,7 +184,9 @@ fn checkpoint(note: &str, key: &NoteVerifier, which: &str) -> Result<Checkpoint,
 
 /// Verifies an export directory (`entries.bin`) or a ledger directory (`entries.log`).
 pub fn verify_dir(dir: &Path, key: &NoteVerifier) -> Result<Verified, VerifyFailure> {
-    let report = if dir.join("entries.log").is_file() {
+    // Anything of that name decides the kind; whether it is a regular file is checked when it
+    // is opened, so that the refusal names it.
+    let report = if fs::symlink_metadata(dir.join("entries.log")).is_ok() {
         verify_ledger_dir(dir, key)?
     } else if let Some(export) = Export::open(dir) {
         verify_export_dir(&export, key)?
@@ -271,13 +287,8 @@ impl Replay {
     }
 }
 
-fn open(path: &Path) -> Result<(BufReader<File>, u64), VerifyFailure> {
-    let file = File::open(path)
-        .map_err(|err| VerifyFailure(format!("opening {}: {err}", path.display())))?;
-    let len = file
-        .metadata()
-        .map_err(|err| VerifyFailure(format!("reading {}: {err}", path.display())))?
-        .len();
+fn open(path: &Path) -> Result<(BufReader<fs::File>, u64), VerifyFailure> {
+    let (file, len) = fsutil::open_regular(path)?;
     Ok((BufReader::new(file), len))
 }
 
@@ -343,27 +354,28 @@ fn verify_export_dir(
     export: &Export,
     key: &NoteVerifier,
 ) -> Result<DirectoryReport, VerifyFailure> {
-    let mut checkpoints = vec![(
-        CHECKPOINT.to_owned(),
-        checkpoint(&export.newest_checkpoint()?, key, "checkpoint:")?,
-    )];
-    for (name, text) in export.stored_checkpoints()? {
+    let newest = checkpoint(&export.newest_checkpoint()?, key, "checkpoint:")?;
+    let covered = newest.size;
+    let mut checkpoints = vec![(CHECKPOINT.to_owned(), newest)];
+    export.stored_checkpoints(|name, text| {
         let cp = checkpoint(&text, key, &format!("{name}:"))?;
         checkpoints.push((name, cp));
-    }
+        Ok::<(), VerifyFailure>(())
+    })?;
     let mut replay = Replay::new(checkpoints)?;
-    export.entries(|bytes| replay.push(bytes))?;
+    export.entries(|bytes| {
+        if replay.size() >= covered {
+            // An export holds only what its newest checkpoint covers: anything after it is
+            // unauthenticated, never "not yet covered" as in a live ledger. The rest of the
+            // file is not read.
+            return fail(format!(
+                "{ENTRIES_BIN} holds more entries than the newest checkpoint's {covered}: entries were added"
+            ));
+        }
+        replay.push(bytes)
+    })?;
     let mut report = replay.finish()?;
-    if report.uncovered > 0 {
-        // An export holds only what its newest checkpoint covers: anything after it is
-        // unauthenticated, never "not yet covered" as in a live ledger.
-        return fail(format!(
-            "{ENTRIES_BIN} holds {} entries after the newest checkpoint's {}: entries were added",
-            report.uncovered,
-            report.entries - report.uncovered
-        ));
-    }
-    for (name, text) in export.proofs()? {
+    export.proofs(|name, text| {
         // A consistency proof names the size it starts from; the stored checkpoint of that
         // size is its older checkpoint.
         let old = match NoteFile::parse(&text) {
@@ -377,7 +389,8 @@ fn verify_export_dir(
             Verified::Consistency { .. } => report.consistency_proofs += 1,
             _ => return fail(format!("{name} is a checkpoint, not a proof")),
         }
-    }
+        Ok(())
+    })?;
     Ok(report)
 }
 

@@ -139,12 +139,13 @@ fn the_reader_gives_back_what_the_writer_wrote_and_skips_temporary_files() {
         .expect("reads");
     let expected: Vec<Vec<u8>> = (0..10).map(|i| ledger.entry(i).expect("reads")).collect();
     assert_eq!(entries, expected);
-    let proofs: Vec<String> = export
-        .proofs()
-        .expect("reads")
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
+    let mut proofs = Vec::new();
+    export
+        .proofs(|name, _| {
+            proofs.push(name);
+            Ok::<(), ExportError>(())
+        })
+        .expect("reads");
     assert_eq!(
         proofs,
         [
@@ -312,13 +313,71 @@ fn entries_bin_is_read_strictly() {
 fn a_text_file_that_is_not_a_regular_file_or_too_large_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     fs::create_dir(dir.path().join("checkpoint")).expect("creates");
-    let err = read_text(&dir.path().join("checkpoint")).expect_err("a directory");
-    assert!(err.to_string().ends_with("not a regular file"), "{err}");
+    let err = read_text(&dir.path().join("checkpoint"), MAX_NOTE_BYTES).expect_err("a directory");
+    assert!(
+        matches!(
+            &err,
+            ExportError::Refused(BoundedReadError::NotRegular {
+                kind: fsutil::FileKind::Directory,
+                ..
+            })
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .ends_with("is a directory, not a regular file"),
+        "{err}"
+    );
     let big = dir.path().join("big");
-    fs::write(&big, vec![b'a'; MAX_FILE_BYTES + 1]).expect("writes");
-    let err = read_text(&big).expect_err("too large");
-    assert!(err.to_string().contains("more than"), "{err}");
+    fs::write(&big, vec![b'a'; MAX_NOTE_BYTES + 1]).expect("writes");
+    let err = read_text(&big, MAX_NOTE_BYTES).expect_err("too large");
+    assert!(
+        matches!(
+            &err,
+            ExportError::Refused(BoundedReadError::TooLarge { .. })
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().ends_with(&format!(
+            "is larger than the limit of {MAX_NOTE_BYTES} bytes"
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        read_text(&big, MAX_FILE_BYTES)
+            .expect("a proof may be larger")
+            .len(),
+        MAX_NOTE_BYTES + 1
+    );
     fs::write(&big, [0xff, 0xfe]).expect("writes");
-    let err = read_text(&big).expect_err("not UTF-8");
+    let err = read_text(&big, MAX_NOTE_BYTES).expect_err("not UTF-8");
     assert!(err.to_string().ends_with("not UTF-8 text"), "{err}");
+}
+
+#[test]
+fn a_directory_with_too_many_names_is_refused_before_any_is_read() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ledger = ledger(&dir.path().join("ledger"));
+    let out = dir.path().join("export");
+    export(&ledger, &out, 1);
+    // Hidden names count too: the listing is what is bounded.
+    for n in 0..MAX_PROOF_FILES {
+        fs::File::create(out.join(format!("proofs/.x{n}"))).expect("creates");
+    }
+    let export = Export::open(&out).expect("an export");
+    let err = export
+        .proofs(|name, _| Err(ExportError::Sequence(format!("read {name}"))))
+        .expect_err("too many");
+    assert!(
+        matches!(
+            &err,
+            ExportError::Refused(BoundedReadError::TooManyEntries {
+                limit: MAX_PROOF_FILES,
+                ..
+            })
+        ),
+        "{err}"
+    );
 }
