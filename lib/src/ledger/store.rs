@@ -74,9 +74,11 @@ mod files;
 mod levels;
 mod open;
 mod read;
+mod scrub;
 
 pub use files::read_verifier;
 use levels::Levels;
+pub use scrub::{Clock, Damage, Pacer, ScrubOutcome, ScrubStats, ScrubTarget, Stopped, scrub};
 
 const META: &str = "meta";
 const SIGNING_KEY: &str = "signing.key";
