@@ -3,6 +3,8 @@
 //! `daemoneye-cli health-check` turns the ledger `failed`, naming the damaged frame's byte
 //! offset and entry index (found by procmond's background check, which walks the whole log
 //! from its start at every start). procmond keeps recording, and says so once in its log.
+//! Damage in the newest entry, which the open reads whole, makes the ledger refuse to open, and
+//! health says so with the offset.
 //!
 //! Runs as root (the agent starts a privileged procmond, which owns the ledger); CI runs it as
 //! root.
@@ -104,4 +106,39 @@ fn an_early_flipped_byte_turns_the_ledger_failed_with_its_offset() {
     assert_eq!(logged.len(), 1, "{logged:?}");
     assert_eq!(logged[0]["fields"]["offset"], offset, "{logged:?}");
     assert_eq!(logged[0]["fields"]["entry"], 2, "{logged:?}");
+}
+
+#[test]
+fn damage_in_the_newest_entry_is_found_at_open_and_the_ledger_refused() {
+    require_root();
+    let mut agent = Agent::start("", 1.0);
+    agent.wait_for_procmond();
+    wait_for("a few ledger entries", Duration::from_secs(60), || {
+        let (status, detail) = ledger(&agent.health()?)?;
+        (status == "ok" && entry_count(&detail)? >= 4).then_some(())
+    });
+    agent.stop();
+
+    // procmond's stop entry is the newest, covered by the checkpoint signed at the stop: the
+    // open reads that frame whole.
+    let path = agent.data_dir.join("ledger").join("entries.log");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let (offset, payload) = frames(&bytes).last().unwrap().clone();
+    bytes[payload.start + 1] ^= 0x20;
+    std::fs::write(&path, &bytes).unwrap();
+
+    agent.restart();
+    let (_, detail) = wait_for(
+        "health-check to report the ledger failed",
+        Duration::from_secs(60),
+        || ledger(&agent.health()?).filter(|(status, _)| status == "failed"),
+    );
+    assert!(
+        detail.starts_with(&format!(
+            "damaged, refused to open: entries.log at byte {offset}:"
+        )),
+        "{detail}"
+    );
+    // Nothing was cut or appended.
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
 }
