@@ -223,20 +223,27 @@ pub struct ScrubStats {
     pub bytes: u64,
 }
 
-/// A failed check, or a stop.
-enum Halt {
+/// Why a pass ended early: damage, a stop, or a file it could not read.
+enum PassError {
     Damage(Damage),
     Stopped,
+    Io(LedgerError),
 }
 
-impl From<Stopped> for Halt {
+impl From<Stopped> for PassError {
     fn from(_: Stopped) -> Self {
         Self::Stopped
     }
 }
 
-fn damage(file: &str, offset: u64, entry: Option<u64>, reason: impl Into<String>) -> Halt {
-    Halt::Damage(Damage {
+impl From<LedgerError> for PassError {
+    fn from(err: LedgerError) -> Self {
+        Self::Io(err)
+    }
+}
+
+fn damage(file: &str, offset: u64, entry: Option<u64>, reason: impl Into<String>) -> PassError {
+    PassError::Damage(Damage {
         file: file.to_owned(),
         offset,
         entry,
@@ -256,34 +263,11 @@ pub fn scrub<C: Clock>(
         .and_then(|checkpoints| walk_entries(target, pacer, &checkpoints, &mut progress));
     let outcome = match pass {
         Ok(stats) => ScrubOutcome::Clean(stats),
-        Err(PassError::Halt(Halt::Damage(found))) => ScrubOutcome::Damaged(found),
-        Err(PassError::Halt(Halt::Stopped)) => ScrubOutcome::Stopped,
+        Err(PassError::Damage(found)) => ScrubOutcome::Damaged(found),
+        Err(PassError::Stopped) => ScrubOutcome::Stopped,
         Err(PassError::Io(err)) => return Err(err),
     };
     Ok(outcome)
-}
-
-enum PassError {
-    Halt(Halt),
-    Io(LedgerError),
-}
-
-impl From<Halt> for PassError {
-    fn from(halt: Halt) -> Self {
-        Self::Halt(halt)
-    }
-}
-
-impl From<Stopped> for PassError {
-    fn from(_: Stopped) -> Self {
-        Self::Halt(Halt::Stopped)
-    }
-}
-
-impl From<LedgerError> for PassError {
-    fn from(err: LedgerError) -> Self {
-        Self::Io(err)
-    }
 }
 
 /// One stored tree level, read front to back as the recomputed nodes complete.
@@ -338,8 +322,7 @@ impl Derived {
                 index * 8,
                 Some(index),
                 format!("holds offset {stored}, but the entry's frame is at byte {offset}"),
-            )
-            .into());
+            ));
         }
         Ok(())
     }
@@ -371,7 +354,7 @@ impl Derived {
                 first + (1 << level)
             )
         };
-        Err(damage(&stored.name, node * 32, Some(first), reason).into())
+        Err(damage(&stored.name, node * 32, Some(first), reason))
     }
 }
 
@@ -384,7 +367,7 @@ fn check_magic<C: Clock>(
 ) -> Result<(), PassError> {
     let mut found = [0u8; 8];
     if reader.read_exact(&mut found).is_err() || &found != magic {
-        return Err(damage(name, 0, None, "not a ledger file (bad magic)").into());
+        return Err(damage(name, 0, None, "not a ledger file (bad magic)"));
     }
     pacer.charge(8)?;
     Ok(())
@@ -407,7 +390,7 @@ fn read_checkpoints<C: Clock>(
     for frame in frames {
         let frame = frame.map_err(|fault| frame_damage(CHECKPOINTS, None, fault))?;
         pacer.charge(frame.payload.len() as u64 + 8)?;
-        let bad = |reason: String| PassError::from(damage(CHECKPOINTS, frame.offset, None, reason));
+        let bad = |reason: String| damage(CHECKPOINTS, frame.offset, None, reason);
         let note = std::str::from_utf8(&frame.payload)
             .map_err(|_| bad("the checkpoint is not UTF-8".to_owned()))?;
         let cp = Checkpoint::verify_signed(note, &target.verifier)
@@ -458,8 +441,7 @@ fn walk_entries<C: Clock>(
     for frame in frames {
         let index = frontier.size();
         let frame = frame.map_err(|fault| frame_damage(ENTRIES, Some(index), fault))?;
-        let at =
-            |reason: String| PassError::from(damage(ENTRIES, frame.offset, Some(index), reason));
+        let at = |reason: String| damage(ENTRIES, frame.offset, Some(index), reason);
         if index >= target.entries {
             return Err(at(format!(
                 "a frame after the {} acknowledged entries",
@@ -476,7 +458,7 @@ fn walk_entries<C: Clock>(
             derived.check_node(level, node, &hash, frame.offset)?;
         }
         pacer.charge(read)?;
-        if frontier.size() % 4096 == 0 {
+        if frontier.size().is_multiple_of(4096) {
             progress(frontier.size());
         }
         roots.check(&frontier)?;
@@ -492,8 +474,7 @@ fn walk_entries<C: Clock>(
                 target.entries_len,
                 target.entries
             ),
-        )
-        .into());
+        ));
     }
     progress(frontier.size());
     Ok(ScrubStats {
@@ -526,8 +507,7 @@ impl Roots<'_> {
                         "the entries give another root at size {} than this signed checkpoint: an entry before it was changed",
                         cp.size
                     ),
-                )
-                .into());
+                ));
             }
             self.checked += 1;
             self.next += 1;
@@ -550,7 +530,6 @@ fn read_exact(
                 None,
                 "shorter than the entries it must cover",
             )
-            .into()
         } else {
             PassError::Io(LedgerError::Io {
                 what: "reading",
@@ -563,7 +542,7 @@ fn read_exact(
 
 /// A frame that does not read is damage wherever it is: the pass ends at an acknowledged
 /// entry, so a frame that runs past that end is not a torn tail.
-fn frame_damage(file: &str, entry: Option<u64>, fault: FrameFault) -> Halt {
+fn frame_damage(file: &str, entry: Option<u64>, fault: FrameFault) -> PassError {
     match fault {
         FrameFault::Torn { offset } => damage(
             file,
