@@ -82,6 +82,7 @@ fn seeds() -> Vec<(&'static str, MessageType, Vec<u8>)> {
         }),
         ledger_available: true,
         ledger_detail: "12 entries (blake3), newest checkpoint at size 10".to_owned(),
+        ledger_damage: None,
     };
     let scan = proto::DetectionResult {
         task_id: "scan-1".to_owned(),

@@ -34,6 +34,13 @@
 //!   5 rounds: median and range. Needs root (skipped otherwise, with
 //!   `LEDGER_BENCH_COLD=0`, or with a filter that does not match `ledger/cold`).
 //!
+//! - `ledger/scrub/N` (printed, not a criterion benchmark): one background-check pass
+//!   ([`scrub`]) over the whole ledger with no rate limit, warm (after reading every file
+//!   once) and, as root, cold (after `sync; echo 3 > /proc/sys/vm/drop_caches`): time, bytes
+//!   read, entries/s and MiB/s, and how long a pass takes at the default
+//!   `ledger.verify_bytes_per_sec` (8 MiB/s). Skipped with a filter that does not match
+//!   `ledger/scrub`.
+//!
 //! The ledgers of 1,000,000 and 10,000,000 entries are built once (the build is timed and
 //! printed) under `target/ledger-bench/lib-N/` and reused by later runs when they have the
 //! expected size and checkpoints. The 10,000,000-entry ledger takes about 1.7 GB (1.05 GB of
@@ -59,7 +66,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use daemoneye_lib::ledger::HashAlg;
 use daemoneye_lib::ledger::entry::Entry;
-use daemoneye_lib::ledger::store::{Ledger, Settings};
+use daemoneye_lib::ledger::store::{Clock, Ledger, Pacer, ScrubOutcome, Settings, scrub};
 use daemoneye_lib::ledger::verify::{self, Verified};
 
 #[path = "support/ledger_entries.rs"]
@@ -456,7 +463,73 @@ fn cold(_: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, append, proofs, cold);
+/// The default `ledger.verify_bytes_per_sec`.
+const DEFAULT_VERIFY_RATE: u64 = 8 * 1024 * 1024;
+
+/// The real clock; its sleeps are never asked for by an unlimited pacer.
+struct Steady(Instant);
+
+impl Clock for Steady {
+    fn now(&self) -> Duration {
+        self.0.elapsed()
+    }
+
+    fn sleep(&self, duration: Duration) -> bool {
+        std::thread::sleep(duration);
+        true
+    }
+}
+
+/// One unthrottled pass over the ledger in `dir`: its time and bytes read.
+fn scrub_once(dir: &Path, n: u64) -> (Duration, u64) {
+    let ledger = open(dir);
+    let target = ledger.scrub_target().expect("not broken");
+    let started = Instant::now();
+    let mut pacer = Pacer::new(Steady(Instant::now()), u64::MAX);
+    let outcome = scrub(&target, &mut pacer, |_| {}).expect("the files read");
+    let took = started.elapsed();
+    let ScrubOutcome::Clean(stats) = outcome else {
+        panic!("the bench ledger is damaged: {outcome:?}");
+    };
+    assert_eq!(stats.entries, n);
+    (took, stats.bytes)
+}
+
+/// The background check's speed with no rate limit, warm and cold, and a pass's length at the
+/// default rate.
+fn scrubs(_: &mut Criterion) {
+    let skipped = quick_mode()
+        || std::env::args()
+            .skip(1)
+            .any(|a| !a.starts_with('-') && !"ledger/scrub".contains(a.as_str()));
+    if skipped {
+        return;
+    }
+    for n in sizes() {
+        let dir = prepare(n);
+        let report = |what: &str, (took, bytes): (Duration, u64)| {
+            println!(
+                "  {what}: {} for {} ({:.0} entries/s, {:.0} MiB/s); at the default {} /s a pass takes {:.0} s",
+                human(took),
+                mib(bytes),
+                n as f64 / took.as_secs_f64(),
+                bytes as f64 / f64::from(1 << 20) / took.as_secs_f64(),
+                mib(DEFAULT_VERIFY_RATE),
+                bytes as f64 / DEFAULT_VERIFY_RATE as f64,
+            );
+        };
+        println!("ledger/scrub/{n} (one unthrottled pass of the background check):");
+        warm(&dir);
+        report("warm", scrub_once(&dir, n));
+        if drop_caches() {
+            report("cold", scrub_once(&dir, n));
+        } else {
+            println!("  cold: skipped (dropping the page cache needs root)");
+        }
+    }
+}
+
+criterion_group!(benches, append, proofs, cold, scrubs);
 
 fn main() {
     benches();

@@ -5,6 +5,24 @@
 //! its only writer. A ledger that cannot be opened does not stop the collector: scans go on,
 //! health reports `ledger_available = false` with the reason, and every audit request is
 //! answered with that reason.
+//!
+//! # Damage
+//!
+//! Damage is found at open (the newest checkpoint, the stored tree's root, the newest stored
+//! entry, everything after the newest checkpoint) or by the background check
+//! ([`crate::ledger_check`], which walks the whole ledger at a bounded rate). Either way
+//! health carries it (`ledger_damage`: file, byte offset, entry, reason) and the agent shows
+//! the ledger `failed`; it is logged once, as `the audit ledger is damaged`.
+//!
+//! - At open, the ledger refuses to open, as README promises: the writer cannot know what it
+//!   would append after. Nothing is recorded until the files are repaired or moved aside.
+//! - Found in the background, procmond goes on appending. The damage lies in entries already
+//!   covered by signed checkpoints, which new entries do not touch: new entries and
+//!   checkpoints are built on the stored tree, whose root the open checked against the newest
+//!   signed checkpoint. Stopping would lose the record of what happens next, which an auditor
+//!   needs more than a halt; what they need to know about the damage is in health and the log
+//!   (offset and entry) until procmond stops. It is not written anywhere else: the next
+//!   start's background check, which begins at byte 0, finds it again.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -14,7 +32,9 @@ use daemoneye_lib::ipc::calls;
 use daemoneye_lib::ipc::proto::{self, ErrorCode, audit_request};
 use daemoneye_lib::ledger::HashAlg;
 use daemoneye_lib::ledger::entry::{Body, Entry, Source, records_hash};
-use daemoneye_lib::ledger::store::{Ledger, LedgerError, Recovery, Settings};
+use daemoneye_lib::ledger::store::{
+    Damage, Ledger, LedgerError, Recovery, ScrubStats, ScrubTarget, Settings,
+};
 
 use crate::collector::{Scan, epoch_millis};
 use crate::tasks::TaskError;
@@ -69,6 +89,19 @@ fn origin_part(text: &str) -> String {
 /// The ledger as the server shares it: open, or the reason it is not.
 pub struct AuditLog {
     state: Mutex<Result<Ledger, String>>,
+    /// Damage found (and whether at open), and how far the background check is.
+    check: Mutex<CheckState>,
+}
+
+/// What health says about the ledger's damage and background check.
+#[derive(Debug, Default)]
+struct CheckState {
+    damage: Option<(Damage, bool)>,
+    /// Entries checked by the running pass, and the entries it checks.
+    running: Option<(u64, u64)>,
+    /// Passes finished without damage, and the entries the last one checked.
+    passed: u64,
+    last_passed: u64,
 }
 
 impl AuditLog {
@@ -91,11 +124,18 @@ impl AuditLog {
             }
             Err(err) => {
                 tracing::error!(error = %err, "the audit ledger is not available");
-                Err(err.to_string())
+                let damage = Damage::of_error(&err);
+                if let Some(damage) = &damage {
+                    log_damage(damage, true);
+                }
+                let log = Self::unavailable(&err.to_string());
+                log.lock_check().damage = damage.map(|damage| (damage, true));
+                return log;
             }
         };
         Self {
             state: Mutex::new(state),
+            check: Mutex::new(CheckState::default()),
         }
     }
 
@@ -103,7 +143,65 @@ impl AuditLog {
     pub fn unavailable(reason: &str) -> Self {
         Self {
             state: Mutex::new(Err(reason.to_owned())),
+            check: Mutex::new(CheckState::default()),
         }
+    }
+
+    fn lock_check(&self) -> std::sync::MutexGuard<'_, CheckState> {
+        self.check
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The ledger's extent now, for the background check; `None` when it is not open (or
+    /// stopped after a failed write).
+    pub fn scrub_target(&self) -> Option<ScrubTarget> {
+        self.with(|ledger| Ok(ledger.scrub_target())).ok().flatten()
+    }
+
+    /// The background check began a pass over `entries` entries.
+    pub fn check_started(&self, entries: u64) {
+        self.lock_check().running = Some((0, entries));
+    }
+
+    /// The running pass has checked `entries` entries.
+    pub fn check_progress(&self, entries: u64) {
+        if let Some((done, _)) = &mut self.lock_check().running {
+            *done = entries;
+        }
+    }
+
+    /// The running pass ended: clean with `stats`, or not (`None`: damage or a stop).
+    pub fn check_ended(&self, stats: Option<ScrubStats>) {
+        let mut check = self.lock_check();
+        check.running = None;
+        if let Some(stats) = stats {
+            check.passed += 1;
+            check.last_passed = stats.entries;
+        }
+    }
+
+    /// Records damage; logged the first time only (a later pass finds the same again).
+    pub fn report_damage(&self, damage: Damage) {
+        let mut check = self.lock_check();
+        if check.damage.is_none() {
+            log_damage(&damage, false);
+            check.damage = Some((damage, false));
+        }
+    }
+
+    /// The damage found so far, as health reports it.
+    pub fn damage(&self) -> Option<proto::LedgerDamage> {
+        self.lock_check()
+            .damage
+            .as_ref()
+            .map(|(damage, at_open)| proto::LedgerDamage {
+                file: damage.file.clone(),
+                offset: damage.offset,
+                entry: damage.entry,
+                reason: damage.reason.clone(),
+                at_open: *at_open,
+            })
     }
 
     /// Whether the ledger is open.
@@ -112,16 +210,35 @@ impl AuditLog {
     }
 
     /// One line for health reports: size, hash and newest checkpoint, or why it is not open.
+    /// With the background check's state: its progress, the entries its last clean pass
+    /// checked, or the damage it found.
     pub fn describe(&self) -> String {
-        self.with(|ledger| {
+        let open = self.with(|ledger| {
             Ok(format!(
                 "{} entries ({}), newest checkpoint at size {}",
                 ledger.size(),
                 ledger.hash(),
                 ledger.latest().map_or(0, |c| c.checkpoint.size)
             ))
-        })
-        .unwrap_or_else(|err| err.message)
+        });
+        let text = match open {
+            Ok(text) => text,
+            Err(err) => return err.message,
+        };
+        let check = self.lock_check();
+        let state = match (&check.damage, check.running) {
+            // The damage itself is in `ledger_damage`; the agent shows it.
+            (Some(_), _) => "background check: found damage".to_owned(),
+            (None, Some((done, of))) if check.passed == 0 => {
+                format!("background check: {done} of {of} entries verified")
+            }
+            (None, _) if check.passed > 0 => format!(
+                "background check: all {} entries verified by the last pass",
+                check.last_passed
+            ),
+            (None, _) => "background check: not started".to_owned(),
+        };
+        format!("{text}; {state}")
     }
 
     fn with<T>(
@@ -319,6 +436,17 @@ fn ledger_error(err: LedgerError) -> TaskError {
         code,
         message: err.to_string(),
     }
+}
+
+fn log_damage(damage: &Damage, at_open: bool) {
+    tracing::error!(
+        file = %damage.file,
+        offset = damage.offset,
+        entry = damage.entry,
+        reason = %damage.reason,
+        at_open,
+        "the audit ledger is damaged"
+    );
 }
 
 fn log_recovery(ledger: &Ledger, recovery: &Recovery) {

@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod collector;
 pub mod hasher;
+pub mod ledger_check;
 #[cfg(target_os = "linux")]
 mod linux;
 pub mod output;

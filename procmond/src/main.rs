@@ -15,6 +15,7 @@ use daemoneye_lib::ipc::transport::{self, PeerPolicy};
 use daemoneye_lib::ledger::entry::Body;
 use daemoneye_lib::logging::{self, LogFormat};
 use procmond::audit::{self, AuditLog};
+use procmond::ledger_check;
 use procmond::output::{self, Format};
 use procmond::privilege::{self, PrivilegeOutcome};
 use procmond::server::{self, ServerState};
@@ -220,6 +221,13 @@ fn serve(socket: &Path, config: &Config, data_dir: Option<&Path>) -> anyhow::Res
         Arc::clone(&audit),
     ));
     let served = Arc::clone(&state);
+    let checker = ledger_check::Checker::start(
+        Arc::clone(&audit),
+        ledger_check::CheckSettings {
+            bytes_per_sec: config.ledger.verify_bytes_per_sec,
+            interval: config.ledger.verify_interval.get(),
+        },
+    );
     tracing::info!(socket = %socket.display(), "serving the agent");
     let interval = config.ledger.checkpoint_interval.get();
     let reason = runtime.block_on(async {
@@ -234,6 +242,7 @@ fn serve(socket: &Path, config: &Config, data_dir: Option<&Path>) -> anyhow::Res
     });
     // A scan still running on the blocking pool is recorded before the stop entry.
     served.wait_for_scan();
+    checker.stop();
     audit.close(reason);
     Ok(())
 }

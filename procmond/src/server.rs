@@ -92,6 +92,7 @@ impl ServerState {
             }),
             ledger_available: self.audit.available(),
             ledger_detail: self.audit.describe(),
+            ledger_damage: self.audit.damage(),
         }
     }
 }

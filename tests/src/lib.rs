@@ -102,6 +102,10 @@ pub fn copy_exe(from: &str, dir: &Path, name: &str) -> PathBuf {
 /// A running `daemoneye-agent` in a private data directory, killed on drop.
 pub struct Agent {
     child: Child,
+    /// `--interval`, kept for [`Agent::restart`].
+    interval_secs: f64,
+    /// Extra environment, kept for [`Agent::restart`].
+    env: Vec<(String, PathBuf)>,
     /// The temporary directory holding the data directory and the configuration.
     pub dir: tempfile::TempDir,
     /// `<dir>/data`.
@@ -135,36 +139,52 @@ impl Agent {
         let data_dir = dir.path().join("data");
         let config_file = dir.path().join("config.toml");
         std::fs::write(&config_file, config).expect("writing the configuration");
-        let mut child = Command::new(bin("daemoneye-agent"))
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .arg("--config")
-            .arg(&config_file)
-            .args([
-                "--interval",
-                &interval_secs.to_string(),
-                "--log-format",
-                "json",
-                "--format",
-                "json",
-            ])
-            .env("RUST_LOG", "info")
-            .env_remove("DAEMONEYE_DATA_DIR")
-            .envs(env.iter().map(|(key, value)| (*key, *value)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting daemoneye-agent");
-        let log = collect_lines(child.stderr.take().expect("stderr is piped"));
-        let stdout = collect_lines(child.stdout.take().expect("stdout is piped"));
+        let env: Vec<(String, PathBuf)> = env
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), value.to_path_buf()))
+            .collect();
+        let (child, log, stdout) = spawn_agent(&data_dir, &config_file, interval_secs, &env);
         Self {
             child,
+            interval_secs,
+            env,
             dir,
             data_dir,
             log,
             stdout,
         }
+    }
+
+    /// Stops the agent with SIGTERM and waits for it and its procmond to exit (procmond
+    /// leaves when its agent is gone, after it recorded its stop in the ledger).
+    pub fn stop(&mut self) {
+        let procmond = self
+            .health()
+            .and_then(|h| h["procmond"]["pid"].as_u64())
+            .and_then(|pid| u32::try_from(pid).ok());
+        if let Ok(raw) = i32::try_from(self.pid()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(raw),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let _ = self.child.wait();
+        if let Some(pid) = procmond {
+            wait_for("procmond to exit", Duration::from_secs(60), || {
+                has_exited(pid).then_some(())
+            });
+        }
+    }
+
+    /// Starts the agent again on the same data directory and configuration (after
+    /// [`Agent::stop`]); the log and stdout lists start empty.
+    pub fn restart(&mut self) {
+        let config_file = self.dir.path().join("config.toml");
+        let (child, log, stdout) =
+            spawn_agent(&self.data_dir, &config_file, self.interval_secs, &self.env);
+        self.child = child;
+        self.log = log;
+        self.stdout = stdout;
     }
 
     /// The agent's pid.
@@ -232,8 +252,8 @@ impl Agent {
         child.wait_with_output().expect("running daemoneye-cli")
     }
 
-    /// Stops the agent with SIGTERM and waits (at most `limit`) for it to exit.
-    pub fn stop(&mut self, limit: Duration) -> std::process::ExitStatus {
+    /// Stops the agent with SIGTERM and waits (at most `limit`) for it to exit; its status.
+    pub fn stop_within(&mut self, limit: Duration) -> std::process::ExitStatus {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(self.pid()).expect("a pid"));
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
         wait_for("the agent to stop after SIGTERM", limit, || {
@@ -257,6 +277,41 @@ impl Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The agent's process, its log lines and its stdout lines.
+type Spawned = (Child, Arc<Mutex<Vec<String>>>, Arc<Mutex<Vec<String>>>);
+
+fn spawn_agent(
+    data_dir: &Path,
+    config_file: &Path,
+    interval_secs: f64,
+    env: &[(String, PathBuf)],
+) -> Spawned {
+    let mut child = Command::new(bin("daemoneye-agent"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--config")
+        .arg(config_file)
+        .args([
+            "--interval",
+            &interval_secs.to_string(),
+            "--log-format",
+            "json",
+            "--format",
+            "json",
+        ])
+        .env("RUST_LOG", "info")
+        .env_remove("DAEMONEYE_DATA_DIR")
+        .envs(env.iter().map(|(key, value)| (key, value)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting daemoneye-agent");
+    let log = collect_lines(child.stderr.take().expect("stderr is piped"));
+    let stdout = collect_lines(child.stdout.take().expect("stdout is piped"));
+    (child, log, stdout)
 }
 
 /// Reads `stream` line by line on a thread of its own into the returned list.

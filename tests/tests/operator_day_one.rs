@@ -124,7 +124,7 @@ fn the_cli_answers_an_operators_first_day() {
     // once it has dropped its privileges).
     let run = agent.data_dir.join("run");
     assert!(run.join("procmond.sock").exists() && run.join("agent.sock").exists());
-    let status = agent.stop(Duration::from_secs(120));
+    let status = agent.stop_within(Duration::from_secs(120));
     assert!(status.success(), "{status:?}");
     for socket in ["procmond.sock", "agent.sock"] {
         assert!(!run.join(socket).exists(), "{socket} is left behind");

@@ -204,10 +204,27 @@ pub fn assess(
         ),
     };
     let ledger = match &status.last_health {
-        Some(health) if health.ledger_available => {
-            component("ledger", Level::Ok, health.ledger_detail.clone())
-        }
-        Some(health) => component("ledger", Level::Degraded, health.ledger_detail.clone()),
+        // Damage is the one thing an audit trail must not hide: failed, with where it is.
+        Some(health) => match &health.ledger_damage {
+            Some(damage) if damage.at_open => component(
+                "ledger",
+                Level::Failed,
+                format!("damaged, refused to open: {}", damage_text(damage)),
+            ),
+            Some(damage) => component(
+                "ledger",
+                Level::Failed,
+                format!(
+                    "{}; damaged: {} (found by the background check; procmond goes on appending)",
+                    health.ledger_detail,
+                    damage_text(damage)
+                ),
+            ),
+            None if health.ledger_available => {
+                component("ledger", Level::Ok, health.ledger_detail.clone())
+            }
+            None => component("ledger", Level::Degraded, health.ledger_detail.clone()),
+        },
         None => component(
             "ledger",
             Level::Degraded,
@@ -215,6 +232,17 @@ pub fn assess(
         ),
     };
     vec![agent, procmond, scan, store, ledger]
+}
+
+/// Where the ledger is damaged, for a person: `entries.log at byte 94 (entry 2): why`.
+fn damage_text(damage: &proto::LedgerDamage) -> String {
+    let entry = damage
+        .entry
+        .map_or_else(String::new, |entry| format!(" (entry {entry})"));
+    format!(
+        "{} at byte {}{entry}: {}",
+        damage.file, damage.offset, damage.reason
+    )
 }
 
 #[cfg(test)]
@@ -331,7 +359,7 @@ mod tests {
     }
 
     #[test]
-    fn the_ledger_is_ok_only_when_procmond_reports_it_open() {
+    fn the_ledger_is_ok_only_when_procmond_reports_it_open_and_failed_when_damaged() {
         let now = Instant::now();
         let running = State::Running { pid: 7, since: now };
         let ledger = |health: Option<proto::CollectorHealth>| {
@@ -353,7 +381,10 @@ mod tests {
             ledger_detail: "12 entries (blake3), newest checkpoint at size 10".to_owned(),
             ..Default::default()
         };
-        assert_eq!(ledger(Some(open.clone())), (Level::Ok, open.ledger_detail));
+        assert_eq!(
+            ledger(Some(open.clone())),
+            (Level::Ok, open.ledger_detail.clone())
+        );
         let closed = proto::CollectorHealth {
             ledger_available: false,
             ledger_detail: "the audit ledger is not available: damaged".to_owned(),
@@ -361,9 +392,45 @@ mod tests {
         };
         assert_eq!(
             ledger(Some(closed.clone())),
-            (Level::Degraded, closed.ledger_detail)
+            (Level::Degraded, closed.ledger_detail.clone())
         );
         assert_eq!(ledger(None).0, Level::Degraded);
+
+        let damage = proto::LedgerDamage {
+            file: "entries.log".to_owned(),
+            offset: 94,
+            entry: Some(2),
+            reason: "checksum mismatch".to_owned(),
+            at_open: false,
+        };
+        let found = proto::CollectorHealth {
+            ledger_damage: Some(damage.clone()),
+            ..open.clone()
+        };
+        let (level, detail) = ledger(Some(found));
+        assert_eq!(level, Level::Failed);
+        assert!(
+            detail.starts_with("12 entries (blake3)")
+                && detail.contains(
+                    "damaged: entries.log at byte 94 (entry 2): checksum mismatch (found by the background check; procmond goes on appending)"
+                ),
+            "{detail}"
+        );
+        let refused = proto::CollectorHealth {
+            ledger_damage: Some(proto::LedgerDamage {
+                at_open: true,
+                entry: None,
+                ..damage
+            }),
+            ..closed
+        };
+        assert_eq!(
+            ledger(Some(refused)),
+            (
+                Level::Failed,
+                "damaged, refused to open: entries.log at byte 94: checksum mismatch".to_owned()
+            )
+        );
     }
 
     #[test]

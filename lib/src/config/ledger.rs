@@ -1,4 +1,5 @@
-//! The `[ledger]` section: the audit ledger's hash function and checkpoint interval.
+//! The `[ledger]` section: the audit ledger's hash function, checkpoint interval and the rate
+//! of its background check.
 
 use std::time::Duration;
 
@@ -26,13 +27,24 @@ pub struct LedgerConfig {
     pub hash: LedgerHash,
     /// Time between two signed checkpoints (default 5 minutes); more are made on demand.
     pub checkpoint_interval: HumanDuration,
+    /// The most bytes per second procmond's background check of the whole ledger reads
+    /// (default 8 MiB/s; at least 64 KiB/s). See `lib/src/ledger/store/scrub.rs`.
+    pub verify_bytes_per_sec: u64,
+    /// Time from the end of one background check to the start of the next (default 1 hour;
+    /// at least 1s). A check also starts whenever procmond starts.
+    pub verify_interval: HumanDuration,
 }
+
+/// The lowest `verify_bytes_per_sec`: below it a large ledger would take days to check.
+pub const MIN_VERIFY_BYTES_PER_SEC: u64 = 64 * 1024;
 
 impl Default for LedgerConfig {
     fn default() -> Self {
         Self {
             hash: LedgerHash::Blake3,
             checkpoint_interval: HumanDuration::new(Duration::from_secs(300)),
+            verify_bytes_per_sec: 8 * 1024 * 1024,
+            verify_interval: HumanDuration::new(Duration::from_secs(3600)),
         }
     }
 }
@@ -42,6 +54,15 @@ impl LedgerConfig {
     pub(super) fn problem(&self) -> Option<Problem> {
         if self.checkpoint_interval.get() < Duration::from_secs(1) {
             return Some(("checkpoint_interval", "must be at least 1s".to_owned()));
+        }
+        if self.verify_bytes_per_sec < MIN_VERIFY_BYTES_PER_SEC {
+            return Some((
+                "verify_bytes_per_sec",
+                format!("must be at least {MIN_VERIFY_BYTES_PER_SEC}"),
+            ));
+        }
+        if self.verify_interval.get() < Duration::from_secs(1) {
+            return Some(("verify_interval", "must be at least 1s".to_owned()));
         }
         None
     }

@@ -48,6 +48,8 @@
 //! [ledger]
 //! hash = "blake3"             # the audit ledger's tree hash: "blake3" or "sha256"
 //! checkpoint_interval = "5m"  # time between two signed checkpoints; at least 1s
+//! verify_bytes_per_sec = 8388608 # read rate of the background check; at least 65536
+//! verify_interval = "1h"      # from the end of one background check to the next; at least 1s
 //! ```
 //!
 //! Values in environment variables are read the way figment reads them: `10` is a number,
@@ -157,6 +159,11 @@ retention_age = "7d"
 hash = "blake3"
 # Time between two signed checkpoints of the ledger (more are made on demand).
 checkpoint_interval = "5m"
+# The background check of the whole ledger (every entry, index slot, tree node and signed
+# checkpoint) reads at most this many bytes per second (8 MiB/s) ...
+verify_bytes_per_sec = 8388608
+# ... and starts when procmond starts, then this long after the previous check ended.
+verify_interval = "1h"
 "#;
 
 /// The system-wide configuration file.

@@ -21,8 +21,8 @@
 //!
 //! The code: this file holds the writer (append, checkpoint); `store/open.rs` creation and
 //! crash recovery, `store/read.rs` the read side (entries, stored checkpoints, proofs),
-//! `store/levels.rs` the `tree-LL.hash` files and `store/files.rs` the small files and the
-//! opening of the framed ones.
+//! `store/levels.rs` the `tree-LL.hash` files, `store/files.rs` the small files and the
+//! opening of the framed ones, and `store/scrub.rs` the background check of the whole ledger.
 //!
 //! Because the hashes of every complete subtree are on disk, a proof reads O(log n) of them
 //! ([`super::merkle::inclusion_proof`] over [`super::merkle::NodeSource`]); the writer keeps
@@ -48,15 +48,19 @@
 //! 2. The derived files are cut back to the largest size *p* ≤ *c* they all hold, and the root
 //!    of the stored tree at *c* must equal the signed root (else the ledger refuses to open:
 //!    the files were changed).
-//! 3. Every frame of `entries.log` after entry *p* is read again, checked, decoded, hashed
-//!    and added to the derived files. A torn tail (a frame that runs past the end of the file,
+//! 3. Entry *p* − 1, the newest the derived files hold, is read whole: its checksum must match
+//!    and its leaf hash must be the one in `tree-00.hash` (its frame's end is where the replay
+//!    starts). Every frame of `entries.log` after entry *p* − 1 is read again, checked,
+//!    decoded, hashed and added to the derived files. A torn tail (a frame that runs past the end of the file,
 //!    a bad last frame, or a tail of zeros) is cut and synced away: it was never
 //!    acknowledged. A bad frame with data after it is damage, never a tail, and the ledger
 //!    refuses to open rather than drop acknowledged entries.
 //!
 //! So the ledger opens to the last complete entry, the work is bounded by what was appended
-//! since the newest checkpoint, and a change to any entry covered by a checkpoint is found by
-//! a full verification (`daemoneye-cli audit verify <dir>`), which recomputes the tree.
+//! since the newest checkpoint, and a change to any other entry covered by a checkpoint is
+//! found by the background check ([`scrub`], which procmond runs at a bounded rate from every
+//! start) or by a full verification (`daemoneye-cli audit verify <dir>`), both of which
+//! recompute the tree.
 
 use std::fs::File;
 use std::io;
@@ -74,9 +78,11 @@ mod files;
 mod levels;
 mod open;
 mod read;
+mod scrub;
 
 pub use files::read_verifier;
 use levels::Levels;
+pub use scrub::{Clock, Damage, Pacer, ScrubOutcome, ScrubStats, ScrubTarget, Stopped, scrub};
 
 const META: &str = "meta";
 const SIGNING_KEY: &str = "signing.key";

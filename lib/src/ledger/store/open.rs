@@ -13,7 +13,7 @@ use super::{
 };
 use crate::ledger::entry::{Entry, MAX_ENTRY_BYTES};
 use crate::ledger::frame::{CHECKPOINTS_MAGIC, ENTRIES_MAGIC, FRAME_HEADER, MAX_CHECKPOINT_BYTES};
-use crate::ledger::merkle::{self, Frontier};
+use crate::ledger::merkle::{self, Frontier, NodeSource};
 use crate::ledger::note::{Checkpoint, NoteError};
 
 impl Ledger {
@@ -176,19 +176,8 @@ impl Ledger {
         let offset = if start == 0 {
             ENTRIES_MAGIC.len() as u64
         } else {
-            let last = ledger.index_offset(start - 1)?;
-            let header = ledger.frame_header(last)?;
-            last + FRAME_HEADER + u64::from(header.len)
+            ledger.check_last_stored(start - 1)?
         };
-        if offset > entries_len {
-            return Err(LedgerError::Damaged {
-                path: entries_path,
-                offset,
-                reason: format!(
-                    "entries.idx points past the end of the file ({entries_len} bytes)"
-                ),
-            });
-        }
         let mut batch = Pending::default();
         let mut checked = start == durable;
         let (end, cut) = read_frames(
@@ -232,6 +221,37 @@ impl Ledger {
         }
         ledger.sync_derived()?;
         Ok((ledger, recovery))
+    }
+
+    /// Checks the newest entry the derived files hold, whose frame's end is where the replay
+    /// starts: the frame reads whole, its checksum matches and it gives the leaf hash stored
+    /// in `tree-00.hash`. A constant number of reads; the rest of `entries.log` is the
+    /// background check's ([`super::scrub`]). Returns the offset after the frame.
+    fn check_last_stored(&self, index: u64) -> Result<u64, LedgerError> {
+        let offset = self.index_offset(index)?;
+        let header = self.frame_header(offset)?;
+        let end = offset + FRAME_HEADER + u64::from(header.len);
+        if end > self.entries_len {
+            return Err(LedgerError::Damaged {
+                path: self.dir.join(ENTRIES),
+                offset: end,
+                reason: format!(
+                    "entries.idx points past the end of the file ({} bytes)",
+                    self.entries_len
+                ),
+            });
+        }
+        let payload = self.entry(index)?;
+        if self.alg.leaf_hash(&payload) != self.levels.node(0, index)? {
+            return Err(LedgerError::Damaged {
+                path: self.dir.join(ENTRIES),
+                offset,
+                reason: format!(
+                    "entry {index} does not give the leaf hash stored in tree-00.hash: the entry or the tree was changed"
+                ),
+            });
+        }
+        Ok(end)
     }
 
     /// Checks that the stored tree gives the newest checkpoint's root.
