@@ -25,10 +25,16 @@
 //! # Tasks
 //!
 //! A [`Client`] owns a reader task that routes responses to their waiters; writes take a lock
-//! for the length of one frame. [`serve`] runs a reader loop that spawns one task per request
+//! for the length of one frame. The reader decodes only a response's head (its id, and
+//! whether more parts follow: [`Link::response_head`]) and hands the waiter the bytes; the
+//! waiter decodes them in its own task and checks that the whole says what the head said
+//! (a response whose two readings differ ends the connection). So the reader is free for the
+//! next frame while a large scan part is decoded, and the records are allocated by the task
+//! that uses and frees them. [`serve`] runs a reader loop that spawns one task per request
 //! and a writer task that sends what handlers and the push queue hand it.
 
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -73,6 +79,10 @@ pub trait Link: Send + Sync + 'static {
     fn precheck_response(_payload: &[u8]) -> Result<(), IpcError> {
         Ok(())
     }
+    /// The id and [`more`](Link::more) of a response, read from its bytes without decoding
+    /// the rest: the client's reader routes by them, and the waiter decodes the whole and
+    /// checks that it says the same.
+    fn response_head(payload: &[u8]) -> Result<(u64, bool), IpcError>;
     /// The response that refuses request `id` (the connection stays open).
     fn error_response(id: u64, code: ErrorCode, message: String) -> Self::Response;
 }
@@ -107,6 +117,13 @@ impl Link for CollectorLink {
             &response.kind,
             Some(proto::collector_response::Kind::Result(result)) if result.more
         )
+    }
+    fn response_head(payload: &[u8]) -> Result<(u64, bool), IpcError> {
+        let head: CollectorResponseHead = conn::decode(Self::RESPONSE, payload)?;
+        Ok((
+            head.request_id,
+            head.result.is_some_and(|result| result.more),
+        ))
     }
     fn precheck_response(payload: &[u8]) -> Result<(), IpcError> {
         let count = super::convert::scan_records_in(payload)?;
@@ -155,6 +172,10 @@ impl Link for AgentLink {
     fn response_id(response: &Self::Response) -> u64 {
         response.request_id
     }
+    fn response_head(payload: &[u8]) -> Result<(u64, bool), IpcError> {
+        let head: AgentResponseHead = conn::decode(Self::RESPONSE, payload)?;
+        Ok((head.request_id, false))
+    }
     fn error_response(id: u64, code: ErrorCode, message: String) -> Self::Response {
         proto::AgentResponse {
             request_id: id,
@@ -166,23 +187,58 @@ impl Link for AgentLink {
     }
 }
 
+/// The fields of a `CollectorResponse` (`ipc.proto`) that route it: prost skips every other
+/// field without decoding it (a scan's records are skipped, not allocated).
+#[derive(Clone, PartialEq, prost::Message)]
+struct CollectorResponseHead {
+    #[prost(uint64, tag = "1")]
+    request_id: u64,
+    /// `kind.result`; the other variants of `kind` say nothing about routing.
+    #[prost(message, optional, tag = "2")]
+    result: Option<DetectionResultHead>,
+}
+
+/// The field of a `DetectionResult` that routes it.
+#[derive(Clone, PartialEq, prost::Message)]
+struct DetectionResultHead {
+    #[prost(bool, tag = "7")]
+    more: bool,
+}
+
+/// The field of an `AgentResponse` that routes it.
+#[derive(Clone, PartialEq, prost::Message)]
+struct AgentResponseHead {
+    #[prost(uint64, tag = "1")]
+    request_id: u64,
+}
+
 type BoxedWriter = FrameWriter<Pin<Box<dyn AsyncWrite + Send>>>;
-type Waiter<L> = mpsc::Sender<Result<<L as Link>::Response, IpcError>>;
+/// Where the reader hands a waiter the parts of its answer.
+type Waiter = mpsc::Sender<Result<Part, IpcError>>;
+
+/// One part of an answer as the reader routed it, not yet decoded.
+struct Part {
+    payload: Vec<u8>,
+    /// What the part's head said: more parts follow.
+    more: bool,
+}
 
 /// What the reader task and the handles share.
 struct Shared<L: Link> {
     /// Requests waiting for (more of) their answer.
-    pending: Mutex<HashMap<u64, Waiter<L>>>,
+    pending: Mutex<HashMap<u64, Waiter>>,
     /// Why the connection ended, once it has.
     ended: Mutex<Option<String>>,
     /// The next request id; ids below it were issued.
     next_id: AtomicU64,
     /// Pushes that did not fit in the queue.
     pushes_dropped: AtomicU64,
+    /// The link whose responses `pending` carries (undecoded).
+    link: PhantomData<fn() -> L>,
 }
 
 impl<L: Link> Shared<L> {
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waiter<L>>> {
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waiter>> {
         // Plain map operations cannot leave it half-changed: a poisoned lock is still usable.
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -243,7 +299,7 @@ impl<L: Link> std::fmt::Debug for Client<L> {
 /// The answers to one request, part by part.
 pub struct Answer<L: Link> {
     id: u64,
-    parts: mpsc::Receiver<Result<L::Response, IpcError>>,
+    parts: mpsc::Receiver<Result<Part, IpcError>>,
     shared: Arc<Shared<L>>,
     done: bool,
 }
@@ -254,19 +310,48 @@ impl<L: Link> Answer<L> {
         if self.done {
             return None;
         }
-        let part = self.parts.recv().await.unwrap_or_else(|| {
-            Err(IpcError::Lost {
-                reason: self
-                    .shared
-                    .ended()
-                    .unwrap_or_else(|| "the reader stopped".to_owned()),
+        let part = self
+            .parts
+            .recv()
+            .await
+            .unwrap_or_else(|| {
+                Err(IpcError::Lost {
+                    reason: self
+                        .shared
+                        .ended()
+                        .unwrap_or_else(|| "the reader stopped".to_owned()),
+                })
             })
-        });
+            .and_then(|part| self.decode(&part));
         self.done = match &part {
             Ok(response) => !L::more(response),
             Err(_) => true,
         };
         Some(part)
+    }
+}
+
+impl<L: Link> Answer<L> {
+    /// Decodes a part here, in the waiter's task, rather than in the reader: the reader is
+    /// free for the next frame (a health answer does not wait behind a scan's decoding), and
+    /// the decoded records are allocated by the task that uses and frees them.
+    fn decode(&self, part: &Part) -> Result<L::Response, IpcError> {
+        let response: L::Response = conn::decode(L::RESPONSE, &part.payload)?;
+        // The reader routed the part by its head; a peer whose message says otherwise when
+        // decoded whole (fields repeated to confuse the two) has broken the protocol.
+        let (id, more) = (L::response_id(&response), L::more(&response));
+        if id != self.id || more != part.more {
+            let reason = format!(
+                "a response routed to request {} decodes as request {id} (more: {more})",
+                self.id
+            );
+            self.shared.end(reason.clone());
+            return Err(IpcError::Decode {
+                kind: L::RESPONSE,
+                reason,
+            });
+        }
+        Ok(response)
     }
 }
 
@@ -291,6 +376,7 @@ impl<L: Link> Client<L> {
             ended: Mutex::new(None),
             next_id: AtomicU64::new(1),
             pushes_dropped: AtomicU64::new(0),
+            link: PhantomData,
         });
         let (stop_tx, stop_rx) = oneshot::channel();
         let (push_tx, push_rx) = mpsc::channel(push_capacity.max(1));
@@ -406,20 +492,23 @@ async fn read_responses<L: Link, R: AsyncRead + Unpin>(
                 Err(err) => break err.to_string(),
             }
         }
-        if kind == L::RESPONSE
-            && let Err(err) = L::precheck_response(&payload)
+        // A refusal (`ProtocolError`) or a frame of another type ends the connection.
+        if kind != L::RESPONSE
+            && let Err(err) = conn::expect::<L::Response>(L::RESPONSE, kind, &payload)
         {
             break err.to_string();
         }
-        let response: L::Response = match conn::expect(L::RESPONSE, kind, &payload) {
-            Ok(response) => response,
+        if let Err(err) = L::precheck_response(&payload) {
+            break err.to_string();
+        }
+        // Only the head is decoded here; the waiter decodes the rest in its own task.
+        let (id, more) = match L::response_head(&payload) {
+            Ok(head) => head,
             Err(err) => break err.to_string(),
         };
-        let id = L::response_id(&response);
         if id == 0 || id >= shared.next_id.load(Ordering::Relaxed) {
             break format!("the peer answered request {id}, which was never sent");
         }
-        let more = L::more(&response);
         let waiter = {
             let mut pending = shared.pending();
             if more {
@@ -431,7 +520,7 @@ async fn read_responses<L: Link, R: AsyncRead + Unpin>(
         // No waiter: it gave up (a timeout) and the late answer is dropped. A waiter that
         // is gone by now did the same.
         if let Some(waiter) = waiter {
-            let _ = waiter.send(Ok(response)).await;
+            let _ = waiter.send(Ok(Part { payload, more })).await;
         }
     };
     shared.end(reason);
@@ -679,6 +768,65 @@ mod tests {
         // Later calls fail at once with the same reason.
         let again = client.call(query("y")).await.unwrap_err();
         assert!(again.to_string().contains("never sent"), "{again}");
+    }
+
+    /// A `CollectorResponse` as a hostile collector may write it: `kind` twice, a scan part
+    /// that says more parts follow and then an error, which is what a decoder keeps.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct TwoKinds {
+        #[prost(uint64, tag = "1")]
+        request_id: u64,
+        #[prost(message, optional, tag = "2")]
+        result: Option<proto::DetectionResult>,
+        #[prost(message, optional, tag = "5")]
+        error: Option<proto::RequestError>,
+    }
+
+    #[tokio::test]
+    async fn a_response_whose_head_and_whole_disagree_ends_the_connection() {
+        let (a, b) = duplex(1 << 20);
+        let server = tokio::spawn(Connection::server_handshake(
+            b,
+            Limits::default(),
+            Role::Collector,
+            &[Role::Agent],
+            &[],
+        ));
+        let client =
+            Connection::client_handshake(a, Limits::default(), Role::Agent, Role::Collector, &[])
+                .await
+                .unwrap();
+        let mut server = server.await.unwrap().unwrap();
+        tokio::spawn(async move {
+            let request: proto::CollectorRequest =
+                server.recv(MessageType::CollectorRequest).await.unwrap();
+            let confusing = TwoKinds {
+                request_id: request.request_id,
+                result: Some(proto::DetectionResult {
+                    more: true,
+                    ..Default::default()
+                }),
+                error: Some(proto::RequestError::default()),
+            };
+            server
+                .send(MessageType::CollectorResponse, &confusing)
+                .await
+                .unwrap();
+            let _ = server.read_frame().await;
+        });
+        let (client, _) = Client::<CollectorLink>::new(client, 1);
+        let request = proto::CollectorRequest {
+            request_id: 0,
+            kind: Some(proto::collector_request::Kind::Health(
+                proto::HealthRequest {},
+            )),
+        };
+        let err = client.call(request).await.unwrap_err();
+        assert!(
+            matches!(&err, IpcError::Decode { reason, .. } if reason.contains("decodes as")),
+            "{err}"
+        );
+        assert!(client.ended().is_some());
     }
 
     #[tokio::test]
