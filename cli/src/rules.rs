@@ -16,7 +16,8 @@ use crate::{Cli, Format, ask_agent, print_or_fail};
 
 #[derive(Debug, Subcommand)]
 pub enum RulesCommand {
-    /// The agent's loaded rules: source, health (ok, degraded, disabled), runs.
+    /// The agent's loaded rules: source, health (ok, degraded, disabled), runs. Exits 1 when
+    /// a configured rule did not load (each is named on stderr).
     List,
     /// Parse and check rule files (offline): one line per problem with file, rule id and
     /// reason. Exits 1 when any rule has a problem.
@@ -228,7 +229,15 @@ fn list(cli: &Cli) -> Result<(), CliError> {
     for problem in &list.problems {
         eprintln!("daemoneye-cli: not loaded: {}", text::escape(problem));
     }
-    print_or_fail(|out| records::print(&columns, &rows, cli.style(), out))
+    print_or_fail(|out| records::print(&columns, &rows, cli.style(), out))?;
+    // A configured rule that did not load is a rule the site thinks it runs.
+    match list.problems.len() {
+        0 => Ok(()),
+        n => Err(CliError::Findings(Some(format!(
+            "{} of the configuration did not load",
+            count(n, "rule")
+        )))),
+    }
 }
 
 /// The name the CLI prints for a rule's status.

@@ -179,3 +179,75 @@ fn usage_errors_are_uncoloured_with_no_color_and_nouns_are_counted() {
         "{validated:?}"
     );
 }
+
+#[test]
+fn a_rule_path_that_does_not_load_turns_health_degraded_and_rules_list_exits_1() {
+    assert!(nix::unistd::geteuid().is_root(), "this test needs root");
+    // A typo in the site's own rule path: the built-in rules load, the site's do not.
+    let agent = Agent::start(
+        "[collector]\nuser = \"daemon\"\n\n[detection]\nrules = [\"/etc/daemoneye/rulez.d\"]\n",
+        1.0,
+    );
+    agent.wait_for_procmond();
+    let health = daemoneye_e2e::wait_for("a health report", Duration::from_secs(60), || {
+        agent.health().filter(|h| {
+            h["components"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["name"] == "rules"))
+        })
+    });
+    let rules = health["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "rules")
+        .unwrap();
+    assert_eq!(rules["status"], "degraded", "{health:#}");
+    assert!(
+        rules["detail"]
+            .as_str()
+            .unwrap()
+            .contains("/etc/daemoneye/rulez.d"),
+        "{rules}"
+    );
+    assert_ne!(health["overall"], "ok");
+    let checked = agent.cli(&["health-check"]);
+    assert_eq!(checked.status.code(), Some(1), "{checked:?}");
+
+    let listed = agent.cli(&["rules", "list"]);
+    assert_eq!(listed.status.code(), Some(1), "{listed:?}");
+    let stderr = stderr_of(&listed);
+    assert!(stderr.contains("rulez.d"), "{stderr}");
+    assert!(
+        stderr.contains("1 rule of the configuration did not load"),
+        "{stderr}"
+    );
+    // The built-in rules still run.
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("DE-LNX-"),
+        "{listed:?}"
+    );
+}
+
+#[test]
+fn a_duration_out_of_its_range_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[collection]\ninterval = \"99999999999d\"\n").unwrap();
+    let started = Command::new(bin("daemoneye-agent"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--once")
+        .env_remove("DAEMONEYE_DATA_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(started.status.code(), Some(2), "{started:?}");
+    let stderr = stderr_of(&started);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("collection.interval") && stderr.contains("must be between 100ms and 1day"),
+        "{stderr}"
+    );
+}

@@ -7,8 +7,10 @@ use std::time::Instant;
 
 use daemoneye_lib::ipc::proto::{self, Status as Level};
 use daemoneye_lib::storage::Recovered;
+use daemoneye_lib::storage::RuleStatus;
 
 use super::{AgentState, ScanStats};
+use crate::pipeline::{RuleView, RulesView};
 use crate::supervisor::{State, Status};
 
 /// The health report the CLI shows.
@@ -22,7 +24,8 @@ pub fn report(state: &AgentState) -> proto::AgentHealth {
         uptime_ms,
         interval: state.interval,
     };
-    let components = assess(&status, &scans, &state.store_health, &when);
+    let mut components = assess(&status, &scans, &state.store_health, &when);
+    components.push(rules_component(&state.pipeline.rules()));
     let overall = components
         .iter()
         .map(|c| c.status())
@@ -234,6 +237,67 @@ pub fn assess(
     vec![agent, procmond, scan, store, ledger]
 }
 
+/// The rule set: degraded when a configured rule did not load (a typo must not silently turn
+/// off a site's own rules), when no rule is loaded at all (detection would see nothing), or
+/// when a rule's last run failed or hit a limit.
+pub fn rules_component(view: &RulesView) -> proto::ComponentHealth {
+    let loaded = view.rules.len();
+    let troubled: Vec<&RuleView> = view
+        .rules
+        .iter()
+        .filter(|rule| rule.state.status != RuleStatus::Ok)
+        .collect();
+    if let Some(first) = view.problems.first() {
+        let more = match view.problems.len() {
+            1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        return component(
+            "rules",
+            Level::Degraded,
+            format!(
+                "{loaded} loaded; {} did not load: {first}{more}",
+                view.problems.len()
+            ),
+        );
+    }
+    if loaded == 0 {
+        return component(
+            "rules",
+            Level::Degraded,
+            format!(
+                "no rule is loaded (from the {}): detection sees nothing",
+                view.origin
+            ),
+        );
+    }
+    if let Some(first) = troubled.first() {
+        return component(
+            "rules",
+            Level::Degraded,
+            format!(
+                "{loaded} loaded; {} not ok, first {} ({}): {}",
+                troubled.len(),
+                first.id,
+                match first.state.status {
+                    RuleStatus::Disabled => "disabled",
+                    _ => "degraded",
+                },
+                first
+                    .state
+                    .last_error
+                    .as_deref()
+                    .unwrap_or("no reason recorded")
+            ),
+        );
+    }
+    component(
+        "rules",
+        Level::Ok,
+        format!("{loaded} loaded (from the {})", view.origin),
+    )
+}
+
 /// Where the ledger is damaged, for a person: `entries.log at byte 94 (entry 2): why`.
 fn damage_text(damage: &proto::LedgerDamage) -> String {
     let entry = damage
@@ -249,6 +313,65 @@ fn damage_text(damage: &proto::LedgerDamage) -> String {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    fn rule(id: &str, status: RuleStatus, error: Option<&str>) -> RuleView {
+        RuleView {
+            id: id.to_owned(),
+            name: id.to_owned(),
+            severity: daemoneye_lib::alert::Severity::Low,
+            mitre: Vec::new(),
+            source: "builtin:x.toml".to_owned(),
+            state: daemoneye_lib::storage::RuleState {
+                rule_id: id.to_owned(),
+                status,
+                last_scan_id: None,
+                last_error: error.map(str::to_owned),
+                last_elapsed_us: 0,
+                runs: 0,
+                degraded_runs: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn rules_that_did_not_load_or_do_not_run_are_degraded() {
+        let view = |rules: Vec<RuleView>, problems: &[&str]| RulesView {
+            rules,
+            problems: problems.iter().map(|p| (*p).to_owned()).collect(),
+            origin: "configuration".to_owned(),
+            generation: 1,
+        };
+        let judged = |view: RulesView| {
+            let c = rules_component(&view);
+            (c.status(), c.detail)
+        };
+        let ok = rule("R-1", RuleStatus::Ok, None);
+        assert_eq!(
+            judged(view(vec![ok.clone()], &[])),
+            (Level::Ok, "1 loaded (from the configuration)".to_owned())
+        );
+        let (level, detail) = judged(view(
+            vec![ok.clone()],
+            &["/etc/rulez.d: no such file", "b.toml: X: bad"],
+        ));
+        assert_eq!(level, Level::Degraded);
+        assert_eq!(
+            detail,
+            "1 loaded; 2 did not load: /etc/rulez.d: no such file (and 1 more)"
+        );
+        let (level, detail) = judged(view(Vec::new(), &[]));
+        assert_eq!(level, Level::Degraded);
+        assert!(detail.contains("detection sees nothing"), "{detail}");
+        let (level, detail) = judged(view(
+            vec![ok, rule("R-2", RuleStatus::Degraded, Some("timed out"))],
+            &[],
+        ));
+        assert_eq!(level, Level::Degraded);
+        assert_eq!(
+            detail,
+            "2 loaded; 1 not ok, first R-2 (degraded): timed out"
+        );
+    }
 
     fn status(state: State, restarts: u64, last_exit: Option<&str>) -> Status {
         Status {

@@ -61,17 +61,21 @@ impl Default for CollectorConfig {
 impl CollectionConfig {
     /// The first out-of-range value of this section, if any.
     pub(super) fn problem(&self) -> Option<Problem> {
-        let must_be_positive = [
-            ("interval", self.interval.get().is_zero()),
-            ("hash_max_bytes", self.hash_max_bytes == 0),
-            ("hash_time_budget", self.hash_time_budget.get().is_zero()),
-        ];
-        must_be_positive
-            .into_iter()
-            .find(|(_, is_zero)| *is_zero)
-            .map(|(key, _)| (key, "must be greater than zero".to_owned()))
+        if let Some(why) = self.interval.outside(Duration::from_millis(100), DAY) {
+            return Some(("interval", why));
+        }
+        if self.hash_max_bytes == 0 {
+            return Some(("hash_max_bytes", "must be greater than zero".to_owned()));
+        }
+        self.hash_time_budget
+            .outside(Duration::from_millis(1), HOUR)
+            .map(|why| ("hash_time_budget", why))
     }
 }
+
+/// An hour and a day, the upper bounds of the intervals.
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(24 * 3600);
 
 /// Why `collector.user = "root"` is refused.
 const ROOT_REFUSED: &str = "\"root\" is refused: the collector must drop to an unprivileged \
@@ -91,14 +95,23 @@ impl CollectorConfig {
         if self.user.as_deref() == Some("root") {
             return Some(("user", ROOT_REFUSED.to_owned()));
         }
-        if self.health_interval.get().is_zero() {
-            return Some(("health_interval", "must be greater than zero".to_owned()));
+        if let Some(why) = self
+            .health_interval
+            .outside(Duration::from_millis(10), HOUR)
+        {
+            return Some(("health_interval", why));
         }
-        if self.restart_backoff_min.get().is_zero() {
-            return Some((
-                "restart_backoff_min",
-                "must be greater than zero".to_owned(),
-            ));
+        if let Some(why) = self
+            .restart_backoff_min
+            .outside(Duration::from_millis(1), HOUR)
+        {
+            return Some(("restart_backoff_min", why));
+        }
+        if let Some(why) = self
+            .restart_backoff_max
+            .outside(Duration::from_millis(1), DAY)
+        {
+            return Some(("restart_backoff_max", why));
         }
         if self.restart_backoff_max.get() < self.restart_backoff_min.get() {
             return Some((

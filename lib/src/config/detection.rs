@@ -48,8 +48,11 @@ impl Default for DetectionConfig {
 impl DetectionConfig {
     /// The first out-of-range value of this section, if any.
     pub(super) fn problem(&self) -> Option<Problem> {
-        if self.rule_timeout.get().is_zero() {
-            return Some(("rule_timeout", "must be greater than zero".to_owned()));
+        if let Some(why) = self
+            .rule_timeout
+            .outside(Duration::from_millis(1), Duration::from_secs(600))
+        {
+            return Some(("rule_timeout", why));
         }
         if !(1..=MAX_ROWS_LIMIT).contains(&self.max_rows) {
             return Some((
@@ -60,8 +63,11 @@ impl DetectionConfig {
         if self.max_memory < MIN_MEMORY {
             return Some(("max_memory", format!("must be at least {MIN_MEMORY}")));
         }
-        if self.dedup_window.get().is_zero() {
-            return Some(("dedup_window", "must be greater than zero".to_owned()));
+        if let Some(why) = self
+            .dedup_window
+            .outside(Duration::from_secs(1), Duration::from_secs(366 * 24 * 3600))
+        {
+            return Some(("dedup_window", why));
         }
         None
     }
@@ -93,8 +99,11 @@ impl StorageConfig {
             // Process events are the difference between two scans.
             return Some(("retention_scans", "must be at least 2".to_owned()));
         }
-        if self.retention_age.get().is_zero() {
-            return Some(("retention_age", "must be greater than zero".to_owned()));
+        if let Some(why) = self.retention_age.outside(
+            Duration::from_secs(60),
+            Duration::from_secs(3660 * 24 * 3600),
+        ) {
+            return Some(("retention_age", why));
         }
         None
     }

@@ -52,8 +52,11 @@ impl Default for LedgerConfig {
 impl LedgerConfig {
     /// The first out-of-range value of this section, if any.
     pub(super) fn problem(&self) -> Option<Problem> {
-        if self.checkpoint_interval.get() < Duration::from_secs(1) {
-            return Some(("checkpoint_interval", "must be at least 1s".to_owned()));
+        if let Some(why) = self
+            .checkpoint_interval
+            .outside(Duration::from_secs(1), Duration::from_secs(24 * 3600))
+        {
+            return Some(("checkpoint_interval", why));
         }
         if self.verify_bytes_per_sec < MIN_VERIFY_BYTES_PER_SEC {
             return Some((
@@ -61,8 +64,11 @@ impl LedgerConfig {
                 format!("must be at least {MIN_VERIFY_BYTES_PER_SEC}"),
             ));
         }
-        if self.verify_interval.get() < Duration::from_secs(1) {
-            return Some(("verify_interval", "must be at least 1s".to_owned()));
+        if let Some(why) = self
+            .verify_interval
+            .outside(Duration::from_secs(1), Duration::from_secs(30 * 24 * 3600))
+        {
+            return Some(("verify_interval", why));
         }
         None
     }

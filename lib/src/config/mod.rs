@@ -32,24 +32,24 @@
 //! # id = "plant-7"            # 1 to 64 characters from A-Z, a-z, 0-9, ".", "_" and "-"
 //!
 //! [collection]
-//! interval = "10s"            # time between two process scans; more than zero
+//! interval = "10s"            # time between two process scans; 100ms to 1d
 //! hash_max_bytes = 536870912  # larger executables are not hashed; more than zero
-//! hash_time_budget = "5s"     # time one scan may spend hashing executables; more than zero
+//! hash_time_budget = "5s"     # time one scan may spend hashing executables; 1ms to 1h
 //!
 //! [collector]
 //! # user = "daemoneye"        # user the collector drops privileges to; never "root"
-//! health_interval = "5s"      # how often the agent checks procmond's health; more than zero
-//! restart_backoff_min = "250ms" # first delay before restarting a crashed procmond
-//! restart_backoff_max = "30s" # the delay doubles per crash up to this; at least the minimum
+//! health_interval = "5s"      # how often the agent checks procmond's health; 10ms to 1h
+//! restart_backoff_min = "250ms" # first delay before restarting a crashed procmond; 1ms to 1h
+//! restart_backoff_max = "30s" # the delay doubles per crash up to this; the minimum to 1d
 //!
 //! [ipc]
 //! max_frame_bytes = 16777216  # largest IPC frame accepted; 1048576 to 1073741824
 //!
 //! [ledger]
 //! hash = "blake3"             # the audit ledger's tree hash: "blake3" or "sha256"
-//! checkpoint_interval = "5m"  # time between two signed checkpoints; at least 1s
+//! checkpoint_interval = "5m"  # time between two signed checkpoints; 1s to 1d
 //! verify_bytes_per_sec = 8388608 # read rate of the background check; at least 65536
-//! verify_interval = "1h"      # from the end of one background check to the next; at least 1s
+//! verify_interval = "1h"      # from the end of one background check to the next; 1s to 30d
 //! ```
 //!
 //! Values in environment variables are read the way figment reads them: `10` is a number,

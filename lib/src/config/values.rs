@@ -47,6 +47,18 @@ impl HumanDuration {
     pub const fn get(self) -> Duration {
         self.0
     }
+
+    /// Why the duration is not within `min..=max`, if it is not: every duration of the
+    /// configuration has a sane range (`"99999999999d"` parses, but no interval is that).
+    pub fn outside(self, min: Duration, max: Duration) -> Option<String> {
+        (self.0 < min || self.0 > max).then(|| {
+            format!(
+                "must be between {} and {}, not {self}",
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            )
+        })
+    }
 }
 
 impl From<Duration> for HumanDuration {

@@ -200,21 +200,21 @@ fn invalid_values_name_source_key_and_reason() {
             &[],
             "user.toml",
             "collection.interval",
-            "must be greater than zero",
+            "must be between 100ms and 1day, not 0s",
         ),
         bad(
             &[("system.toml", "[collection]\ninterval = \"0s\"\n")],
             &[("DAEMONEYE_COLLECTION__HASH_TIME_BUDGET", "0ms")],
             "system.toml",
             "collection.interval",
-            "must be greater than zero",
+            "must be between 100ms and 1day, not 0s",
         ),
         bad(
             &[],
             &[("DAEMONEYE_COLLECTION__HASH_TIME_BUDGET", "0ms")],
             "DAEMONEYE_COLLECTION__HASH_TIME_BUDGET",
             "collection.hash_time_budget",
-            "must be greater than zero",
+            "must be between 1ms and 1h, not 0s",
         ),
         bad(
             &[("system.toml", "[collection]\nhash_max_bytes = 0\n")],
@@ -280,7 +280,36 @@ fn invalid_values_name_source_key_and_reason() {
             "collection.interval",
             "0s",
             "collection.interval",
-            "must be greater than zero",
+            "must be between 100ms and 1day",
+        ),
+        // Parses, but no interval is that long.
+        bad(
+            &[("system.toml", "[collection]\ninterval = \"99999999999d\"\n")],
+            &[],
+            "system.toml",
+            "collection.interval",
+            "must be between 100ms and 1day, not ",
+        ),
+        bad(
+            &[("user.toml", "[detection]\ndedup_window = \"400d\"\n")],
+            &[],
+            "user.toml",
+            "detection.dedup_window",
+            "must be between 1s and 1year",
+        ),
+        bad(
+            &[("user.toml", "[ledger]\ncheckpoint_interval = \"2d\"\n")],
+            &[],
+            "user.toml",
+            "ledger.checkpoint_interval",
+            "must be between 1s and 1day, not 2days",
+        ),
+        bad(
+            &[("user.toml", "[collector]\nrestart_backoff_max = \"30d\"\n")],
+            &[],
+            "user.toml",
+            "collector.restart_backoff_max",
+            "must be between 1ms and 1day",
         ),
         bad(
             &[(
@@ -297,7 +326,7 @@ fn invalid_values_name_source_key_and_reason() {
             &[("DAEMONEYE_COLLECTOR__HEALTH_INTERVAL", "0ms")],
             "DAEMONEYE_COLLECTOR__HEALTH_INTERVAL",
             "collector.health_interval",
-            "must be greater than zero",
+            "must be between 10ms and 1h, not 0s",
         ),
         bad(
             &[],
