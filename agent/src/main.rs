@@ -10,6 +10,7 @@ use daemoneye_agent::output::AlertFormat;
 use daemoneye_agent::run::{self, AgentOptions};
 use daemoneye_lib::config::{self, ConfigSources, Overrides};
 use daemoneye_lib::logging::{self, LogFormat};
+use daemoneye_lib::text;
 
 /// DaemonEye's detection orchestrator: supervises procmond and scans on an interval.
 #[derive(Debug, Parser)]
@@ -75,7 +76,7 @@ fn main() -> ExitCode {
     let procmond = match run::find_procmond(args.procmond.clone()) {
         Ok(path) => path,
         Err(err) => {
-            eprintln!("daemoneye-agent: {err:#}");
+            eprintln!("daemoneye-agent: {}", text::error_chain(err.as_ref()));
             return ExitCode::from(2);
         }
     };
@@ -98,7 +99,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run::run(options)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("daemoneye-agent: {err:#}");
+            eprintln!("daemoneye-agent: {}", text::error_chain(err.as_ref()));
             ExitCode::from(daemoneye_agent::store::exit_code(&err))
         }
     }

@@ -10,6 +10,7 @@ use daemoneye_lib::config::{Config, HostProblem};
 use daemoneye_lib::ipc::Limits;
 use daemoneye_lib::ipc::transport::{self, PeerPolicy};
 use daemoneye_lib::ledger::entry::Body;
+use daemoneye_lib::text;
 use tokio::sync::{mpsc, watch};
 
 use crate::audit;
@@ -289,8 +290,11 @@ async fn scan_once(
     let outcome = match pipeline.process(scan.summary, scan.records, now_ms()).await {
         Ok(outcome) => outcome,
         Err(err) => {
-            tracing::error!(error = format!("{err:#}"), "scan not processed");
-            state.scans().last_error = Some(format!("{err:#}"));
+            tracing::error!(
+                error = text::error_chain(err.as_ref()),
+                "scan not processed"
+            );
+            state.scans().last_error = Some(text::error_chain(err.as_ref()));
             return Err(err);
         }
     };

@@ -412,5 +412,23 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// An error and its causes on one line, `outer: cause: root`, each cause once: a cause
+/// whose text an outer message already carries (a `thiserror` message that prints its
+/// `source`, under an `anyhow` context) is not repeated, so an operator reads "creating X: File
+/// exists (os error 17)", not the same cause twice.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = err.to_string();
+    let mut cause = err.source();
+    while let Some(next) = cause {
+        let text = next.to_string();
+        if !text.is_empty() && !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = next.source();
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests;

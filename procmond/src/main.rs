@@ -14,6 +14,7 @@ use daemoneye_lib::ipc::Limits;
 use daemoneye_lib::ipc::transport::{self, PeerPolicy};
 use daemoneye_lib::ledger::entry::Body;
 use daemoneye_lib::logging::{self, LogFormat};
+use daemoneye_lib::text;
 use procmond::audit::{self, AuditLog};
 use procmond::ledger_check;
 use procmond::output::{self, Format};
@@ -82,11 +83,14 @@ fn main() -> ExitCode {
         return match serve(socket, &config, args.data_dir.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) if is_configuration_error(&err) => {
-                eprintln!("procmond: invalid configuration (collector.user): {err:#}");
+                eprintln!(
+                    "procmond: invalid configuration (collector.user): {}",
+                    text::error_chain(err.as_ref())
+                );
                 ExitCode::from(2)
             }
             Err(err) => {
-                eprintln!("procmond: {err:#}");
+                eprintln!("procmond: {}", text::error_chain(err.as_ref()));
                 ExitCode::from(1)
             }
         };
@@ -95,7 +99,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("procmond: {err:#}");
+            eprintln!("procmond: {}", text::error_chain(err.as_ref()));
             ExitCode::from(1)
         }
     }

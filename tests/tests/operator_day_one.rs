@@ -230,7 +230,7 @@ fn a_rule_path_that_does_not_load_turns_health_degraded_and_rules_list_exits_1()
 }
 
 #[test]
-fn a_duration_out_of_its_range_is_a_configuration_error() {
+fn start_up_errors_are_one_line_naming_the_key_or_the_cause_once() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
     std::fs::write(&config, "[collection]\ninterval = \"99999999999d\"\n").unwrap();
@@ -250,4 +250,21 @@ fn a_duration_out_of_its_range_is_a_configuration_error() {
         stderr.contains("collection.interval") && stderr.contains("must be between 100ms and 1day"),
         "{stderr}"
     );
+
+    // A data directory that is a file: one line, its cause once.
+    let file = dir.path().join("not-a-directory");
+    std::fs::write(&file, b"").unwrap();
+    let started = Command::new(bin("daemoneye-agent"))
+        .arg("--data-dir")
+        .arg(&file)
+        .arg("--once")
+        .env_remove("DAEMONEYE_DATA_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(started.status.code(), Some(1), "{started:?}");
+    let stderr = stderr_of(&started);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("daemoneye-agent: "), "{stderr}");
+    let cause = std::io::Error::from_raw_os_error(nix::libc::EEXIST).to_string();
+    assert_eq!(last.matches(&cause).count(), 1, "{last}");
 }

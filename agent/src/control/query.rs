@@ -8,6 +8,7 @@ use daemoneye_lib::detection::precheck::{self, CheckedSql};
 use daemoneye_lib::detection::sandbox::{self, Cell, QueryError, QueryResult, Sandbox};
 use daemoneye_lib::ipc::proto::{self, ErrorCode, agent_response};
 use daemoneye_lib::storage::Store;
+use daemoneye_lib::text;
 
 use super::{AgentState, blocking, error};
 use crate::tables::Tables;
@@ -58,7 +59,7 @@ pub fn run(
     };
     // Outside a rule, process_events means every retained event, not one scan's.
     let tables = Tables::load(store, sql.tables(), None)
-        .map_err(|err| QueryError::Failed(format!("{err:#}")))?;
+        .map_err(|err| QueryError::Failed(text::error_chain(err.as_ref())))?;
     let mut sandbox = Sandbox::new(limits).map_err(|err| QueryError::Failed(err.to_string()))?;
     sandbox
         .load(&tables.dataset(&records))

@@ -239,3 +239,39 @@ proptest! {
         prop_assert_eq!(parse_time_ms(&format_time_ms(time_ms)), Ok(time_ms));
     }
 }
+
+#[test]
+fn an_error_chain_names_each_cause_once() {
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            // Prints its source, as a thiserror `{source}` message does.
+            write!(f, "creating /x: {}", self.0)
+        }
+    }
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    #[derive(Debug)]
+    struct Context(Outer);
+    impl std::fmt::Display for Context {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("preparing the data directory")
+        }
+    }
+    impl std::error::Error for Context {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    let exists = || std::io::Error::from(std::io::ErrorKind::AlreadyExists);
+    let shown = error_chain(&Context(Outer(exists())));
+    assert_eq!(
+        shown,
+        format!("preparing the data directory: creating /x: {}", exists())
+    );
+    assert_eq!(shown.matches(&exists().to_string()).count(), 1);
+}
