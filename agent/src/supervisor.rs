@@ -100,6 +100,8 @@ pub struct Status {
     pub last_exit: Option<String>,
     /// Its last health report.
     pub last_health: Option<proto::CollectorHealth>,
+    /// Since when a health check has been waiting for its answer, if one is.
+    pub health_pending_since: Option<Instant>,
 }
 
 /// A request could not be made because procmond is not available.
@@ -171,6 +173,7 @@ impl Supervisor {
                 restarts: 0,
                 last_exit: None,
                 last_health: None,
+                health_pending_since: None,
             }),
             link: Mutex::new(None),
         });
@@ -295,7 +298,11 @@ async fn supervise(shared: Arc<Shared>, settings: Settings, mut shutdown: watch:
         };
         shared.set_link(None);
         // The report belonged to the procmond that is gone.
-        lock(&shared.status).last_health = None;
+        {
+            let mut status = lock(&shared.status);
+            status.last_health = None;
+            status.health_pending_since = None;
+        }
         if started.elapsed() >= STABLE_AFTER {
             crashes_in_a_row = 0;
         }
@@ -462,7 +469,10 @@ async fn check_health(shared: &Shared) -> Result<(), String> {
     let Some(link) = shared.link() else {
         return Err("its connection was lost".to_owned());
     };
-    match tokio::time::timeout(HEALTH_TIMEOUT, link.health()).await {
+    lock(&shared.status).health_pending_since = Some(Instant::now());
+    let answered = tokio::time::timeout(HEALTH_TIMEOUT, link.health()).await;
+    lock(&shared.status).health_pending_since = None;
+    match answered {
         Ok(Ok(health)) => {
             lock(&shared.status).last_health = Some(health);
             Ok(())

@@ -132,13 +132,35 @@ pub fn assess(
                         privileges.euid
                     )
                 };
-                component("procmond", Level::Ok, format!("pid {pid}, {who}{restarts}"))
+                match unanswered(status, when) {
+                    // Stopped (SIGSTOP), hung or starved: the sensor may be blind now, long
+                    // before the health check's timeout has it replaced.
+                    Some(waited) => component(
+                        "procmond",
+                        Level::Degraded,
+                        format!(
+                            "pid {pid}, {who}; has not answered a health check for {} s{restarts}",
+                            waited.as_secs()
+                        ),
+                    ),
+                    None => component("procmond", Level::Ok, format!("pid {pid}, {who}{restarts}")),
+                }
             }
-            None => component(
-                "procmond",
-                Level::Ok,
-                format!("pid {pid}, answering{restarts}"),
-            ),
+            None => match unanswered(status, when) {
+                Some(waited) => component(
+                    "procmond",
+                    Level::Degraded,
+                    format!(
+                        "pid {pid}; has not answered a health check for {} s{restarts}",
+                        waited.as_secs()
+                    ),
+                ),
+                None => component(
+                    "procmond",
+                    Level::Ok,
+                    format!("pid {pid}, answering{restarts}"),
+                ),
+            },
         },
         State::Starting => component("procmond", Level::Degraded, format!("starting{restarts}")),
         State::Restarting { at } => component(
@@ -298,6 +320,19 @@ pub fn rules_component(view: &RulesView) -> proto::ComponentHealth {
     )
 }
 
+/// How long procmond answers a health check at most before health says it does not: far
+/// above a working procmond's answer (milliseconds, beside a running scan), far below the
+/// check's timeout that has it replaced.
+pub const UNANSWERED_AFTER: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// How long the pending health check has waited, when longer than [`UNANSWERED_AFTER`].
+fn unanswered(status: &Status, when: &When) -> Option<std::time::Duration> {
+    let waited = when
+        .now
+        .saturating_duration_since(status.health_pending_since?);
+    (waited > UNANSWERED_AFTER).then_some(waited)
+}
+
 /// Where the ledger is damaged, for a person: `entries.log at byte 94 (entry 2): why`.
 fn damage_text(damage: &proto::LedgerDamage) -> String {
     let entry = damage
@@ -379,7 +414,48 @@ mod tests {
             restarts,
             last_exit: last_exit.map(str::to_owned),
             last_health: None,
+            health_pending_since: None,
         }
+    }
+
+    #[test]
+    fn a_procmond_that_does_not_answer_its_health_check_is_degraded_at_once() {
+        let now = Instant::now();
+        let when = When {
+            now,
+            ..when(60_000)
+        };
+        let judged = |pending: Option<Duration>| {
+            let mut running = status(
+                State::Running {
+                    pid: 7,
+                    since: now
+                        .checked_sub(Duration::from_secs(60))
+                        .expect("an instant"),
+                },
+                0,
+                None,
+            );
+            running.last_health = Some(proto::CollectorHealth::default());
+            running.health_pending_since =
+                pending.map(|ago| now.checked_sub(ago).expect("an instant"));
+            let store = StoreHealth {
+                path: PathBuf::from("/x"),
+                recovered: None,
+            };
+            let got = assess(&running, &ScanStats::default(), &store, &when);
+            let procmond = got.iter().find(|c| c.name == "procmond").expect("reported");
+            (procmond.status(), procmond.detail.clone())
+        };
+        assert_eq!(judged(None).0, Level::Ok);
+        // A check in flight for a moment is normal.
+        assert_eq!(judged(Some(Duration::from_millis(500))).0, Level::Ok);
+        let (level, detail) = judged(Some(Duration::from_secs(5)));
+        assert_eq!(level, Level::Degraded);
+        assert!(
+            detail.contains("has not answered a health check for 5 s"),
+            "{detail}"
+        );
     }
 
     /// A report made at Unix time 1,000,000 ms, `uptime_ms` into the agent's life, with a
