@@ -22,6 +22,8 @@ pub mod ipc;
 pub mod ledger;
 #[cfg(feature = "logging")]
 pub mod logging;
+#[cfg(feature = "minisign")]
+pub mod minisign;
 pub mod models;
 #[cfg(feature = "storage")]
 pub mod storage;
