@@ -5,6 +5,9 @@
 //!
 //! No test is skipped when minisign is missing: it fails, naming what to install.
 
+// A test's helpers panic on failure as the tests do.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
