@@ -370,3 +370,44 @@ fn base64_decode(line: &str) -> Vec<u8> {
     }
     out
 }
+
+#[test]
+fn keygen_asks_for_the_password_on_a_terminal() {
+    // Under `script` (a pseudo-terminal; .ci/run installs it) the password is read from the
+    // terminal with rpassword's prompts, not from lines of standard input.
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("tty");
+    let mut child = Command::new("script")
+        .args(["--quiet", "--return", "--command"])
+        .arg(format!(
+            "exec '{BUNDLER}' keygen --out '{}'",
+            prefix.display()
+        ))
+        .arg("/dev/null")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("script (util-linux) runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"on a tty\non a tty\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("Password (one more time): "), "{shown}");
+    let secret = dir.path().join("tty.key");
+    let file = SecretKeyFile::parse(&fs::read_to_string(&secret).unwrap()).unwrap();
+    assert!(file.is_encrypted());
+    ok(
+        minisign(
+            &["-S", "-s", secret.to_str().unwrap(), "-m", "tty.pub"],
+            dir.path(),
+            "on a tty\n",
+        ),
+        "stock minisign signing with the terminal-made key",
+    );
+}
