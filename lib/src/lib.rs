@@ -6,6 +6,10 @@
 //! enables, so that the collector links no SQL engine, HTTP, SMTP or TLS code. This crate must
 //! never open a network socket or spawn a process.
 //!
+//! Behind the `minisign` feature (the bundler; the agent when it installs bundles): the
+//! minisign key and signature formats bundles are signed with, and their signing and
+//! verification.
+//!
 //! Always compiled, because every binary needs them: [`text`] (the one escaping policy for
 //! untrusted text on a terminal, hex, RFC 3339 times), [`ids`] (checked identifiers) and
 //! [`fsutil`] (atomic, durable file replacement; bounded reads of untrusted files).
@@ -22,6 +26,8 @@ pub mod ipc;
 pub mod ledger;
 #[cfg(feature = "logging")]
 pub mod logging;
+#[cfg(feature = "minisign")]
+pub mod minisign;
 pub mod models;
 #[cfg(feature = "storage")]
 pub mod storage;

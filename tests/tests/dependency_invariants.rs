@@ -1,7 +1,8 @@
 //! Architecture invariants on the dependency graph, with `cargo tree` as the ground truth:
 //!
 //! - the privileged collector links no SQL engine, database, HTTP, SMTP or TLS crate, and
-//!   none of the archive code that only bundles need (`tar`, `zstd`);
+//!   none of the archive code that only bundles need (`tar`, `zstd`), nor the bundle signing
+//!   code (`minisign-verify`, `scrypt`, `blake2`: lib's `minisign` feature);
 //! - daemoneye-lib, with every feature on, links no HTTP, SMTP, TLS or PostgreSQL client:
 //!   network code lives in the agent, never in the library procmond links;
 //! - the bundler never links the agent.
@@ -47,6 +48,14 @@ const ARCHIVES: &[(&str, &str)] = &[
     ("tar", "archives"),
     ("zstd", "compression"),
     ("zstd-sys", "compression"),
+];
+
+/// Bundle signing and verification, which procmond does not need (lib's `minisign` feature).
+const BUNDLE_SIGNING: &[(&str, &str)] = &[
+    ("minisign-verify", "bundle signature verification"),
+    ("scrypt", "password-protected signing keys"),
+    ("blake2", "minisign prehashing"),
+    ("rpassword", "password prompts"),
 ];
 
 fn dependency_names(package: &str) -> Vec<String> {
@@ -103,6 +112,7 @@ fn procmond_links_no_sql_database_network_or_tls_crate() {
     );
     let mut bad = found(&names, FORBIDDEN);
     bad.extend(found(&names, ARCHIVES));
+    bad.extend(found(&names, BUNDLE_SIGNING));
     assert!(
         bad.is_empty(),
         "procmond links forbidden crates: {}",

@@ -32,6 +32,7 @@ const PURE: &[&str] = &[
     "lib/src/ledger/note.rs",
     "lib/src/ledger/note",
     "lib/src/ledger/mod.rs",
+    "lib/src/minisign",
     "lib/src/text.rs",
     "lib/src/ids.rs",
 ];
