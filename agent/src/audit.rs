@@ -7,7 +7,7 @@ use std::path::Path;
 use daemoneye_lib::config::Config;
 use daemoneye_lib::fsutil;
 use daemoneye_lib::ledger::HashAlg;
-use daemoneye_lib::ledger::entry::Body;
+use daemoneye_lib::ledger::entry::{Body, fit_str};
 use daemoneye_lib::text;
 
 use crate::supervisor::Supervisor;
@@ -105,19 +105,10 @@ pub async fn record_store_recovered(
     record(
         supervisor,
         Body::StoreRecovered {
-            path: bounded(&path.display().to_string()),
-            moved_to: bounded(&recovered.moved_to.display().to_string()),
-            reason: bounded(&recovered.reason),
+            path: fit_str(&path.display().to_string()),
+            moved_to: fit_str(&recovered.moved_to.display().to_string()),
+            reason: fit_str(&recovered.reason),
         },
     )
     .await;
-}
-
-/// `text` cut to the longest string an entry field holds, at a character boundary.
-fn bounded(text: &str) -> String {
-    let mut end = text.len().min(daemoneye_lib::ledger::entry::MAX_STR);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
 }

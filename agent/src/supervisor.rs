@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use daemoneye_lib::ipc::proto;
 use daemoneye_lib::ipc::transport::PeerPolicy;
 use daemoneye_lib::ipc::{IpcError, Limits};
-use daemoneye_lib::ledger::entry::{Body, MAX_STR};
+use daemoneye_lib::ledger::entry::{Body, fit_str};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
@@ -266,15 +266,6 @@ fn describe_state(state: &State) -> String {
     }
 }
 
-/// `text` cut to at most `max` bytes, at a character boundary.
-fn cut_to(text: &str, max: usize) -> String {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
-}
-
 fn lock(status: &Mutex<Status>) -> std::sync::MutexGuard<'_, Status> {
     // The status is plain data replaced field by field; a panic elsewhere cannot leave it
     // half-written in a way that matters, so a poisoned lock is still used.
@@ -330,7 +321,7 @@ async fn supervise(shared: Arc<Shared>, settings: Settings, mut shutdown: watch:
         }
         unrecorded.push(Body::ProcmondRestarted {
             pid,
-            reason: cut_to(&reason, MAX_STR),
+            reason: fit_str(&reason),
         });
         tokio::select! {
             () = tokio::time::sleep(delay) => {}

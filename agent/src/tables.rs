@@ -110,14 +110,9 @@ pub fn read_users(passwd: &Path) -> Vec<(u32, String)> {
 }
 
 fn parse_passwd(text: &str) -> Vec<(u32, String)> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let mut fields = line.split(':');
-            let name = fields.next()?;
-            let uid = fields.nth(1)?.parse().ok()?;
-            (!name.is_empty()).then(|| (uid, name.to_owned()))
-        })
+    daemoneye_lib::accounts::passwd(text)
+        .into_iter()
+        .map(|account| (account.uid, account.name.to_owned()))
         .collect()
 }
 

@@ -14,6 +14,7 @@
 //! untrusted text on a terminal, hex, RFC 3339 times), [`ids`] (checked identifiers) and
 //! [`fsutil`] (atomic, durable file replacement; bounded reads of untrusted files).
 
+pub mod accounts;
 pub mod alert;
 pub mod config;
 #[cfg(feature = "detection")]

@@ -130,6 +130,16 @@ pub const MAX_ENTRY_BYTES: usize = 16 * 1024;
 /// The longest string field, in bytes of UTF-8.
 pub const MAX_STR: usize = 4096;
 
+/// `text` cut to the longest string field an entry holds ([`MAX_STR`] bytes), at a character
+/// boundary: for a reason or a path that came from elsewhere and must not make an entry fail.
+pub fn fit_str(text: &str) -> String {
+    let mut end = text.len().min(MAX_STR);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
 /// The size of the header before the body: version, kind, source, `time_ms`.
 pub const HEADER_BYTES: usize = 11;
 

@@ -72,25 +72,29 @@ impl fmt::Debug for PublicKey {
     }
 }
 
+/// The base64 line of a key file: the untrusted comment line, the key line, an optional final
+/// newline and nothing else, in at most [`MAX_KEY_FILE_BYTES`].
+fn key_line(text: &str, file: FileKind) -> Result<&str, MinisignError> {
+    let malformed = |reason| MinisignError::Malformed { file, reason };
+    if text.len() > MAX_KEY_FILE_BYTES {
+        return Err(malformed("the file is too long"));
+    }
+    let (comment, rest) = split_line(text).ok_or(malformed("no comment line"))?;
+    if !comment.starts_with(UNTRUSTED_PREFIX) {
+        return Err(malformed("the first line is not an untrusted comment"));
+    }
+    match split_line(rest) {
+        Some((line, "")) => Ok(line),
+        None => Ok(rest),
+        Some(_) => Err(malformed("text after the key line")),
+    }
+}
+
 impl PublicKey {
     /// Parses a public key file: the comment line, the base64 line, an optional final newline
     /// and nothing else.
     pub fn parse(text: &str) -> Result<Self, MinisignError> {
-        let file = FileKind::PublicKey;
-        let malformed = |reason| MinisignError::Malformed { file, reason };
-        if text.len() > MAX_KEY_FILE_BYTES {
-            return Err(malformed("the file is too long"));
-        }
-        let (comment, rest) = split_line(text).ok_or(malformed("no comment line"))?;
-        if !comment.starts_with(UNTRUSTED_PREFIX) {
-            return Err(malformed("the first line is not an untrusted comment"));
-        }
-        let line = match split_line(rest) {
-            Some((line, "")) => line,
-            None => rest,
-            Some(_) => return Err(malformed("text after the key line")),
-        };
-        Self::from_base64(line)
+        Self::from_base64(key_line(text, FileKind::PublicKey)?)
     }
 
     /// Parses the base64 key line alone (what `minisign -P` takes).
@@ -332,19 +336,7 @@ impl SecretKeyFile {
     /// newline and nothing else.
     pub fn parse(text: &str) -> Result<Self, MinisignError> {
         let file = FileKind::SecretKey;
-        let malformed = |reason| MinisignError::Malformed { file, reason };
-        if text.len() > MAX_KEY_FILE_BYTES {
-            return Err(malformed("the file is too long"));
-        }
-        let (comment, rest) = split_line(text).ok_or(malformed("no comment line"))?;
-        if !comment.starts_with(UNTRUSTED_PREFIX) {
-            return Err(malformed("the first line is not an untrusted comment"));
-        }
-        let line = match split_line(rest) {
-            Some((line, "")) => line,
-            None => rest,
-            Some(_) => return Err(malformed("text after the key line")),
-        };
+        let line = key_line(text, file)?;
         let bytes: [u8; SECRET_KEY_BYTES] =
             decode_exact(line, file, "the key line is not base64 of 158 bytes")?;
         let alg = [bytes[0], bytes[1]];

@@ -44,6 +44,8 @@ use std::collections::BTreeSet;
 use std::ops::RangeInclusive;
 use std::path::Path;
 
+use daemoneye_lib::accounts;
+
 use super::PrivilegeError;
 
 /// The ids procmond may take for itself: systemd's range for dynamic users.
@@ -93,38 +95,17 @@ pub fn pick(taken: &TakenIds, previous: Option<u32>, seed: u64) -> Option<u32> {
         .find(|id| taken.is_free(*id))
 }
 
-/// The uid and primary gid of each well-formed line of an `/etc/passwd` text
-/// (`name:password:uid:gid:gecos:home:shell`). Comments, NIS `+`/`-` lines and malformed lines
-/// are skipped.
+/// The uid and primary gid of each well-formed line of an `/etc/passwd` text.
 pub fn parse_passwd(text: &str) -> Vec<(u32, u32)> {
-    text.lines()
-        .filter_map(|line| {
-            let mut fields = line.split(':');
-            let name = fields.next()?;
-            if name.is_empty() || name.starts_with(['#', '+', '-']) {
-                return None;
-            }
-            let _password = fields.next()?;
-            let uid = fields.next()?.trim().parse().ok()?;
-            let gid = fields.next()?.trim().parse().ok()?;
-            Some((uid, gid))
-        })
+    accounts::passwd(text)
+        .into_iter()
+        .map(|account| (account.uid, account.gid))
         .collect()
 }
 
-/// The gid of each well-formed line of an `/etc/group` text (`name:password:gid:members`).
+/// The gid of each well-formed line of an `/etc/group` text.
 pub fn parse_group(text: &str) -> Vec<u32> {
-    text.lines()
-        .filter_map(|line| {
-            let mut fields = line.split(':');
-            let name = fields.next()?;
-            if name.is_empty() || name.starts_with(['#', '+', '-']) {
-                return None;
-            }
-            let _password = fields.next()?;
-            fields.next()?.trim().parse().ok()
-        })
-        .collect()
+    accounts::group_ids(text)
 }
 
 /// Every id on the `Uid`, `Gid` and `Groups` lines of a `/proc/PID/status` text.
