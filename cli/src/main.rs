@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use clap_complete::Shell;
 use daemoneye_lib::config::{self, ConfigSources, DataDirInputs, Overrides, resolve_data_dir};
+use daemoneye_lib::fsutil;
 use daemoneye_lib::ipc::proto::Status;
 use daemoneye_lib::ipc::transport::PeerPolicy;
 use daemoneye_lib::ipc::{Limits, convert};
@@ -198,42 +199,27 @@ fn query(cli: &Cli, sql: &str) -> Result<(), CliError> {
 const MAX_SQL_BYTES: u64 = daemoneye_lib::detection::precheck::MAX_SQL_BYTES as u64;
 
 /// A query from a file, or from stdin for `-`: UTF-8, at most [`MAX_SQL_BYTES`]. A file must
-/// be a regular file (opened without blocking, so a FIFO cannot hang the CLI).
+/// be a regular file ([`fsutil::read_regular_bounded`]: a FIFO cannot hang the CLI).
 fn read_sql(file: &Path) -> Result<String, CliError> {
     use std::io::Read as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let stdin = file == Path::new("-");
-    let shown = if stdin {
-        "stdin".to_owned()
-    } else {
-        file.display().to_string()
-    };
-    let mut bytes = Vec::new();
-    let read = if stdin {
+    let (shown, bytes) = if file == Path::new("-") {
+        let mut bytes = Vec::new();
         io::stdin()
             .lock()
             .take(MAX_SQL_BYTES + 1)
             .read_to_end(&mut bytes)
-    } else {
-        let opened = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-            .open(file)
-            .map_err(|err| CliError::reading(file, &err))?;
-        let metadata = opened
-            .metadata()
-            .map_err(|err| CliError::reading(file, &err))?;
-        if !metadata.is_file() {
-            return Err(CliError::Usage(format!("{shown} is not a regular file")));
+            .map_err(|err| CliError::Usage(format!("reading the query from stdin: {err}")))?;
+        if bytes.len() as u64 > MAX_SQL_BYTES {
+            return Err(CliError::Usage(format!(
+                "the query on stdin is longer than {MAX_SQL_BYTES} bytes"
+            )));
         }
-        opened.take(MAX_SQL_BYTES + 1).read_to_end(&mut bytes)
+        ("stdin".to_owned(), bytes)
+    } else {
+        let bytes = fsutil::read_regular_bounded(file, MAX_SQL_BYTES)
+            .map_err(|err| CliError::Usage(err.to_string()))?;
+        (file.display().to_string(), bytes)
     };
-    read.map_err(|err| CliError::Usage(format!("reading the query from {shown}: {err}")))?;
-    if bytes.len() as u64 > MAX_SQL_BYTES {
-        return Err(CliError::Usage(format!(
-            "the query in {shown} is longer than {MAX_SQL_BYTES} bytes"
-        )));
-    }
     String::from_utf8(bytes)
         .map_err(|_| CliError::Usage(format!("the query in {shown} is not UTF-8 text")))
 }
