@@ -281,8 +281,9 @@ async fn supervise(shared: Arc<Shared>, settings: Settings, mut shutdown: watch:
     loop {
         lock(&shared.status).state = State::Starting;
         let started = Instant::now();
-        let Some((pid, reason)) =
-            run_child(&shared, &settings, &mut shutdown, &mut unrecorded).await
+        let mut pid = 0;
+        let Some(reason) =
+            run_child(&shared, &settings, &mut shutdown, &mut unrecorded, &mut pid).await
         else {
             lock(&shared.status).state = State::Stopped;
             return;
@@ -333,20 +334,10 @@ async fn supervise(shared: Arc<Shared>, settings: Settings, mut shutdown: watch:
     }
 }
 
-/// Runs one procmond until it stops (returning its pid, 0 if it never had one, and why) or
-/// the agent stops (returning `None`). Once it answers, it records `unrecorded` first.
+/// Runs one procmond until it stops (returning why; its pid, 0 if it never had one, is left in
+/// `started_pid`) or the agent stops (returning `None`). Once it answers, it records
+/// `unrecorded` first.
 async fn run_child(
-    shared: &Shared,
-    settings: &Settings,
-    shutdown: &mut watch::Receiver<bool>,
-    unrecorded: &mut Vec<Body>,
-) -> Option<(u32, String)> {
-    let mut pid = 0;
-    let reason = run_child_until(shared, settings, shutdown, unrecorded, &mut pid).await?;
-    Some((pid, reason))
-}
-
-async fn run_child_until(
     shared: &Shared,
     settings: &Settings,
     shutdown: &mut watch::Receiver<bool>,
