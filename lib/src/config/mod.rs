@@ -8,15 +8,18 @@
 //! Layers are merged key by key, from lowest to highest precedence:
 //!
 //! 1. the embedded defaults ([`DEFAULTS`], compiled into the binary);
-//! 2. the system file `/etc/daemoneye/config.toml` (optional: skipped when missing);
-//! 3. the user file `$XDG_CONFIG_HOME/daemoneye/config.toml`, or
+//! 2. the bundle layer ([`BundleLayer`]): the configuration of the active config bundle, which
+//!    may not set `[bundles]` or `[license]` (see [`validate_bundle_layer`] and [`load_report`],
+//!    which lists the bundle's keys that a higher layer replaced);
+//! 3. the system file `/etc/daemoneye/config.toml` (optional: skipped when missing);
+//! 4. the user file `$XDG_CONFIG_HOME/daemoneye/config.toml`, or
 //!    `~/.config/daemoneye/config.toml` when `$XDG_CONFIG_HOME` is unset (optional);
-//! 4. the file named by `--config FILE` (required: a missing file is an error);
-//! 5. environment variables `DAEMONEYE_<SECTION>__<KEY>`, for example
+//! 5. the file named by `--config FILE` (required: a missing file is an error);
+//! 6. environment variables `DAEMONEYE_<SECTION>__<KEY>`, for example
 //!    `DAEMONEYE_COLLECTION__INTERVAL=5s` (a double underscore separates the section from the
 //!    key; variables without one, such as `DAEMONEYE_DATA_DIR`, are not configuration keys and
 //!    are ignored here);
-//! 6. command-line overrides ([`Overrides`]), as dotted keys such as `collection.interval`.
+//! 7. command-line overrides ([`Overrides`]), as dotted keys such as `collection.interval`.
 //!
 //! A higher layer replaces single keys, not whole sections: a user file that sets only
 //! `collection.interval` keeps `collection.hash_max_bytes` from the system file.
@@ -50,6 +53,19 @@
 //! checkpoint_interval = "5m"  # time between two signed checkpoints; 1s to 1d
 //! verify_bytes_per_sec = 8388608 # read rate of the background check; at least 65536
 //! verify_interval = "1h"      # from the end of one background check to the next; 1s to 30d
+//!
+//! [bundles]                   # never set by a config bundle
+//! trusted_keys = ["/etc/daemoneye/keys/bundle.pub"]  # minisign keys of bundles; absolute, <= 64
+//! license_keys = ["/etc/daemoneye/keys/license.pub"] # minisign keys of licenses; the same
+//! max_clock_skew = "24h"      # tolerance of a bundle's created and expires; 0s to 30d
+//! max_bundle_bytes = 67108864 # largest bundle file, compressed; 1024 to 4294967296
+//! max_expanded_bytes = 268435456 # largest expanded total; 1024 to 17179869184
+//! max_files = 10000           # most files in one bundle; 1 to 1000000
+//! max_file_bytes = 16777216   # largest file in a bundle; 1 to max_expanded_bytes
+//! inbox_interval = "2s"       # how often <data_dir>/inbox/ is checked; 100ms to 1h
+//!
+//! [license]                   # never set by a config bundle
+//! grace = "14d"               # an expired license's features last this long; 0s to 365d
 //! ```
 //!
 //! Values in environment variables are read the way figment reads them: `10` is a number,
@@ -59,8 +75,8 @@
 //! # Errors
 //!
 //! Every error is a [`ConfigError`] whose message is a single line naming the source (a file
-//! path, an environment variable such as `DAEMONEYE_COLLECTION__INTERVAL`, `command line` or
-//! `embedded defaults`), the full dotted key and the reason, so that an operator can fix the
+//! path, an environment variable such as `DAEMONEYE_COLLECTION__INTERVAL`, `command line`,
+//! `embedded defaults` or a bundle layer's source), the full dotted key and the reason, so that an operator can fix the
 //! right place without guessing.
 //!
 //! # What this module must never do
@@ -85,6 +101,11 @@ use serde::{Deserialize, Serialize};
 use crate::text;
 
 pub use crate::ids::SiteId;
+use bundle_layer::base;
+pub use bundle_layer::{
+    BundleLayer, LoadReport, MAX_BUNDLE_LAYER_BYTES, Overridden, load_report, validate_bundle_layer,
+};
+pub use bundles::{BundlesConfig, LicenseConfig, MAX_KEY_FILES};
 pub use collection::{CollectionConfig, CollectorConfig};
 pub use data_dir::{DATA_DIR_ENV, DataDirInputs, resolve_data_dir};
 pub use detection::{DetectionConfig, StorageConfig};
@@ -93,6 +114,8 @@ pub use ledger::{LedgerConfig, LedgerHash};
 pub use values::HumanDuration;
 use values::{USER_NAME_RULE, is_valid_user_name};
 
+mod bundle_layer;
+mod bundles;
 mod collection;
 mod data_dir;
 mod detection;
@@ -164,6 +187,29 @@ checkpoint_interval = "5m"
 verify_bytes_per_sec = 8388608
 # ... and starts when procmond starts, then this long after the previous check ended.
 verify_interval = "1h"
+
+[bundles]
+# Only local files, the environment and the command line set this section: a config bundle
+# may not (keys change through keys bundles). Minisign public key files (absolute paths, at
+# most 64) trusted to sign bundles, and license bundles.
+trusted_keys = ["/etc/daemoneye/keys/bundle.pub"]
+license_keys = ["/etc/daemoneye/keys/license.pub"]
+# How far a bundle's creation time may lie ahead of this host's clock, and how long past its
+# expiry it is still accepted.
+max_clock_skew = "24h"
+# Bounds of one bundle: its file (compressed, 64 MiB), its expanded files in total (256 MiB),
+# their number, and the largest of them (16 MiB; at most max_expanded_bytes).
+max_bundle_bytes = 67108864
+max_expanded_bytes = 268435456
+max_files = 10000
+max_file_bytes = 16777216
+# How often <data_dir>/inbox/ is checked for dropped bundles.
+inbox_interval = "2s"
+
+[license]
+# Not settable by a config bundle either. After a license expires, its features keep working
+# this long; then the agent falls back to the free tier. Core monitoring never stops.
+grace = "14d"
 "#;
 
 /// The system-wide configuration file.
@@ -208,7 +254,7 @@ pub enum ConfigError {
     #[error("invalid configuration in {source_name}: {key}: {reason}")]
     Invalid {
         /// Where the offending value came from: a file path, an environment variable name,
-        /// `command line` or `embedded defaults`.
+        /// `command line`, `embedded defaults` or a bundle layer's source.
         source_name: String,
         /// The full dotted key, for example `collection.interval`.
         key: String,
@@ -245,6 +291,10 @@ pub struct Config {
     pub storage: StorageConfig,
     /// `[ledger]`: the audit ledger.
     pub ledger: LedgerConfig,
+    /// `[bundles]`: the keys trusted to sign bundles, and the bounds of a bundle.
+    pub bundles: BundlesConfig,
+    /// `[license]`: what happens when a license expires.
+    pub license: LicenseConfig,
 }
 
 /// The `[site]` section.
@@ -262,6 +312,8 @@ pub(crate) type Problem = (&'static str, String);
 /// Which configuration sources [`load`] reads, besides the embedded defaults and overrides.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConfigSources {
+    /// The configuration of the active config bundle, merged right above the embedded defaults.
+    pub bundle_layer: Option<BundleLayer>,
     /// The system file; skipped when it does not exist.
     pub system_file: Option<PathBuf>,
     /// The user file; skipped when it does not exist.
@@ -276,6 +328,7 @@ impl ConfigSources {
     /// The standard places, reading `$XDG_CONFIG_HOME` / `$HOME` from the process environment.
     pub fn standard(explicit_file: Option<PathBuf>) -> Self {
         Self {
+            bundle_layer: None,
             system_file: Some(PathBuf::from(SYSTEM_CONFIG_FILE)),
             user_file: user_config_file(
                 std::env::var_os("XDG_CONFIG_HOME"),
@@ -395,24 +448,16 @@ pub fn load_checked(
     overrides: &Overrides,
     check: impl FnOnce(&Config) -> HostProblem,
 ) -> Result<Config, ConfigError> {
-    let figment = layers(sources, overrides)?;
-    let config: Config = figment.extract().map_err(from_figment)?;
-    validate(&config, &figment)?;
-    if let Some((dotted, reason)) = check(&config) {
-        let path: Vec<String> = dotted.split('.').map(str::to_owned).collect();
-        let source = source_name(figment.find_metadata(dotted), &path);
-        return Err(invalid(source, dotted, reason));
-    }
-    Ok(config)
+    load_report(sources, overrides, check).map(|(config, _)| config)
 }
 
 /// Builds the figment from every layer, lowest precedence first.
-fn layers(sources: &ConfigSources, overrides: &Overrides) -> Result<Figment, ConfigError> {
-    // A unit test parses the defaults, so this error only exists for a broken build; it is
-    // still returned rather than unwrapped because a panic would hide which layer was at fault.
-    let defaults =
-        parse_toml(DEFAULTS).map_err(|reason| invalid(SOURCE_DEFAULTS, "(whole file)", reason))?;
-    let mut figment = Figment::from(Layer::named(SOURCE_DEFAULTS, defaults));
+fn layers(
+    sources: &ConfigSources,
+    overrides: &Overrides,
+    bundle: Option<&Layer>,
+) -> Result<Figment, ConfigError> {
+    let mut figment = base(bundle)?;
 
     let files = [
         (&sources.system_file, false),
@@ -688,6 +733,8 @@ fn validate(config: &Config, figment: &Figment) -> Result<(), ConfigError> {
         ("detection", config.detection.problem()),
         ("storage", config.storage.problem()),
         ("ledger", config.ledger.problem()),
+        ("bundles", config.bundles.problem()),
+        ("license", config.license.problem()),
     ];
     for (section, problem) in problems {
         if let Some((key, reason)) = problem {

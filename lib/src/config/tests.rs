@@ -4,6 +4,7 @@ use super::*;
 use figment::Jail;
 pub(super) use std::time::Duration;
 
+mod bundles;
 mod errors;
 mod layers;
 mod paths;
@@ -20,6 +21,17 @@ fn check(
     env: &[(&str, &str)],
     overrides: &Overrides,
 ) -> Result<Config, ConfigError> {
+    check_report(jail, None, files, env, overrides).map(|(config, _)| config)
+}
+
+/// [`check`] with a bundle layer, and the report.
+fn check_report(
+    jail: &mut Jail,
+    bundle_layer: Option<BundleLayer>,
+    files: &[(&str, &str)],
+    env: &[(&str, &str)],
+    overrides: &Overrides,
+) -> Result<(Config, LoadReport), ConfigError> {
     jail.clear_env();
     for (name, contents) in files {
         jail.create_file(name, contents)
@@ -30,6 +42,7 @@ fn check(
     }
     let dir = jail.directory();
     let sources = ConfigSources {
+        bundle_layer,
         system_file: Some(dir.join("system.toml")),
         user_file: Some(dir.join("user.toml")),
         explicit_file: files
@@ -38,7 +51,7 @@ fn check(
             .then(|| dir.join("explicit.toml")),
         use_env: true,
     };
-    let result = load(&sources, overrides);
+    let result = load_report(&sources, overrides, |_| None);
     if let Err(error) = &result {
         assert!(!error.to_string().contains('\n'), "not one line: {error}");
     }

@@ -7,6 +7,7 @@ fn missing_optional_files_are_skipped() {
     Jail::expect_with(|jail| {
         let dir = jail.directory();
         let sources = ConfigSources {
+            bundle_layer: None,
             system_file: Some(dir.join("absent/config.toml")),
             user_file: Some(dir.join("also-absent.toml")),
             explicit_file: None,
@@ -140,7 +141,8 @@ fn invalid_values_name_source_key_and_reason() {
             &[],
             "system.toml",
             "colour",
-            "unknown section (expected one of site, collection, collector, ipc, detection, storage, ledger)",
+            "unknown section (expected one of site, collection, collector, ipc, detection, storage, \
+             ledger, bundles, license)",
         ),
         bad(
             &[("system.toml", "[site]\nname = \"x\"\n")],

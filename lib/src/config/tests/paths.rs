@@ -47,6 +47,7 @@ fn standard_sources_read_the_process_environment() {
         assert_eq!(
             sources,
             ConfigSources {
+                bundle_layer: None,
                 system_file: Some(PathBuf::from("/etc/daemoneye/config.toml")),
                 user_file: Some(PathBuf::from("/xdg/daemoneye/config.toml")),
                 explicit_file: Some(PathBuf::from("site.toml")),
