@@ -16,6 +16,8 @@
 
 pub mod accounts;
 pub mod alert;
+#[cfg(feature = "bundle")]
+pub mod bundle;
 pub mod config;
 #[cfg(feature = "detection")]
 pub mod detection;

@@ -87,6 +87,10 @@ calls! {
     AckRequest => Ack(proto::AckResult),
     RulesRequest => Rules(proto::RuleList),
     AuditRequest => Audit(proto::AuditResponse),
+    BundleInstallRequest => BundleInstall(proto::BundleDecision),
+    BundleStatusRequest => BundleStatus(proto::BundleStatus),
+    BundleHistoryRequest => BundleHistory(proto::BundleHistory),
+    BundleRollbackRequest => BundleRollback(proto::BundleDecision),
 }
 
 // agent → procmond (a scan, answered in parts, is not a single call: the agent's link reads
