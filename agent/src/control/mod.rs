@@ -177,6 +177,13 @@ pub async fn dispatch(state: &AgentState, request: agent_request::Kind) -> agent
         agent_request::Kind::Ack(ack) => alerts::ack(state, ack).await,
         agent_request::Kind::Rules(_) => rules::list(state),
         agent_request::Kind::Audit(audit) => ledger::forward(state, audit).await,
+        agent_request::Kind::BundleInstall(_)
+        | agent_request::Kind::BundleStatus(_)
+        | agent_request::Kind::BundleHistory(_)
+        | agent_request::Kind::BundleRollback(_) => error(
+            ErrorCode::Unsupported,
+            "this agent does not apply bundles yet",
+        ),
     }
 }
 
