@@ -18,6 +18,7 @@ use daemoneye_lib::ipc::{Limits, convert};
 mod agent_client;
 mod alerts;
 mod audit;
+mod bundle;
 mod error;
 mod health;
 mod records;
@@ -112,6 +113,12 @@ enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// Signed bundles: install one, see what is active, what was applied or refused and
+    /// why, go back one version.
+    Bundle {
+        #[command(subcommand)]
+        command: bundle::BundleCommand,
+    },
     /// Print shell completions (offline).
     Completions {
         /// The shell to complete for.
@@ -173,6 +180,7 @@ fn run(cli: &Cli) -> Result<(), CliError> {
         Command::Alerts { ref command } => alerts::run(cli, command),
         Command::Rules { ref command } => rules::run(cli, command),
         Command::Audit { ref command } => audit::run(cli, command),
+        Command::Bundle { ref command } => bundle::run(cli, command),
     }
 }
 

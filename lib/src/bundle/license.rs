@@ -163,7 +163,7 @@ impl fmt::Display for Standing {
 }
 
 /// The active license (if any), this host's site and the grace period: all a gate needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LicenseState {
     /// The license of the active license bundle.
     pub license: Option<License>,

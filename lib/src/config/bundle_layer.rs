@@ -2,10 +2,11 @@
 //! it), merged right above the embedded defaults and below every local file, environment
 //! variable and command-line override, so that the operator of a host always has the last word.
 //!
-//! A bundle layer may not set `[bundles]` or `[license]`: those sections say which keys and
-//! licenses the agent trusts, and a config bundle signed by a trusted key must not be able to
+//! A bundle layer may not set `[bundles]`, `[license]` or `[site]`. The first two say which
+//! keys and licenses the agent trusts, and a config bundle signed by a trusted key must not be able to
 //! widen that trust. Keys change only through keys bundles, licenses only through license
-//! bundles.
+//! bundles. The site id binds licenses and site-restricted bundles, so only the host's own
+//! configuration names it.
 //!
 //! This module reads no file: the caller (the bundler when it builds a config bundle, the agent
 //! when it verifies or applies one) hands over the text it has already bounded and verified.
@@ -27,7 +28,7 @@ pub const MAX_BUNDLE_LAYER_BYTES: usize = 1024 * 1024;
 const BUNDLE_MARK: &str = "daemoneye config bundle";
 
 /// The sections a bundle layer may not set, and why.
-const REFUSED_SECTIONS: [(&str, &str); 2] = [
+const REFUSED_SECTIONS: [(&str, &str); 3] = [
     (
         "bundles",
         "a config bundle may not set [bundles]: trust changes only through keys bundles",
@@ -35,6 +36,11 @@ const REFUSED_SECTIONS: [(&str, &str); 2] = [
     (
         "license",
         "a config bundle may not set [license]: licenses change only through license bundles",
+    ),
+    (
+        "site",
+        "a config bundle may not set [site]: the site id binds licenses and site-restricted \
+         bundles, so only the host's own configuration names it",
     ),
 ];
 
@@ -151,7 +157,7 @@ fn leaf_keys(prefix: &str, value: &Value, out: &mut Vec<String>) {
 /// higher layer replaced.
 ///
 /// The bundle layer (`sources.bundle_layer`) is checked first: a layer that is too large, not
-/// TOML, or sets `[bundles]` or `[license]` is a [`ConfigError::Invalid`] naming its `source`.
+/// TOML, or sets `[bundles]`, `[license]` or `[site]` is a [`ConfigError::Invalid`] naming its `source`.
 /// Its values are then checked with the merged configuration, like every layer's, so that a
 /// bad value a local file replaces is no error.
 pub fn load_report(

@@ -9,7 +9,7 @@
 //!
 //! 1. the embedded defaults ([`DEFAULTS`], compiled into the binary);
 //! 2. the bundle layer ([`BundleLayer`]): the configuration of the active config bundle, which
-//!    may not set `[bundles]` or `[license]` (see [`validate_bundle_layer`] and [`load_report`],
+//!    may not set `[bundles]`, `[license]` or `[site]` (see [`validate_bundle_layer`] and [`load_report`],
 //!    which lists the bundle's keys that a higher layer replaced);
 //! 3. the system file `/etc/daemoneye/config.toml` (optional: skipped when missing);
 //! 4. the user file `$XDG_CONFIG_HOME/daemoneye/config.toml`, or

@@ -208,6 +208,12 @@ fn a_bundle_layer_may_not_set_bundles_or_license() {
             "license.grace",
             license_reason,
         ),
+        (
+            "[site]\nid = \"plant-8\"\n",
+            "site.id",
+            "a config bundle may not set [site]: the site id binds licenses and \
+             site-restricted bundles, so only the host's own configuration names it",
+        ),
     ];
     for (text, key, reason) in cases {
         assert_invalid(validate_bundle_layer(BUNDLE, text), BUNDLE, key, reason);
@@ -411,11 +417,11 @@ fn local_layers_may_still_set_bundles_and_license() {
 fn overridden_bundle_keys_name_the_winning_layer() {
     Jail::expect_with(|jail| {
         let mut overrides = Overrides::default();
-        overrides.set("site.id", "plant-8");
+        overrides.set("storage.retention_age", "2d");
         let (config, report) = check_report(
             jail,
             bundle(
-                "[site]\nid = \"plant-7\"\n[collection]\ninterval = \"9s\"\nhash_max_bytes = 9\n\
+                "[storage]\nretention_age = \"3d\"\n[collection]\ninterval = \"9s\"\nhash_max_bytes = 9\n\
                  [detection]\nmax_rows = 9\nrules = [\"/bundle/rules\"]\n",
             ),
             &[
@@ -442,7 +448,7 @@ fn overridden_bundle_keys_name_the_winning_layer() {
                 "detection.rules",
                 dir.join("user.toml").display().to_string(),
             ),
-            ("site.id", SOURCE_COMMAND_LINE.to_owned()),
+            ("storage.retention_age", SOURCE_COMMAND_LINE.to_owned()),
         ]
         .map(|(key, by)| Overridden {
             key: key.to_owned(),
