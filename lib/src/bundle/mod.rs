@@ -231,6 +231,11 @@ pub fn check_path(path: &str, kind: Kind) -> Result<(), String> {
         return Err(format!("path {} is absolute", shown()));
     }
     let parts: Vec<&str> = path.split('/').collect();
+    // `.` and `..` first: `rules/../../etc/x` must be named as leaving the bundle, not as
+    // merely too deep.
+    if parts.iter().any(|part| *part == ".." || *part == ".") {
+        return Err(format!("path {} leaves the bundle", shown()));
+    }
     if parts.len() > MAX_PATH_DEPTH {
         return Err(format!(
             "path {} is deeper than {MAX_PATH_DEPTH} components",
@@ -238,9 +243,6 @@ pub fn check_path(path: &str, kind: Kind) -> Result<(), String> {
         ));
     }
     for part in &parts {
-        if *part == ".." || *part == "." {
-            return Err(format!("path {} leaves the bundle", shown()));
-        }
         let ok = !part.is_empty()
             && !part.starts_with('.')
             && part

@@ -491,6 +491,13 @@ fn archive_error(err: &io::Error, counter: &Rc<Cell<u64>>, limits: &Limits) -> B
             ),
         };
     }
+    // A file cut short: zstd says only "incomplete frame", which tells an operator nothing.
+    if err.kind() == io::ErrorKind::UnexpectedEof {
+        return BundleError::Archive {
+            reason: "the bundle is truncated or damaged: the compressed stream ends early"
+                .to_owned(),
+        };
+    }
     BundleError::Archive {
         reason: crate::text::escape(&err.to_string()).into_owned(),
     }
