@@ -11,6 +11,8 @@
 //!   and records them in procmond's audit ledger ([`audit`]);
 //! - [`store`] opens the event store at start-up (a damaged one is moved aside and replaced;
 //!   a newer agent's is refused) and [`pidfile`] names the agent holding the data directory;
+//! - [`bundles`] applies verified bundles atomically (rules, config, license, keys), rolls them
+//!   back and watches `<data_dir>/inbox/`;
 //! - [`control`] answers the CLI on `<data_dir>/run/agent.sock` from the shared store, the
 //!   rule set the pipeline publishes and the supervisor's status; CLI queries run in a
 //!   sandbox of their own ([`tables`] reads the store for both).
@@ -20,6 +22,7 @@
 
 pub mod audit;
 pub mod backoff;
+pub mod bundles;
 pub mod control;
 pub mod detector;
 pub mod link;

@@ -1,0 +1,374 @@
+//! Installing a bundle (read, verify, apply atomically, record) and rolling one back: the
+//! steps the parent module's documentation describes.
+
+use std::path::Path;
+
+use daemoneye_lib::bundle::content::Content;
+use daemoneye_lib::bundle::{self, Bundle, Kind, Policy, SiteCheck, Verified};
+use daemoneye_lib::fsutil;
+use daemoneye_lib::ipc::proto::{BundleAction, BundleDecision};
+use daemoneye_lib::ledger::entry::{Body, fit_str};
+use daemoneye_lib::minisign;
+use daemoneye_lib::text;
+
+use super::state::{Applied, Entry, State};
+use super::{Bundles, Decision, HISTORY, STATE, hex, history, store, summary};
+
+impl Bundles {
+    /// Reads `path` and `path.minisig` (bounded), verifies them and applies the bundle
+    /// atomically; records the decision in the history and returns it. `source` is `cli` or
+    /// `inbox`; `now_ms` the clock. A refusal changes nothing but the history.
+    pub fn install_file(&mut self, path: &Path, source: &str, now_ms: i64) -> Decision {
+        let base = BundleDecision {
+            source: source.to_owned(),
+            at_ms: now_ms,
+            ..BundleDecision::default()
+        };
+        let file_name = text::quoted(
+            &path
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        )
+        .to_string();
+        let limits = self.settings.limits;
+        let bytes = match fsutil::read_regular_bounded(path, limits.max_bundle_bytes) {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                let step = match err {
+                    fsutil::BoundedReadError::TooLarge { .. } => "size",
+                    _ => "read",
+                };
+                return self.refuse(base, None, [0; 32], step, err.to_string());
+            }
+        };
+        let sha256 = bundle::open::sha256(&bytes);
+        let mut sig_path = path.as_os_str().to_owned();
+        sig_path.push(".minisig");
+        let signature = match fsutil::read_regular_bounded(
+            Path::new(&sig_path),
+            minisign::MAX_SIGNATURE_FILE_BYTES as u64,
+        ) {
+            Ok(signature) => signature,
+            Err(err) => {
+                return self.refuse(
+                    base,
+                    None,
+                    sha256,
+                    "signature",
+                    format!("{file_name}: {err}"),
+                );
+            }
+        };
+        let policy = Policy {
+            trust: &self.trust,
+            limits,
+            now: now_ms.div_euclid(1000),
+            newest_signed: self.state.newest_signed,
+            max_clock_skew: self.settings.max_clock_skew.as_secs(),
+            site: SiteCheck::Host(self.settings.site.as_ref()),
+            agent_version: Some(self.settings.agent_version),
+            highest: &self.state.highest,
+            sandbox: self.settings.sandbox,
+        };
+        match bundle::verify(&bytes, &signature, &policy) {
+            Ok(verified) => self.apply(&verified, &bytes, &signature, base),
+            Err(err) => {
+                // Before the signature verified, the bytes are nobody's: nothing of them is
+                // decompressed to name the bundle (the file's name stands for it). After, the
+                // manifest is authentic and names it.
+                let named = match err.step() {
+                    "size" | "signature" => None,
+                    _ => bundle::open::read_manifest(&bytes, &limits).manifest.ok(),
+                };
+                let reason = if named.is_some() {
+                    err.to_string()
+                } else {
+                    format!("{file_name}: {err}")
+                };
+                let header = named.map(|manifest| manifest.header);
+                self.refuse(base, header.as_ref(), sha256, err.step(), reason)
+            }
+        }
+    }
+
+    /// Rolls `name` (or, with `None`, the bundle that became active most recently) back to
+    /// its previous version. `Err` (nothing changed, no history line) when there is none, when
+    /// it is a keys bundle, or when the previous version's stored files are damaged.
+    pub fn rollback(&mut self, name: Option<&str>, now_ms: i64) -> Result<Decision, String> {
+        let name = match name {
+            Some(name) => name.to_owned(),
+            None => self
+                .state
+                .active
+                .iter()
+                .max_by_key(|(name, entry)| (entry.current.applied_at_ms, (*name).clone()))
+                .map(|(name, _)| name.clone())
+                .ok_or_else(|| "no bundle is active: there is nothing to roll back".to_owned())?,
+        };
+        let shown = text::quoted(&name).to_string();
+        let entry = self
+            .state
+            .active
+            .get(&name)
+            .ok_or_else(|| format!("no bundle named {shown} is active"))?;
+        let from = entry.current.version;
+        if entry.kind == Kind::Keys {
+            return Err(format!(
+                "{shown} is a keys bundle: key changes are not rolled back (a revoked key stays \
+                 revoked); undo them with a keys bundle of a higher version"
+            ));
+        }
+        let previous = entry.previous.clone().ok_or_else(|| {
+            format!("{shown} version {from} has no previous version to roll back to")
+        })?;
+        let stored = store::read(
+            &self.dir,
+            &name,
+            previous.version,
+            self.settings.limits.max_file_bytes,
+        )
+        .map_err(|reason| {
+            format!(
+                "{shown} version {} cannot be restored, its stored copy is damaged: {reason}",
+                previous.version
+            )
+        })?;
+        let kind = entry.kind;
+        let mut next = self.state.clone();
+        let restored = Applied {
+            applied_at_ms: now_ms,
+            ..previous
+        };
+        next.active.insert(
+            name.clone(),
+            Entry {
+                kind,
+                current: restored.clone(),
+                previous: None,
+            },
+        );
+        self.commit(next).map_err(|err| format!("{err:#}"))?;
+        self.loaded.insert(name.clone(), Ok(stored.files));
+        let proto = BundleDecision {
+            action: BundleAction::RolledBack as i32,
+            name: name.clone(),
+            version: Some(restored.version),
+            from_version: Some(from),
+            kind: kind.as_str().to_owned(),
+            source: "cli".to_owned(),
+            at_ms: now_ms,
+            signer: restored.signer,
+            ..BundleDecision::default()
+        };
+        self.record(&proto);
+        Ok(Decision {
+            proto,
+            changed: Some(kind),
+            ledger: Body::BundleRolledBack {
+                name,
+                from_version: from.to_string(),
+                to_version: restored.version.to_string(),
+            },
+        })
+    }
+
+    /// Applies a verified bundle (see the module doc); a failure is a refusal that changed
+    /// nothing.
+    fn apply(
+        &mut self,
+        verified: &Verified<Bundle>,
+        bytes: &[u8],
+        signature: &[u8],
+        base: BundleDecision,
+    ) -> Decision {
+        let bundle = verified.get();
+        let header = &bundle.manifest.header;
+        let name = header.name.as_str().to_owned();
+        let kind = header.kind;
+        if let Some(entry) = self.state.active.get(&name)
+            && entry.kind != kind
+        {
+            let reason = format!(
+                "{name} is active as a {} bundle; a bundle of that name cannot become a {kind} bundle",
+                entry.kind
+            );
+            return self.refuse(base, Some(header), bundle.sha256, "kind", reason);
+        }
+        let mut next = self.state.clone();
+        let mut notes = vec![summary(&bundle.content, bundle.files.len())];
+        if let Content::Keys(changes) = &bundle.content {
+            match next
+                .keys
+                .apply(changes, &format!("{name}-{}", header.version))
+            {
+                Ok(keys) => next.keys = keys,
+                Err(reason) => {
+                    return self.refuse(
+                        base,
+                        Some(header),
+                        bundle.sha256,
+                        "content",
+                        format!("keys/keys.toml: {reason}"),
+                    );
+                }
+            }
+        }
+        if matches!(kind, Kind::Config | Kind::License) {
+            let others: Vec<String> = next
+                .active
+                .iter()
+                .filter(|(other, entry)| entry.kind == kind && **other != name)
+                .map(|(other, _)| other.clone())
+                .collect();
+            for other in others {
+                if let Some(entry) = next.active.remove(&other) {
+                    notes.push(format!(
+                        "replaces {kind} bundle {other} version {}",
+                        entry.current.version
+                    ));
+                }
+            }
+        }
+        let applied = Applied {
+            version: header.version,
+            signer: bundle.signer.to_string(),
+            applied_at_ms: base.at_ms,
+            sha256: hex(&bundle.sha256),
+            created: header.created.0,
+            expires: header.expires.0,
+            requires_license: header.requires_license.clone(),
+            summary: notes.first().cloned().unwrap_or_default(),
+        };
+        let previous = next.active.remove(&name).map(|entry| entry.current);
+        next.active.insert(
+            name.clone(),
+            Entry {
+                kind,
+                current: applied.clone(),
+                previous,
+            },
+        );
+        next.highest.insert(name.clone(), header.version);
+        next.newest_signed = next.newest_signed.max(header.created.0);
+
+        if let Err(err) = store::put(&self.dir, verified, bytes, signature) {
+            return self.refuse(
+                base,
+                Some(header),
+                bundle.sha256,
+                "apply",
+                format!("{err:#}"),
+            );
+        }
+        if let Err(err) = self.commit(next) {
+            return self.refuse(
+                base,
+                Some(header),
+                bundle.sha256,
+                "apply",
+                format!("{err:#}"),
+            );
+        }
+        self.loaded
+            .retain(|other, _| self.state.active.contains_key(other));
+        self.loaded.insert(name.clone(), Ok(bundle.files.clone()));
+        let proto = BundleDecision {
+            action: BundleAction::Applied as i32,
+            name: name.clone(),
+            version: Some(header.version),
+            kind: kind.as_str().to_owned(),
+            sha256: applied.sha256,
+            reason: notes.join("; "),
+            signer: applied.signer,
+            ..base
+        };
+        self.record(&proto);
+        Decision {
+            proto,
+            changed: Some(kind),
+            ledger: Body::BundleAccepted {
+                name,
+                version: header.version.to_string(),
+                sha256: bundle.sha256,
+            },
+        }
+    }
+
+    /// Makes `next` the state: `state.json` replaced (the switch), then what it no longer
+    /// names removed. On an error the state is the old one, on disk and here, and what was
+    /// staged for `next` is removed.
+    fn commit(&mut self, next: State) -> anyhow::Result<()> {
+        let path = self.dir.join(STATE);
+        if let Err(err) = next.save(&path) {
+            // The rename may have happened before a later step (the directory's sync)
+            // failed: then the new state is on disk, and is the state.
+            if State::load(&path).ok().as_ref() != Some(&next) {
+                if let Err(prune) = store::prune(&self.dir, &self.state) {
+                    tracing::warn!("removing a staged bundle: {prune:#}");
+                }
+                return Err(err);
+            }
+            tracing::warn!("bundle state written, but: {err:#}");
+        }
+        self.state = next;
+        self.trust = self.make_trust();
+        if let Err(err) = store::prune(&self.dir, &self.state) {
+            tracing::warn!("removing bundle versions no longer kept: {err:#}");
+        }
+        Ok(())
+    }
+
+    /// A refusal: recorded in the history, nothing else changed.
+    fn refuse(
+        &self,
+        base: BundleDecision,
+        header: Option<&bundle::Header>,
+        sha256: [u8; 32],
+        step: &str,
+        reason: String,
+    ) -> Decision {
+        // Lib's messages and ours quote what they name already; escaping again would double
+        // the backslashes, so only text that still holds a control character is escaped.
+        let reason = if reason.chars().any(text::needs_escape) {
+            fit_str(&text::escape(&reason))
+        } else {
+            fit_str(&reason)
+        };
+        let proto = BundleDecision {
+            action: BundleAction::Refused as i32,
+            name: header.map(|h| h.name.to_string()).unwrap_or_default(),
+            version: header.map(|h| h.version),
+            kind: header
+                .map(|h| h.kind.as_str().to_owned())
+                .unwrap_or_default(),
+            sha256: if sha256 == [0; 32] {
+                String::new()
+            } else {
+                hex(&sha256)
+            },
+            reason: reason.clone(),
+            step: step.to_owned(),
+            ..base
+        };
+        self.record(&proto);
+        Decision {
+            ledger: Body::BundleRefused {
+                name: header.map(|h| h.name.to_string()),
+                version: header.map(|h| h.version.to_string()),
+                sha256,
+                reason,
+            },
+            proto,
+            changed: None,
+        }
+    }
+
+    /// Appends a history line; a failure is logged (the decision stands, and the ledger
+    /// records it too).
+    fn record(&self, decision: &BundleDecision) {
+        if let Err(err) = history::append(&self.dir.join(HISTORY), decision) {
+            tracing::warn!("bundle history: {err:#}");
+        }
+    }
+}
