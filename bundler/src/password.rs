@@ -1,6 +1,8 @@
 //! Reading a password as stock minisign does: from the terminal without echo, or, when
 //! standard input is not a terminal, one line of it per question (so that scripts and tests
-//! can pipe `printf 'pw\npw\n'` as they do to `minisign -G`).
+//! can pipe `printf 'pw\npw\n'` as they do to `minisign -G`, and `printf 'pw\n'` to a build as
+//! they do to `minisign -S`). There is deliberately no environment variable: a password in the
+//! environment is readable by every process of the user and lands in shell histories.
 
 use std::io::{self, BufRead, IsTerminal as _, Read as _};
 
@@ -41,6 +43,11 @@ pub fn read_new() -> anyhow::Result<Password> {
         .into());
     }
     Ok(first)
+}
+
+/// Asks once for the password of an existing key (as `minisign -S` does).
+pub fn read_existing(prompt: &str) -> anyhow::Result<Password> {
+    ask(&mut io::stdin().lock(), prompt)
 }
 
 /// One password: from the terminal when standard input is one, else one line of stdin.
