@@ -33,6 +33,81 @@ pub fn load_rules(config: &Config, limits: Limits) -> anyhow::Result<Loaded> {
     Ok(loaded)
 }
 
+/// A rule pack from an active rules bundle, as the detector takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RulePack {
+    /// The bundle's name.
+    pub name: String,
+    /// Its version.
+    pub version: u64,
+    /// The license feature it needs, if any.
+    pub requires_license: Option<String>,
+    /// Its rule files: path inside the bundle, text.
+    pub files: Vec<(String, String)>,
+}
+
+/// Whether a rule pack runs, and why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackGate {
+    /// The bundle's name.
+    pub name: String,
+    /// `Ok` when its rules are loaded; `Err` says why not (the license).
+    pub in_force: Result<(), String>,
+}
+
+/// The name of the rules bundle built from `bundles/core-rules/`: when one is active (and in
+/// force), it replaces the built-in pack compiled into the agent, so that a newer core pack
+/// can reach an air-gapped host without a new agent.
+pub const CORE_RULES: &str = "core-rules";
+
+/// The rules `config` names plus every rule pack whose license gate (`license.allows` at
+/// `now`, in seconds) passes; the gate of each pack is returned beside the rules. A pack's
+/// rules are named `bundle:NAME-VERSION/PATH`. An active `core-rules` pack takes the place of
+/// the built-in pack; any other rule id loaded twice is a problem and the first one runs.
+pub fn load_with_packs(
+    config: &Config,
+    limits: Limits,
+    packs: &[RulePack],
+    license: &daemoneye_lib::bundle::LicenseState,
+    now: i64,
+) -> anyhow::Result<(Loaded, Vec<PackGate>)> {
+    let sandbox = Sandbox::new(limits).context("setting up the SQL sandbox")?;
+    let core_in_force = packs.iter().any(|pack| {
+        pack.name == CORE_RULES
+            && pack
+                .requires_license
+                .as_ref()
+                .is_none_or(|feature| license.allows(feature, now).is_ok())
+    });
+    let mut loaded = Loaded::default();
+    if config.detection.builtin_rules && !core_in_force {
+        for (name, text) in BUILTIN_RULE_FILES {
+            loaded.extend(rules::parse(&format!("builtin:{name}"), text, &sandbox));
+        }
+    }
+    loaded.extend(rules::load_paths(&config.detection.rules, &sandbox));
+    let mut gates = Vec::with_capacity(packs.len());
+    for pack in packs {
+        let in_force = match &pack.requires_license {
+            Some(feature) => license
+                .allows(feature, now)
+                .map_err(|why| format!("rule pack {} is not active: {why}", pack.name)),
+            None => Ok(()),
+        };
+        if in_force.is_ok() {
+            for (path, text) in &pack.files {
+                let source = format!("bundle:{}-{}/{path}", pack.name, pack.version);
+                loaded.extend(rules::parse(&source, text, &sandbox));
+            }
+        }
+        gates.push(PackGate {
+            name: pack.name.clone(),
+            in_force,
+        });
+    }
+    Ok((loaded, gates))
+}
+
 /// A rule set and its sandbox.
 #[derive(Debug)]
 pub struct Detector {

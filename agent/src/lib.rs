@@ -22,6 +22,7 @@
 
 pub mod audit;
 pub mod backoff;
+pub mod bundle_service;
 pub mod bundles;
 pub mod control;
 pub mod detector;

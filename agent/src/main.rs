@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use daemoneye_agent::bundle_service::{ConfigBase, ConfigState};
+use daemoneye_agent::bundles::Bundles;
 use daemoneye_agent::output::AlertFormat;
 use daemoneye_agent::run::{self, AgentOptions};
 use daemoneye_lib::config::{self, ConfigSources, Overrides};
@@ -66,13 +68,40 @@ fn main() -> ExitCode {
         overrides.set("collection.interval", format!("{millis}ms"));
     }
     let sources = ConfigSources::standard(args.config.clone());
-    let config = match config::load_checked(&sources, &overrides, run::collector_user_problem) {
-        Ok(config) => config,
+    let data_dir = run::data_dir(args.data_dir.clone());
+    // The active config bundle is a layer right above the embedded defaults. A bundle layer
+    // that this host's local configuration makes invalid is left out (and reported), rather
+    // than stopping the agent: the local files alone must still start it.
+    let layer = match Bundles::config_layer(&data_dir) {
+        Ok(layer) => layer,
+        Err(err) => {
+            eprintln!("daemoneye-agent: {}", text::error_chain(err.as_ref()));
+            return ExitCode::from(2);
+        }
+    };
+    let mut config_state = ConfigState::default();
+    let mut with_layer = sources.clone();
+    with_layer.bundle_layer = layer.clone();
+    let loaded = match config::load_report(&with_layer, &overrides, run::collector_user_problem) {
+        Err(err) if layer.is_some() => {
+            config_state.problem = Some(err.to_string());
+            config::load_report(&sources, &overrides, run::collector_user_problem)
+        }
+        other => other,
+    };
+    let config = match loaded {
+        Ok((config, report)) => {
+            config_state.overridden = report.bundle_keys_overridden;
+            config
+        }
         Err(err) => {
             eprintln!("daemoneye-agent: {err}");
             return ExitCode::from(2);
         }
     };
+    if let Some(problem) = &config_state.problem {
+        tracing::error!(problem = %problem, "the active config bundle is not in use");
+    }
     let procmond = match run::find_procmond(args.procmond.clone()) {
         Ok(path) => path,
         Err(err) => {
@@ -83,11 +112,13 @@ fn main() -> ExitCode {
     let options = AgentOptions {
         interval: config.collection.interval.get(),
         config,
-        data_dir: run::data_dir(args.data_dir.clone()),
+        data_dir,
         procmond,
         procmond_args: procmond_args(&args),
         once: args.once,
         format: args.format,
+        config_base: ConfigBase { sources, overrides },
+        config_state,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

@@ -15,9 +15,11 @@ use tokio::sync::{mpsc, watch};
 
 use crate::audit;
 use crate::backoff::Backoff;
+use crate::bundle_service::{self, BundleService, ConfigBase, ConfigState};
+use crate::bundles::{BundleSettings, Bundles};
 use crate::control::health::StoreHealth;
 use crate::control::{self, AgentState};
-use crate::detector::{self, Detector};
+use crate::detector;
 use crate::output::{AlertFormat, print_alerts};
 use crate::pidfile::PidFile;
 use crate::pipeline::{Pipeline, PipelineHandle, Raised};
@@ -44,6 +46,10 @@ pub struct AgentOptions {
     pub once: bool,
     /// How alerts are printed on stdout.
     pub format: AlertFormat,
+    /// How the configuration was loaded, to load it again over a new config bundle.
+    pub config_base: ConfigBase,
+    /// What the active config bundle's layer did at start-up.
+    pub config_state: ConfigState,
 }
 
 /// Finds procmond: the flag, else beside this executable, else on `$PATH`.
@@ -86,7 +92,7 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     let run_dir = options.data_dir.join("run");
     transport::prepare_run_dir(&options.data_dir).context("preparing the data directory")?;
     transport::prepare_run_dir(&run_dir).context("preparing the socket directory")?;
-    let (store, store_health, pipeline) = {
+    let (store, store_health, pipeline, bundles, gates) = {
         let config = options.config.clone();
         let data_dir = options.data_dir.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
@@ -96,9 +102,11 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
                 recovered: opened.recovered,
             };
             let store = Arc::new(opened.store);
-            let detector = Detector::from_config(&config)?;
+            let bundles = Bundles::open(&data_dir, BundleSettings::from_config(&config))
+                .context("opening the bundle state")?;
+            let (detector, gates) = bundle_service::build(&config, &bundles)?;
             let pipeline = Pipeline::new(&config, Arc::clone(&store), detector)?;
-            Ok((store, health, pipeline))
+            Ok((store, health, pipeline, bundles, gates))
         })
         .await
         .context("opening the store")??
@@ -160,21 +168,38 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     let (supervisor, supervising) = Supervisor::start(settings, stop_rx.clone());
     let recovered = store_health.recovered.clone();
     let store_path = store_health.path.clone();
-    let state = Arc::new(AgentState::new(
+    let bundles = Arc::new(BundleService::new(
+        bundles,
+        options.config_base.clone(),
+        options.config.clone(),
+        options.config_state.clone(),
+        gates,
+        pipeline.clone(),
         supervisor.clone(),
+    ));
+    let state = Arc::new(AgentState::new(control::Parts {
+        supervisor: supervisor.clone(),
         limits,
         store,
         store_health,
-        pipeline.clone(),
-        detector::limits(&options.config),
-        options.interval,
-    ));
+        pipeline: pipeline.clone(),
+        query_limits: detector::limits(&options.config),
+        interval: options.interval,
+        bundles: Arc::clone(&bundles),
+    }));
     let serving = tokio::spawn(control::serve(
         listener,
         Arc::clone(&state),
         stopped(serve_stop_rx),
     ));
     let delivering = tokio::spawn(deliver(raised_rx, supervisor.clone(), options.format));
+    let watching_inbox = (!options.once).then(|| {
+        tokio::spawn(watch_inbox(
+            Arc::clone(&bundles),
+            options.config.bundles.inbox_interval.get(),
+            stop_rx.clone(),
+        ))
+    });
     tracing::info!(
         data_dir = %options.data_dir.display(),
         socket = %control_socket.display(),
@@ -233,6 +258,9 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let _ = supervising.await;
     let _ = serving.await;
+    if let Some(watching) = watching_inbox {
+        let _ = watching.await;
+    }
     // procmond has stopped; its socket, which it can no longer unlink itself, goes too.
     if let Err(err) = transport::remove_stale(&collector_socket_path) {
         tracing::warn!(error = %err, "cannot remove procmond's socket");
@@ -255,6 +283,27 @@ async fn deliver(mut raised: mpsc::Receiver<Raised>, supervisor: Supervisor, for
     while let Some(batch) = raised.recv().await {
         print_alerts(&batch.alerts, format);
         audit::record_alerts(&supervisor, &batch.alerts).await;
+    }
+}
+
+/// Looks at `<data_dir>/inbox/` every `interval` until `stop` (and re-judges the license
+/// gate of rule packs, which time alone can close).
+async fn watch_inbox(
+    bundles: Arc<BundleService>,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopped = tokio::select! {
+            result = stop.wait_for(|stop| *stop) => { drop(result); true }
+            _ = tick.tick() => false,
+        };
+        if stopped {
+            return;
+        }
+        bundles.poll().await;
     }
 }
 

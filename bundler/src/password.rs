@@ -51,12 +51,20 @@ pub fn read_existing(prompt: &str) -> anyhow::Result<Password> {
 }
 
 /// One password: from the terminal when standard input is one, else one line of stdin.
+///
+/// A line of a pipe is read a byte at a time, through a descriptor of its own
+/// (`/dev/stdin`), so that nothing after its `\n` is consumed: the next command of a script
+/// that shares the pipe (`keygen` twice, then `build`, as the air-gap guide does) finds its
+/// own line there, as with the shell's `read`. std's `Stdin` would buffer ahead and drop it.
 fn ask(stdin: &mut io::StdinLock<'_>, prompt: &str) -> anyhow::Result<Password> {
     if stdin.is_terminal() {
         let typed = rpassword::prompt_password(prompt).context("reading the password")?;
         return Ok(Password(typed.into_bytes()));
     }
-    read_line(stdin)
+    match std::fs::File::open("/dev/stdin") {
+        Ok(file) => read_line(&mut io::BufReader::with_capacity(1, file)),
+        Err(_) => read_line(stdin),
+    }
 }
 
 /// One line of `input`, its `\n` and a `\r` before it removed; at most

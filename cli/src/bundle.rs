@@ -77,7 +77,13 @@ fn rollback(cli: &Cli, name: Option<&str>) -> Result<(), CliError> {
     let decision = ask_agent(cli, |client| async move {
         client.ask(proto::BundleRollbackRequest { name }).await
     })?;
-    print_decision(cli, &decision)
+    if decision.action() == proto::BundleAction::RolledBack {
+        return print_decision(cli, &decision);
+    }
+    Err(CliError::Failed(format!(
+        "no rollback: {}",
+        text::escape(&decision.reason)
+    )))
 }
 
 /// The name the CLI prints for an action.

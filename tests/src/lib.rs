@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod bundles;
+
 /// The directory holding the workspace's built binaries (`target/debug`).
 pub fn bin_dir() -> PathBuf {
     // Test executables live in target/debug/deps.
@@ -25,7 +27,12 @@ pub fn bin_dir() -> PathBuf {
 pub fn bin(name: &str) -> PathBuf {
     static BUILD: Once = Once::new();
     BUILD.call_once(|| {
-        let names = ["procmond", "daemoneye-agent", "daemoneye-cli"];
+        let names = [
+            "procmond",
+            "daemoneye-agent",
+            "daemoneye-cli",
+            "daemoneye-bundler",
+        ];
         if names.iter().all(|name| bin_dir().join(name).is_file()) {
             return;
         }
@@ -40,6 +47,8 @@ pub fn bin(name: &str) -> PathBuf {
                 "daemoneye-agent",
                 "-p",
                 "daemoneye-cli",
+                "-p",
+                "daemoneye-bundler",
             ])
             .status()
             .expect("cargo runs");

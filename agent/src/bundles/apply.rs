@@ -19,6 +19,7 @@ impl Bundles {
     /// atomically; records the decision in the history and returns it. `source` is `cli` or
     /// `inbox`; `now_ms` the clock. A refusal changes nothing but the history.
     pub fn install_file(&mut self, path: &Path, source: &str, now_ms: i64) -> Decision {
+        self.reload_keys();
         let base = BundleDecision {
             source: source.to_owned(),
             at_ms: now_ms,

@@ -355,6 +355,21 @@ impl Bundles {
         self.state.active.iter().find(|(_, e)| e.kind == kind)
     }
 
+    /// Reads the configured key files again (an operator installs a key file and then a
+    /// bundle, without restarting the agent) and rebuilds the trust.
+    pub fn reload_keys(&mut self) {
+        let mut problems = Vec::new();
+        let mut configured = read_keys(&self.settings.trusted_keys, Role::Bundles, &mut problems);
+        configured.extend(read_keys(
+            &self.settings.license_keys,
+            Role::Licenses,
+            &mut problems,
+        ));
+        self.configured = configured;
+        self.key_problems = problems;
+        self.trust = self.make_trust();
+    }
+
     fn make_trust(&self) -> Trust {
         let of = |role: Role| -> Vec<PublicKey> {
             self.configured
@@ -368,9 +383,18 @@ impl Bundles {
 }
 
 /// Reads the key files `paths` of `role`; each that cannot be read or parsed is a problem line.
+///
+/// A file that does not exist is no problem: a host that takes no bundles (the default
+/// `/etc/daemoneye/keys/*.pub` never installed) is not degraded; it trusts no key, which
+/// `bundle status` and health say, and every bundle is refused as signed by an untrusted key.
 fn read_keys(paths: &[PathBuf], role: Role, problems: &mut Vec<String>) -> Vec<ConfiguredKey> {
     let mut keys = Vec::new();
     for path in paths {
+        if std::fs::symlink_metadata(path)
+            .is_err_and(|err| err.kind() == std::io::ErrorKind::NotFound)
+        {
+            continue;
+        }
         let key = fsutil::read_regular_bounded(path, MAX_KEY_FILE_BYTES)
             .map_err(|err| err.to_string())
             .and_then(|bytes| String::from_utf8(bytes).map_err(|_| "not UTF-8".to_owned()))

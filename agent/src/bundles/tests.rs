@@ -589,20 +589,39 @@ fn a_damaged_stored_file_is_a_problem_and_not_used() {
 }
 
 #[test]
-fn a_missing_key_file_is_a_problem_not_an_error() {
+fn a_missing_key_file_trusts_nothing_and_a_bad_one_is_a_problem() {
     let mut env = env();
     env.settings
         .trusted_keys
         .push(PathBuf::from("/nonexistent/key.pub"));
+    let bad = env.data.join("bad.pub");
+    fs::create_dir_all(&env.data).unwrap();
+    fs::write(&bad, "untrusted comment: x\nnot a key\n").unwrap();
+    env.settings.trusted_keys.push(bad.clone());
     let bundles = env.open();
     let status = bundles.status(NOW_MS);
-    assert_eq!(status.problems.len(), 1);
+    assert_eq!(status.problems.len(), 1, "{:?}", status.problems);
     assert!(
-        status.problems[0].contains("/nonexistent/key.pub"),
+        status.problems[0].contains("bad.pub"),
         "{:?}",
         status.problems
     );
     assert_eq!(status.keys.len(), 2);
+}
+
+#[test]
+fn a_key_file_installed_after_the_start_is_trusted_at_the_next_install() {
+    let mut env = env();
+    let later = env.data.join("later.pub");
+    env.settings.trusted_keys = vec![later.clone()];
+    let mut bundles = env.open();
+    assert!(bundles.status(NOW_MS).problems.is_empty());
+    let v1 = env.rules("base", 1, &env.key);
+    let refused = bundles.install_file(&v1, "cli", NOW_MS);
+    assert!(!refused.applied(), "no key is trusted yet");
+    fs::write(&later, env.key.public_key().to_file_text()).unwrap();
+    let applied = bundles.install_file(&v1, "cli", NOW_MS + 1);
+    assert!(applied.applied(), "{:?}", applied.proto);
 }
 
 #[test]

@@ -26,6 +26,9 @@ pub fn report(state: &AgentState) -> proto::AgentHealth {
     };
     let mut components = assess(&status, &scans, &state.store_health, &when);
     components.push(rules_component(&state.pipeline.rules()));
+    let view = state.bundles.health_view();
+    components.push(bundles_component(&view));
+    components.push(license_component(&view, when.now_ms / 1000));
     let overall = components
         .iter()
         .map(|c| c.status())
@@ -318,6 +321,104 @@ pub fn rules_component(view: &RulesView) -> proto::ComponentHealth {
         Level::Ok,
         format!("{loaded} loaded (from the {})", view.origin),
     )
+}
+
+/// The `bundles` component: degraded when a trusted key file could not be read, an active
+/// bundle is damaged, the config bundle is not in use or needs a restart to take effect.
+/// Its detail names the active bundles and the config bundle's keys a local layer overrides.
+pub fn bundles_component(view: &BundlesView) -> proto::ComponentHealth {
+    let active: Vec<String> = view
+        .status
+        .bundles
+        .iter()
+        .map(|bundle| format!("{} {}", bundle.name, bundle.version))
+        .collect();
+    let active = if active.is_empty() {
+        "no bundle applied".to_owned()
+    } else {
+        format!("active: {}", active.join(", "))
+    };
+    let mut problems: Vec<String> = view.status.problems.clone();
+    if let Some(problem) = &view.config.problem {
+        problems.push(format!("the config bundle is not in use: {problem}"));
+    }
+    if !view.config.restart_needed.is_empty() {
+        problems.push(format!(
+            "restart the agent for these config bundle settings to take effect: {}",
+            view.config.restart_needed.join(", ")
+        ));
+    }
+    if let Some(first) = problems.first() {
+        let more = match problems.len() {
+            1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        return component(
+            "bundles",
+            Level::Degraded,
+            format!("{first}{more}; {active}"),
+        );
+    }
+    let mut detail = active;
+    if view.status.keys.is_empty() {
+        detail.push_str("; no trusted key: every bundle will be refused");
+    }
+    if !view.config.overridden.is_empty() {
+        let keys: Vec<String> = view
+            .config
+            .overridden
+            .iter()
+            .map(|o| format!("{} (by {})", o.key, o.by))
+            .collect();
+        detail.push_str(&format!(
+            "; config bundle keys a local setting overrides: {}",
+            keys.join(", ")
+        ));
+    }
+    component("bundles", Level::Ok, detail)
+}
+
+/// The `license` component at `now` (seconds): ok when valid or when no license was ever
+/// applied and nothing needs one; degraded in the grace period, when a license lapsed or is
+/// for another site, or when a rule pack is off for want of one. Core monitoring runs either way.
+pub fn license_component(view: &BundlesView, now: i64) -> proto::ComponentHealth {
+    use daemoneye_lib::bundle::Standing;
+    let standing = view.license.standing(now);
+    let tier = view.license.tier(now).to_owned();
+    let closed: Vec<&str> = view
+        .gates
+        .iter()
+        .filter_map(|gate| gate.in_force.as_ref().err().map(String::as_str))
+        .collect();
+    let level = match (&standing, closed.is_empty()) {
+        (Standing::Grace { .. } | Standing::Lapsed { .. } | Standing::OtherSite { .. }, _)
+        | (_, false) => Level::Degraded,
+        _ => Level::Ok,
+    };
+    let mut detail = format!("{tier} tier: {standing}");
+    if let Some(license) = &view.license.license
+        && standing.in_force()
+        && !license.features.is_empty()
+    {
+        detail.push_str(&format!("; features: {}", license.features.join(", ")));
+    }
+    for why in closed {
+        detail.push_str(&format!("; {why}"));
+    }
+    component("license", level, detail)
+}
+
+/// What health needs of the bundles.
+#[derive(Debug, Clone)]
+pub struct BundlesView {
+    /// `bundle status`.
+    pub status: proto::BundleStatus,
+    /// The license and this host's site.
+    pub license: daemoneye_lib::bundle::LicenseState,
+    /// What the config bundle's layer did.
+    pub config: crate::bundle_service::ConfigState,
+    /// The rule packs' license gates.
+    pub gates: Vec<crate::detector::PackGate>,
 }
 
 /// How long procmond answers a health check at most before health says it does not: far

@@ -17,6 +17,7 @@
 //! thread and publishes what the CLI may read.
 
 pub mod alerts;
+pub mod bundles;
 pub mod health;
 pub mod ledger;
 pub mod query;
@@ -33,6 +34,7 @@ use daemoneye_lib::ipc::{Connection, IpcError, Limits};
 use daemoneye_lib::storage::Store;
 use tokio::sync::Semaphore;
 
+use crate::bundle_service::BundleService;
 use crate::pipeline::PipelineHandle;
 use crate::supervisor::Supervisor;
 
@@ -71,21 +73,43 @@ pub struct AgentState {
     interval: std::time::Duration,
     /// Updated by the scan loop.
     scans: Mutex<ScanStats>,
+    /// Signed bundles: install, status, history, rollback; license and config layer.
+    pub bundles: Arc<BundleService>,
+}
+
+/// What [`AgentState::new`] is made of.
+pub struct Parts {
+    /// Owns procmond and the link to it.
+    pub supervisor: Supervisor,
+    /// The IPC bounds of the control socket.
+    pub limits: Limits,
+    /// The event store.
+    pub store: Arc<Store>,
+    /// How the store was opened.
+    pub store_health: health::StoreHealth,
+    /// Runs the rules.
+    pub pipeline: PipelineHandle,
+    /// The sandbox bounds of CLI queries.
+    pub query_limits: sandbox::Limits,
+    /// Time between scans.
+    pub interval: std::time::Duration,
+    /// Signed bundles.
+    pub bundles: Arc<BundleService>,
 }
 
 impl AgentState {
-    /// The state of an agent that supervises procmond through `supervisor`, keeps its scans
-    /// in `store` (opened as `store_health` says) and runs rules in `pipeline` every `interval`; CLI queries run under
-    /// `query_limits`.
-    pub fn new(
-        supervisor: Supervisor,
-        limits: Limits,
-        store: Arc<Store>,
-        store_health: health::StoreHealth,
-        pipeline: PipelineHandle,
-        query_limits: sandbox::Limits,
-        interval: std::time::Duration,
-    ) -> Self {
+    /// The state of an agent made of `parts`.
+    pub fn new(parts: Parts) -> Self {
+        let Parts {
+            supervisor,
+            limits,
+            store,
+            store_health,
+            pipeline,
+            query_limits,
+            interval,
+            bundles,
+        } = parts;
         Self {
             started: Instant::now(),
             supervisor,
@@ -97,6 +121,7 @@ impl AgentState {
             queries: Semaphore::new(MAX_QUERIES),
             interval,
             scans: Mutex::new(ScanStats::default()),
+            bundles,
         }
     }
 
@@ -177,13 +202,10 @@ pub async fn dispatch(state: &AgentState, request: agent_request::Kind) -> agent
         agent_request::Kind::Ack(ack) => alerts::ack(state, ack).await,
         agent_request::Kind::Rules(_) => rules::list(state),
         agent_request::Kind::Audit(audit) => ledger::forward(state, audit).await,
-        agent_request::Kind::BundleInstall(_)
-        | agent_request::Kind::BundleStatus(_)
-        | agent_request::Kind::BundleHistory(_)
-        | agent_request::Kind::BundleRollback(_) => error(
-            ErrorCode::Unsupported,
-            "this agent does not apply bundles yet",
-        ),
+        agent_request::Kind::BundleInstall(request) => bundles::install(state, request).await,
+        agent_request::Kind::BundleStatus(_) => bundles::status(state).await,
+        agent_request::Kind::BundleHistory(request) => bundles::history(state, request).await,
+        agent_request::Kind::BundleRollback(request) => bundles::rollback(state, request).await,
     }
 }
 

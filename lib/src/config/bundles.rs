@@ -38,13 +38,14 @@ pub struct BundlesConfig {
     /// Minisign public key files trusted to sign license bundles (default
     /// `/etc/daemoneye/keys/license.pub`); the same rules.
     pub license_keys: Vec<PathBuf>,
-    /// How far a bundle's `created` may lie in the future, and how long past its `expires` it is
-    /// still accepted, for hosts whose clocks drift (default 24 h; 0s to 30d).
+    /// How far a bundle's `created` may lie in the future, for hosts whose clocks drift
+    /// (default 24 h; 0s to 30d). An expired bundle is refused at once: the clock it is
+    /// judged by never goes back behind the newest signed time ever accepted.
     pub max_clock_skew: HumanDuration,
     /// Largest bundle file accepted, compressed, in bytes (default 64 MiB; 1 KiB to 4 GiB).
     pub max_bundle_bytes: u64,
-    /// Largest total size of a bundle's files once expanded (default 256 MiB; 1 KiB to
-    /// 16 GiB).
+    /// Largest size of a bundle's tar stream once decompressed, headers included (default
+    /// 256 MiB; 1 KiB to 16 GiB).
     pub max_expanded_bytes: u64,
     /// Most files in one bundle (default 10,000; 1 to 1,000,000).
     pub max_files: u64,

@@ -57,7 +57,7 @@
 //! [bundles]                   # never set by a config bundle
 //! trusted_keys = ["/etc/daemoneye/keys/bundle.pub"]  # minisign keys of bundles; absolute, <= 64
 //! license_keys = ["/etc/daemoneye/keys/license.pub"] # minisign keys of licenses; the same
-//! max_clock_skew = "24h"      # tolerance of a bundle's created and expires; 0s to 30d
+//! max_clock_skew = "24h"      # how far a bundle's created may be ahead; 0s to 30d
 //! max_bundle_bytes = 67108864 # largest bundle file, compressed; 1024 to 4294967296
 //! max_expanded_bytes = 268435456 # largest expanded total; 1024 to 17179869184
 //! max_files = 10000           # most files in one bundle; 1 to 1000000
@@ -194,10 +194,10 @@ verify_interval = "1h"
 # most 64) trusted to sign bundles, and license bundles.
 trusted_keys = ["/etc/daemoneye/keys/bundle.pub"]
 license_keys = ["/etc/daemoneye/keys/license.pub"]
-# How far a bundle's creation time may lie ahead of this host's clock, and how long past its
-# expiry it is still accepted.
+# How far a bundle's creation time may lie ahead of this host's clock (an expired bundle is
+# refused at once).
 max_clock_skew = "24h"
-# Bounds of one bundle: its file (compressed, 64 MiB), its expanded files in total (256 MiB),
+# Bounds of one bundle: its file (compressed, 64 MiB), its decompressed tar stream (256 MiB),
 # their number, and the largest of them (16 MiB; at most max_expanded_bytes).
 max_bundle_bytes = 67108864
 max_expanded_bytes = 268435456

@@ -1,0 +1,453 @@
+//! The agent's side of bundles at run time: one place that installs (from the CLI or the
+//! inbox, one code path: [`Bundles::install_file`]), rolls back, and then makes the decision
+//! take effect — the ledger entry, the rule set rebuilt and swapped into the pipeline between
+//! two scans, a config bundle's layer reloaded (or named as needing a restart), the license
+//! gate re-evaluated.
+//!
+//! [`Bundles`] is synchronous and guarded by a mutex; every call runs on a blocking thread.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use anyhow::Context as _;
+use daemoneye_lib::bundle::{Kind, LicenseState};
+use daemoneye_lib::config::{self, BundleLayer, Config, ConfigSources, Overridden, Overrides};
+use daemoneye_lib::ipc::proto;
+use daemoneye_lib::ledger::HashAlg;
+use daemoneye_lib::ledger::entry::Body;
+
+use crate::audit;
+use crate::bundles::{Bundles, Decision};
+use crate::control::health::BundlesView;
+use crate::detector::{self, Detector, PackGate, RulePack};
+use crate::pipeline::PipelineHandle;
+use crate::run::now_ms;
+use crate::supervisor::Supervisor;
+
+/// Settings whose new value a config bundle applies without a restart: they only shape the
+/// rule set, which is rebuilt and swapped.
+const HOT_KEYS: &[&str] = &[
+    "detection.rule_timeout",
+    "detection.max_rows",
+    "detection.max_memory",
+    "detection.builtin_rules",
+    "detection.rules",
+];
+
+/// How the agent loaded its configuration, to load it again over a new config bundle.
+#[derive(Debug, Clone)]
+pub struct ConfigBase {
+    /// The sources, without a bundle layer.
+    pub sources: ConfigSources,
+    /// The command-line overrides.
+    pub overrides: Overrides,
+}
+
+impl ConfigBase {
+    /// The configuration over `layer`, and the keys of the layer a local layer overrides.
+    pub fn load(
+        &self,
+        layer: Option<BundleLayer>,
+    ) -> Result<(Config, Vec<Overridden>), config::ConfigError> {
+        let mut sources = self.sources.clone();
+        sources.bundle_layer = layer;
+        let (config, report) = config::load_report(&sources, &self.overrides, |_| None)?;
+        Ok((config, report.bundle_keys_overridden))
+    }
+}
+
+/// What the configuration layer of the active config bundle did.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigState {
+    /// The keys a config bundle changed that take effect only after a restart.
+    pub restart_needed: Vec<String>,
+    /// Keys of the config bundle a local file, the environment or the command line
+    /// overrides, with the layer that wins.
+    pub overridden: Vec<Overridden>,
+    /// Why the active config bundle is not in use, if it is not.
+    pub problem: Option<String>,
+}
+
+/// Bundles, and what applying them touches.
+pub struct BundleService {
+    bundles: Mutex<Bundles>,
+    base: ConfigBase,
+    /// The configuration the agent runs (the one it started with, with hot keys updated).
+    running: Mutex<Config>,
+    config_state: Mutex<ConfigState>,
+    /// The gates of the rule packs in the rule set now running.
+    gates: Mutex<Vec<PackGate>>,
+    pipeline: PipelineHandle,
+    supervisor: Supervisor,
+    /// The status and license last read, for health while an install holds the lock.
+    cached: Mutex<Option<(proto::BundleStatus, LicenseState)>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl BundleService {
+    /// The service over `bundles`, for an agent that runs `config` (loaded from `base` and
+    /// the active config bundle, as `config_state` says).
+    pub fn new(
+        bundles: Bundles,
+        base: ConfigBase,
+        config: Config,
+        config_state: ConfigState,
+        gates: Vec<PackGate>,
+        pipeline: PipelineHandle,
+        supervisor: Supervisor,
+    ) -> Self {
+        Self {
+            bundles: Mutex::new(bundles),
+            base,
+            running: Mutex::new(config),
+            config_state: Mutex::new(config_state),
+            gates: Mutex::new(gates),
+            pipeline,
+            supervisor,
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// `bundle install PATH` (source "cli") or a file of the inbox.
+    pub async fn install(
+        self: &Arc<Self>,
+        path: std::path::PathBuf,
+        source: &'static str,
+    ) -> proto::BundleDecision {
+        let service = Arc::clone(self);
+        let decision = tokio::task::spawn_blocking(move || {
+            lock(&service.bundles).install_file(&path, source, now_ms())
+        })
+        .await;
+        match decision {
+            Ok(decision) => self.take_effect(decision).await,
+            Err(err) => refused_internally(&format!("the install failed: {err}")),
+        }
+    }
+
+    /// `bundle rollback [NAME]`.
+    pub async fn rollback(
+        self: &Arc<Self>,
+        name: Option<String>,
+    ) -> Result<proto::BundleDecision, String> {
+        let service = Arc::clone(self);
+        let decision = tokio::task::spawn_blocking(move || {
+            lock(&service.bundles).rollback(name.as_deref(), now_ms())
+        })
+        .await
+        .map_err(|err| format!("the rollback failed: {err}"))??;
+        Ok(self.take_effect(decision).await)
+    }
+
+    /// One look at the inbox; then the license gate, which time alone can close.
+    pub async fn poll(self: &Arc<Self>) {
+        let service = Arc::clone(self);
+        let decisions =
+            tokio::task::spawn_blocking(move || lock(&service.bundles).poll_inbox(now_ms()))
+                .await
+                .unwrap_or_default();
+        let any = !decisions.is_empty();
+        for decision in decisions {
+            self.take_effect(decision).await;
+        }
+        if !any && self.gates_changed() {
+            tracing::info!("a rule pack's license gate changed: rebuilding the rule set");
+            self.rebuild_rules().await;
+        }
+    }
+
+    /// Whether a rule pack's license gate would now decide otherwise than when the rule set
+    /// was built.
+    fn gates_changed(&self) -> bool {
+        let bundles = lock(&self.bundles);
+        let license = bundles.license_state();
+        let now = now_ms() / 1000;
+        let packs = packs_of(&bundles);
+        drop(bundles);
+        let gates = lock(&self.gates);
+        packs.iter().any(|pack| {
+            let open = pack
+                .requires_license
+                .as_ref()
+                .is_none_or(|feature| license.allows(feature, now).is_ok());
+            let was = gates
+                .iter()
+                .find(|gate| gate.name == pack.name)
+                .is_some_and(|gate| gate.in_force.is_ok());
+            open != was
+        })
+    }
+
+    /// The ledger entry, then whatever the decision changed.
+    async fn take_effect(self: &Arc<Self>, decision: Decision) -> proto::BundleDecision {
+        let Decision {
+            mut proto,
+            changed,
+            ledger,
+        } = decision;
+        match proto.action() {
+            proto::BundleAction::Refused => tracing::warn!(
+                name = %proto.name,
+                reason = %proto.reason,
+                source = %proto.source,
+                "bundle refused"
+            ),
+            _ => tracing::info!(
+                name = %proto.name,
+                version = proto.version.unwrap_or_default(),
+                kind = %proto.kind,
+                action = ?proto.action(),
+                "bundle applied"
+            ),
+        }
+        audit::record(&self.supervisor, ledger).await;
+        match changed {
+            Some(Kind::Rules | Kind::License) => self.rebuild_rules().await,
+            Some(Kind::Config) => {
+                proto.restart_needed = self.reload_config().await;
+            }
+            Some(Kind::Keys) | None => {}
+        }
+        proto
+    }
+
+    /// Loads the configuration again over the active config bundle: the hot keys take
+    /// effect (the rule set is rebuilt), the others are returned as needing a restart.
+    async fn reload_config(self: &Arc<Self>) -> Vec<String> {
+        let layer = lock(&self.bundles).config_layer_now();
+        let source = layer.as_ref().map_or_else(
+            || "local configuration".to_owned(),
+            |layer| layer.source.clone(),
+        );
+        let loaded = self.base.load(layer);
+        let (config, overridden) = match loaded {
+            Ok(loaded) => loaded,
+            Err(err) => {
+                tracing::error!(error = %err, "the config bundle cannot be applied over the local configuration");
+                lock(&self.config_state).problem = Some(err.to_string());
+                return Vec::new();
+            }
+        };
+        let restart_needed = {
+            let mut running = lock(&self.running);
+            let changed = changed_keys(&running, &config);
+            let (hot, cold): (Vec<String>, Vec<String>) = changed
+                .into_iter()
+                .partition(|key| HOT_KEYS.contains(&key.as_str()));
+            if !hot.is_empty() {
+                running.detection = config.detection.clone();
+            }
+            let mut state = lock(&self.config_state);
+            state.problem = None;
+            state.overridden = overridden;
+            // Keys that went back to the running value need no restart any more.
+            state.restart_needed = cold.clone();
+            cold
+        };
+        let json = serde_json::to_vec(&config).unwrap_or_default();
+        audit::record(
+            &self.supervisor,
+            Body::ConfigChanged {
+                source,
+                config_hash: HashAlg::Blake3.digest(&[&json]),
+            },
+        )
+        .await;
+        if !restart_needed.is_empty() {
+            tracing::warn!(keys = %restart_needed.join(", "), "restart the agent for these settings to take effect");
+        }
+        self.rebuild_rules().await;
+        restart_needed
+    }
+
+    /// Builds the rule set from the running configuration and the active rule packs and
+    /// swaps it into the pipeline.
+    async fn rebuild_rules(self: &Arc<Self>) {
+        let service = Arc::clone(self);
+        let built = tokio::task::spawn_blocking(move || service.build_detector())
+            .await
+            .map_err(|err| anyhow::anyhow!("{err}"))
+            .and_then(|built| built);
+        match built {
+            Ok((detector, gates)) => {
+                for gate in &gates {
+                    if let Err(why) = &gate.in_force {
+                        tracing::warn!(pack = %gate.name, reason = %why, "rule pack not active");
+                    }
+                }
+                *lock(&self.gates) = gates;
+                if let Err(err) = self.pipeline.replace(detector).await {
+                    tracing::error!(error = %err, "the new rule set was not swapped in");
+                }
+            }
+            Err(err) => tracing::error!(error = %err, "the rule set could not be rebuilt"),
+        }
+    }
+
+    /// The detector for the running configuration and the active packs.
+    fn build_detector(&self) -> anyhow::Result<(Detector, Vec<PackGate>)> {
+        let config = lock(&self.running).clone();
+        let bundles = lock(&self.bundles);
+        build(&config, &bundles)
+    }
+
+    /// `bundle status`.
+    pub async fn status(self: &Arc<Self>) -> proto::BundleStatus {
+        let service = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let mut status = lock(&service.bundles).status(now_ms());
+            let state = lock(&service.config_state);
+            status.restart_needed.clone_from(&state.restart_needed);
+            if let Some(problem) = &state.problem {
+                status
+                    .problems
+                    .push(format!("config bundle not in use: {problem}"));
+            }
+            status
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    /// `bundle history`.
+    pub async fn history(
+        self: &Arc<Self>,
+        page: proto::Page,
+    ) -> Result<proto::BundleHistory, String> {
+        let service = Arc::clone(self);
+        tokio::task::spawn_blocking(move || lock(&service.bundles).history(&page))
+            .await
+            .map_err(|err| format!("reading the history failed: {err}"))?
+    }
+
+    /// What health needs: status, license, the config layer, the rule packs' gates.
+    /// It never waits for an install in progress (health is answered on the async
+    /// threads): while one runs, the view taken before it is shown.
+    pub fn health_view(&self) -> BundlesView {
+        let fresh = match self.bundles.try_lock() {
+            Ok(bundles) => Some((bundles.status(now_ms()), bundles.license_state())),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => {
+                let bundles = poisoned.into_inner();
+                Some((bundles.status(now_ms()), bundles.license_state()))
+            }
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        let mut cached = lock(&self.cached);
+        if let Some(fresh) = fresh {
+            *cached = Some(fresh);
+        }
+        let (status, license) = cached.clone().unwrap_or_default();
+        BundlesView {
+            status,
+            license,
+            config: lock(&self.config_state).clone(),
+            gates: lock(&self.gates).clone(),
+        }
+    }
+}
+
+/// The rule packs of the active rules bundles.
+fn packs_of(bundles: &Bundles) -> Vec<RulePack> {
+    bundles
+        .active_rules()
+        .into_iter()
+        .map(|active| RulePack {
+            name: active.name,
+            version: active.version,
+            requires_license: active.requires_license,
+            files: active.files,
+        })
+        .collect()
+}
+
+/// The detector for `config` and the active rule packs of `bundles`.
+pub fn build(config: &Config, bundles: &Bundles) -> anyhow::Result<(Detector, Vec<PackGate>)> {
+    let limits = detector::limits(config);
+    let packs = packs_of(bundles);
+    let (loaded, gates) = detector::load_with_packs(
+        config,
+        limits,
+        &packs,
+        &bundles.license_state(),
+        now_ms() / 1000,
+    )?;
+    let origin = if packs.is_empty() {
+        "configuration".to_owned()
+    } else {
+        let names: Vec<String> = packs
+            .iter()
+            .map(|pack| format!("{}-{}", pack.name, pack.version))
+            .collect();
+        format!("configuration and bundles {}", names.join(", "))
+    };
+    let detector = Detector::new(loaded, limits, &origin).context("building the rule set")?;
+    Ok((detector, gates))
+}
+
+/// The dotted keys whose values differ between two configurations.
+pub fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
+    let old = serde_json::to_value(old).unwrap_or_default();
+    let new = serde_json::to_value(new).unwrap_or_default();
+    let mut out = Vec::new();
+    diff("", &old, &new, &mut out);
+    out.sort();
+    out
+}
+
+fn diff(prefix: &str, old: &serde_json::Value, new: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for key in keys {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                diff(
+                    &path,
+                    a.get(key).unwrap_or(&Value::Null),
+                    b.get(key).unwrap_or(&Value::Null),
+                    out,
+                );
+            }
+        }
+        (a, b) if a != b => out.push(prefix.to_owned()),
+        _ => {}
+    }
+}
+
+/// A refusal made by the agent itself (a failed task), not by verification.
+fn refused_internally(reason: &str) -> proto::BundleDecision {
+    proto::BundleDecision {
+        action: proto::BundleAction::Refused as i32,
+        reason: reason.to_owned(),
+        step: "internal".to_owned(),
+        at_ms: now_ms(),
+        ..proto::BundleDecision::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_keys_names_each_leaf_that_differs() {
+        let old = Config::default();
+        let mut new = Config::default();
+        new.detection.max_rows = 5;
+        new.collection.interval = config::HumanDuration::new(std::time::Duration::from_secs(3));
+        assert_eq!(
+            changed_keys(&old, &new),
+            vec![
+                "collection.interval".to_owned(),
+                "detection.max_rows".to_owned()
+            ]
+        );
+        assert!(changed_keys(&old, &old).is_empty());
+    }
+}
