@@ -202,4 +202,71 @@ mod tests {
             }
         }
     }
+
+    fn pack(name: &str, id: &str, requires: Option<&str>) -> RulePack {
+        RulePack {
+            name: name.to_owned(),
+            version: 2,
+            requires_license: requires.map(str::to_owned),
+            files: vec![(
+                "rules/r.toml".to_owned(),
+                format!(
+                    "[[rule]]\nid = \"{id}\"\nname = \"n\"\nseverity = \"low\"\nmitre = []\n\
+                     description = \"d\"\nsql = \"SELECT pid FROM processes\"\n"
+                ),
+            )],
+        }
+    }
+
+    fn ids(loaded: &Loaded) -> Vec<String> {
+        loaded
+            .rules
+            .iter()
+            .map(|rule| rule.id.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_core_rules_pack_replaces_the_builtin_one_and_a_licensed_pack_waits_for_its_license() {
+        let config = Config::default();
+        let none = daemoneye_lib::bundle::LicenseState::default();
+        let (builtin, _) = load_with_packs(&config, limits(&config), &[], &none, 0).unwrap();
+        assert!(ids(&builtin).contains(&"DE-LNX-0001".to_owned()));
+
+        let packs = [
+            pack(CORE_RULES, "CORE-NEW-1", None),
+            pack("curated", "CUR-1", Some("curated-rules")),
+        ];
+        let (loaded, gates) = load_with_packs(&config, limits(&config), &packs, &none, 0).unwrap();
+        assert_eq!(
+            ids(&loaded),
+            vec!["CORE-NEW-1".to_owned()],
+            "the built-in pack is replaced"
+        );
+        assert_eq!(loaded.rules[0].source, "bundle:core-rules-2/rules/r.toml");
+        assert_eq!(gates[0].in_force, Ok(()));
+        let refused = gates[1].in_force.clone().unwrap_err();
+        assert_eq!(
+            refused,
+            "rule pack curated is not active: curated-rules needs a license: no license: free tier"
+        );
+
+        // A core-rules pack that is itself waiting for a license does not replace anything.
+        let packs = [pack(CORE_RULES, "CORE-NEW-1", Some("curated-rules"))];
+        let (loaded, _) = load_with_packs(&config, limits(&config), &packs, &none, 0).unwrap();
+        assert!(ids(&loaded).contains(&"DE-LNX-0001".to_owned()));
+        assert!(!ids(&loaded).contains(&"CORE-NEW-1".to_owned()));
+
+        // A pack rule whose id another source has is a problem; the first one runs.
+        let packs = [pack("site", "DE-LNX-0001", None)];
+        let (loaded, _) = load_with_packs(&config, limits(&config), &packs, &none, 0).unwrap();
+        assert!(
+            loaded
+                .diagnostics
+                .iter()
+                .any(|d| d.source == "bundle:site-2/rules/r.toml"),
+            "{:?}",
+            loaded.diagnostics
+        );
+    }
 }

@@ -806,4 +806,140 @@ mod tests {
             [(Level::Degraded, "starting"), (Level::Ok, "no scan yet")],
         );
     }
+
+    fn bundles_view() -> BundlesView {
+        BundlesView {
+            status: proto::BundleStatus {
+                bundles: vec![proto::ActiveBundle {
+                    name: "site-rules".to_owned(),
+                    version: 3,
+                    ..proto::ActiveBundle::default()
+                }],
+                keys: vec![proto::TrustedKey::default()],
+                ..proto::BundleStatus::default()
+            },
+            license: daemoneye_lib::bundle::LicenseState::default(),
+            config: crate::bundle_service::ConfigState::default(),
+            gates: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn bundles_are_degraded_by_a_problem_a_config_not_in_use_or_a_pending_restart() {
+        let ok = bundles_component(&bundles_view());
+        assert_eq!(
+            (ok.status(), ok.detail.as_str()),
+            (Level::Ok, "active: site-rules 3")
+        );
+
+        let mut view = bundles_view();
+        view.status.keys.clear();
+        let detail = bundles_component(&view).detail;
+        assert!(
+            detail.ends_with("no trusted key: every bundle will be refused"),
+            "{detail}"
+        );
+
+        let mut view = bundles_view();
+        view.config.overridden = vec![daemoneye_lib::config::Overridden {
+            key: "detection.max_rows".to_owned(),
+            by: "/etc/daemoneye/config.toml".to_owned(),
+        }];
+        let shown = bundles_component(&view);
+        assert_eq!(shown.status(), Level::Ok);
+        assert!(
+            shown
+                .detail
+                .contains("detection.max_rows (by /etc/daemoneye/config.toml)"),
+            "{}",
+            shown.detail
+        );
+
+        for (change, expected) in [
+            (
+                (|v: &mut BundlesView| v.status.problems.push("stored bundle x damaged".to_owned()))
+                    as fn(&mut BundlesView),
+                "stored bundle x damaged; active: site-rules 3",
+            ),
+            (
+                |v: &mut BundlesView| v.config.problem = Some("bad key".to_owned()),
+                "the config bundle is not in use: bad key; active: site-rules 3",
+            ),
+            (
+                |v: &mut BundlesView| {
+                    v.config.restart_needed = vec!["collection.interval".to_owned()]
+                },
+                "restart the agent for these config bundle settings to take effect: \
+                 collection.interval; active: site-rules 3",
+            ),
+        ] {
+            let mut view = bundles_view();
+            change(&mut view);
+            let shown = bundles_component(&view);
+            assert_eq!(
+                (shown.status(), shown.detail.as_str()),
+                (Level::Degraded, expected)
+            );
+        }
+    }
+
+    #[test]
+    fn the_license_is_degraded_in_grace_after_it_for_another_site_or_when_a_pack_waits() {
+        use daemoneye_lib::bundle::{License, LicenseState};
+        let license = License::parse(
+            "site = \"plant-7\"\ntier = \"business\"\nfeatures = [\"splunk_hec\"]\n\
+             issued = \"2026-01-01T00:00:00Z\"\nexpires = \"2027-01-01T00:00:00Z\"\n",
+        )
+        .unwrap();
+        let expires = 1_798_761_600;
+        let state = |site: &str| LicenseState {
+            license: Some(license.clone()),
+            site: Some(daemoneye_lib::ids::SiteId::parse(site).unwrap()),
+            grace_secs: 86_400,
+        };
+        let mut view = bundles_view();
+        let none = license_component(&view, expires);
+        assert_eq!(
+            (none.status(), none.detail.as_str()),
+            (Level::Ok, "free tier: no license: free tier")
+        );
+        view.license = state("plant-7");
+        let valid = license_component(&view, expires - 10);
+        assert_eq!(valid.status(), Level::Ok);
+        assert_eq!(
+            valid.detail,
+            "business tier: valid until 2027-01-01T00:00:00Z; features: splunk_hec"
+        );
+        assert_eq!(
+            license_component(&view, expires + 10).status(),
+            Level::Degraded
+        );
+        let lapsed = license_component(&view, expires + 86_400);
+        assert_eq!(lapsed.status(), Level::Degraded);
+        assert!(
+            lapsed.detail.starts_with("free tier: expired"),
+            "{}",
+            lapsed.detail
+        );
+        view.license = state("plant-8");
+        assert_eq!(
+            license_component(&view, expires - 10).status(),
+            Level::Degraded
+        );
+
+        let mut view = bundles_view();
+        view.gates = vec![crate::detector::PackGate {
+            name: "curated".to_owned(),
+            in_force: Err(
+                "rule pack curated is not active: curated-rules needs a license".to_owned(),
+            ),
+        }];
+        let waiting = license_component(&view, expires);
+        assert_eq!(waiting.status(), Level::Degraded);
+        assert!(
+            waiting.detail.ends_with("curated-rules needs a license"),
+            "{}",
+            waiting.detail
+        );
+    }
 }
