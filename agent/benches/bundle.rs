@@ -33,7 +33,7 @@ fn rule(index: usize) -> String {
          mitre = [\"T1059\"]\nsql = \"SELECT pid, name, cmdline FROM processes WHERE name = 'bench{index}' AND uid = 0\"\n\
          description = \"\"\"\n"
     );
-    for line in 0..40 {
+    for line in 0..55 {
         let _ = writeln!(
             text,
             "Triage note {line} of rule {index}: check the parent, the command line, the \

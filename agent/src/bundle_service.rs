@@ -71,6 +71,8 @@ pub struct ConfigState {
 pub struct BundleService {
     bundles: Mutex<Bundles>,
     base: ConfigBase,
+    /// The configuration the agent started with.
+    started: Config,
     /// The configuration the agent runs (the one it started with, with hot keys updated).
     running: Mutex<Config>,
     config_state: Mutex<ConfigState>,
@@ -79,7 +81,11 @@ pub struct BundleService {
     pipeline: PipelineHandle,
     supervisor: Supervisor,
     /// The status and license last read, for health while an install holds the lock.
-    cached: Mutex<Option<(proto::BundleStatus, LicenseState)>>,
+    cached: Mutex<Option<(proto::BundleStatus, LicenseState, i64)>>,
+    /// Held while a change's ledger entry is recorded.
+    recording: tokio::sync::Mutex<()>,
+    /// Held while the rule set is rebuilt and swapped in.
+    rebuilding: tokio::sync::Mutex<()>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -101,12 +107,15 @@ impl BundleService {
         Self {
             bundles: Mutex::new(bundles),
             base,
+            started: config.clone(),
             running: Mutex::new(config),
             config_state: Mutex::new(config_state),
             gates: Mutex::new(gates),
             pipeline,
             supervisor,
             cached: Mutex::new(None),
+            recording: tokio::sync::Mutex::new(()),
+            rebuilding: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -141,8 +150,44 @@ impl BundleService {
         Ok(self.take_effect(decision).await)
     }
 
+    /// Records the ledger entry of the change of `name` at `at_ms`, unless it was recorded
+    /// already, then drops it from the state's unrecorded changes. One at a time, so that the
+    /// change just made and the catch-up of [`BundleService::poll`] never record it twice.
+    async fn record_change(self: &Arc<Self>, name: String, at_ms: i64, body: Body) {
+        let _one = self.recording.lock().await;
+        let service = Arc::clone(self);
+        let key = name.clone();
+        let waiting =
+            tokio::task::spawn_blocking(move || lock(&service.bundles).is_unrecorded(&key, at_ms))
+                .await
+                .unwrap_or(false);
+        if !waiting || !audit::record(&self.supervisor, body).await {
+            return;
+        }
+        let service = Arc::clone(self);
+        let marked =
+            tokio::task::spawn_blocking(move || lock(&service.bundles).mark_recorded(&name, at_ms))
+                .await;
+        if let Ok(Err(err)) = marked {
+            tracing::warn!(error = %err, "the bundle state still lists a recorded change");
+        }
+    }
+
+    /// Records the changes whose ledger entry is missing: after a crash between a switch and
+    /// its record, or while procmond could not take it.
+    async fn record_unrecorded(self: &Arc<Self>) {
+        let service = Arc::clone(self);
+        let waiting = tokio::task::spawn_blocking(move || lock(&service.bundles).unrecorded())
+            .await
+            .unwrap_or_default();
+        for (name, at_ms, body) in waiting {
+            self.record_change(name, at_ms, body).await;
+        }
+    }
+
     /// One look at the inbox; then the license gate, which time alone can close.
     pub async fn poll(self: &Arc<Self>) {
+        self.record_unrecorded().await;
         let service = Arc::clone(self);
         let decisions =
             tokio::task::spawn_blocking(move || lock(&service.bundles).poll_inbox(now_ms()))
@@ -152,7 +197,11 @@ impl BundleService {
         for decision in decisions {
             self.take_effect(decision).await;
         }
-        if !any && self.gates_changed() {
+        let service = Arc::clone(self);
+        let changed = tokio::task::spawn_blocking(move || service.gates_changed())
+            .await
+            .unwrap_or(false);
+        if !any && changed {
             tracing::info!("a rule pack's license gate changed: rebuilding the rule set");
             self.rebuild_rules().await;
         }
@@ -163,18 +212,17 @@ impl BundleService {
     fn gates_changed(&self) -> bool {
         let bundles = lock(&self.bundles);
         let license = bundles.license_state();
-        let now = now_ms() / 1000;
-        let packs = packs_of(&bundles);
+        let now = bundles.judged_now(now_ms());
+        let packs = bundles.rule_packs();
         drop(bundles);
         let gates = lock(&self.gates);
-        packs.iter().any(|pack| {
-            let open = pack
-                .requires_license
+        packs.iter().any(|(name, requires)| {
+            let open = requires
                 .as_ref()
                 .is_none_or(|feature| license.allows(feature, now).is_ok());
             let was = gates
                 .iter()
-                .find(|gate| gate.name == pack.name)
+                .find(|gate| gate.name == *name)
                 .is_some_and(|gate| gate.in_force.is_ok());
             open != was
         })
@@ -202,7 +250,12 @@ impl BundleService {
                 "bundle applied"
             ),
         }
-        audit::record(&self.supervisor, ledger).await;
+        if proto.action() == proto::BundleAction::Refused {
+            audit::record(&self.supervisor, ledger).await;
+        } else {
+            self.record_change(proto.name.clone(), proto.at_ms, ledger)
+                .await;
+        }
         match changed {
             Some(Kind::Rules | Kind::License) => self.rebuild_rules().await,
             Some(Kind::Config) => {
@@ -216,13 +269,25 @@ impl BundleService {
     /// Loads the configuration again over the active config bundle: the hot keys take
     /// effect (the rule set is rebuilt), the others are returned as needing a restart.
     async fn reload_config(self: &Arc<Self>) -> Vec<String> {
-        let layer = lock(&self.bundles).config_layer_now();
-        let source = layer.as_ref().map_or_else(
-            || "local configuration".to_owned(),
-            |layer| layer.source.clone(),
-        );
-        let loaded = self.base.load(layer);
-        let (config, overridden) = match loaded {
+        // The bundle state's lock and the configuration files: on a blocking thread.
+        let service = Arc::clone(self);
+        let loaded = tokio::task::spawn_blocking(move || {
+            let layer = lock(&service.bundles).config_layer_now();
+            let source = layer.as_ref().map_or_else(
+                || "local configuration".to_owned(),
+                |layer| layer.source.clone(),
+            );
+            service.base.load(layer).map(|loaded| (source, loaded))
+        })
+        .await;
+        let loaded = match loaded {
+            Ok(loaded) => loaded,
+            Err(err) => {
+                tracing::error!(error = %err, "reloading the configuration failed");
+                return Vec::new();
+            }
+        };
+        let (source, (config, overridden)) = match loaded {
             Ok(loaded) => loaded,
             Err(err) => {
                 tracing::error!(error = %err, "the config bundle cannot be applied over the local configuration");
@@ -232,17 +297,22 @@ impl BundleService {
         };
         let restart_needed = {
             let mut running = lock(&self.running);
-            let changed = changed_keys(&running, &config);
-            let (hot, cold): (Vec<String>, Vec<String>) = changed
+            // The hot keys, one by one: the rest of `running` stays what the agent started
+            // with, which is what its other parts still run.
+            running.detection.rule_timeout = config.detection.rule_timeout;
+            running.detection.max_rows = config.detection.max_rows;
+            running.detection.max_memory = config.detection.max_memory;
+            running.detection.builtin_rules = config.detection.builtin_rules;
+            running.detection.rules.clone_from(&config.detection.rules);
+            // A key differing from the configuration the agent started with, and not hot,
+            // needs a restart; one that went back to its start value no longer does.
+            let cold: Vec<String> = changed_keys(&self.started, &config)
                 .into_iter()
-                .partition(|key| HOT_KEYS.contains(&key.as_str()));
-            if !hot.is_empty() {
-                running.detection = config.detection.clone();
-            }
+                .filter(|key| !HOT_KEYS.contains(&key.as_str()))
+                .collect();
             let mut state = lock(&self.config_state);
             state.problem = None;
             state.overridden = overridden;
-            // Keys that went back to the running value need no restart any more.
             state.restart_needed = cold.clone();
             cold
         };
@@ -265,6 +335,9 @@ impl BundleService {
     /// Builds the rule set from the running configuration and the active rule packs and
     /// swaps it into the pipeline.
     async fn rebuild_rules(self: &Arc<Self>) {
+        // One rebuild at a time, from build to swap: two changes in quick succession must
+        // not swap their rule sets in the opposite order.
+        let _one = self.rebuilding.lock().await;
         let service = Arc::clone(self);
         let built = tokio::task::spawn_blocking(move || service.build_detector())
             .await
@@ -326,22 +399,24 @@ impl BundleService {
     /// It never waits for an install in progress (health is answered on the async
     /// threads): while one runs, the view taken before it is shown.
     pub fn health_view(&self) -> BundlesView {
+        let read = |bundles: &Bundles| {
+            let now = bundles.judged_now(now_ms());
+            (bundles.status(now * 1000), bundles.license_state(), now)
+        };
         let fresh = match self.bundles.try_lock() {
-            Ok(bundles) => Some((bundles.status(now_ms()), bundles.license_state())),
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => {
-                let bundles = poisoned.into_inner();
-                Some((bundles.status(now_ms()), bundles.license_state()))
-            }
+            Ok(bundles) => Some(read(&bundles)),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(read(&poisoned.into_inner())),
             Err(std::sync::TryLockError::WouldBlock) => None,
         };
         let mut cached = lock(&self.cached);
         if let Some(fresh) = fresh {
             *cached = Some(fresh);
         }
-        let (status, license) = cached.clone().unwrap_or_default();
+        let (status, license, now) = cached.clone().unwrap_or_default();
         BundlesView {
             status,
             license,
+            now,
             config: lock(&self.config_state).clone(),
             gates: lock(&self.gates).clone(),
         }
@@ -371,7 +446,7 @@ pub fn build(config: &Config, bundles: &Bundles) -> anyhow::Result<(Detector, Ve
         limits,
         &packs,
         &bundles.license_state(),
-        now_ms() / 1000,
+        bundles.judged_now(now_ms()),
     )?;
     let origin = if packs.is_empty() {
         "configuration".to_owned()

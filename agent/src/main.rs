@@ -75,8 +75,9 @@ fn main() -> ExitCode {
     let layer = match Bundles::config_layer(&data_dir) {
         Ok(layer) => layer,
         Err(err) => {
+            // A damaged bundle state: a runtime failure, not a usage error.
             eprintln!("daemoneye-agent: {}", text::error_chain(err.as_ref()));
-            return ExitCode::from(2);
+            return ExitCode::from(1);
         }
     };
     let mut config_state = ConfigState::default();

@@ -63,13 +63,17 @@ fn install(cli: &Cli, file: &Path) -> Result<(), CliError> {
         client.ask(proto::BundleInstallRequest { path }).await
     })?;
     print_decision(cli, &decision)?;
-    match decision.action() {
-        proto::BundleAction::Applied => Ok(()),
-        _ => Err(CliError::Verification(format!(
-            "bundle refused: {}",
-            text::escape(&decision.reason)
-        ))),
+    if decision.action() == proto::BundleAction::Applied {
+        return Ok(());
     }
+    let message = format!("bundle refused: {}", text::escape(&decision.reason));
+    // The file could not be read: the operator named it wrong (2). The agent could not write
+    // its store: a runtime failure (1). Every other step is the bundle failing a check (3).
+    Err(match decision.step.as_str() {
+        "read" => CliError::Usage(message),
+        "apply" | "internal" => CliError::Failed(message),
+        _ => CliError::Verification(message),
+    })
 }
 
 fn rollback(cli: &Cli, name: Option<&str>) -> Result<(), CliError> {

@@ -6,8 +6,8 @@
 //! the pack is off again and health says why. Core monitoring (the built-in rules, the scans)
 //! is unchanged throughout.
 //!
-//! The license expires 40 s after it is issued with no grace period, so the test waits for
-//! that (the agent's clock cannot be faked from outside); the waits only bound a hang.
+//! The license expires 40 s after it is issued, with a grace period of 30 s, so the test waits
+//! for both (the agent's clock cannot be faked from outside); the waits only bound a hang.
 //!
 //! Runs as root (procmond needs its capabilities); CI runs it as root.
 
@@ -103,7 +103,7 @@ fn a_licensed_pack_runs_only_under_a_valid_license_for_this_site() {
     let pack = build(&src, &bundle_key, &out);
     let config = format!(
         "[site]\nid = \"plant-7\"\n[bundles]\ntrusted_keys = [\"{}\"]\nlicense_keys = [\"{}\"]\n\
-         inbox_interval = \"200ms\"\n[license]\ngrace = \"0s\"\n",
+         inbox_interval = \"200ms\"\n[license]\ngrace = \"30s\"\n",
         path(&bundle_key.public()),
         path(&license_key.public())
     );
@@ -179,7 +179,24 @@ fn a_licensed_pack_runs_only_under_a_valid_license_for_this_site() {
             .then_some(())
     });
 
-    // 4. Expiry plus grace (0 s): the pack goes off by itself; the core rules stay.
+    // 4. Expired: for the grace period (30 s) the pack stays on, and health says so.
+    let grace = wait_for("the license to expire", Duration::from_secs(120), || {
+        let license = health_component(&agent, "license");
+        license["detail"]
+            .as_str()
+            .unwrap()
+            .contains("its features stay on until the grace period ends")
+            .then_some(license)
+    });
+    assert_eq!(grace["status"], "degraded", "{grace}");
+    assert_eq!(
+        pack_in_force(&agent),
+        Some(true),
+        "the pack runs in the grace period"
+    );
+    assert!(rule_ids(&agent).contains(&"CUR-0001".to_owned()));
+
+    // 5. After the grace period: the pack goes off by itself; the core rules stay.
     wait_for("the license to lapse", Duration::from_secs(120), || {
         (pack_in_force(&agent) == Some(false)).then_some(())
     });

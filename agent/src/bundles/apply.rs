@@ -11,7 +11,7 @@ use daemoneye_lib::ledger::entry::{Body, fit_str};
 use daemoneye_lib::minisign;
 use daemoneye_lib::text;
 
-use super::state::{Applied, Entry, State};
+use super::state::{Applied, Entry, State, Unrecorded};
 use super::{Bundles, Decision, HISTORY, STATE, hex, history, store, summary};
 
 impl Bundles {
@@ -93,19 +93,25 @@ impl Bundles {
         }
     }
 
-    /// Rolls `name` (or, with `None`, the bundle that became active most recently) back to
+    /// Rolls `name` (or, with `None`, the bundle that changed most recently among those with a
+    /// previous version, keys bundles aside) back to
     /// its previous version. `Err` (nothing changed, no history line) when there is none, when
     /// it is a keys bundle, or when the previous version's stored files are damaged.
     pub fn rollback(&mut self, name: Option<&str>, now_ms: i64) -> Result<Decision, String> {
         let name = match name {
             Some(name) => name.to_owned(),
+            // The bundle changed last among those that can go back one version.
             None => self
                 .state
                 .active
                 .iter()
+                .filter(|(_, entry)| entry.kind != Kind::Keys && entry.previous.is_some())
                 .max_by_key(|(name, entry)| (entry.current.applied_at_ms, (*name).clone()))
                 .map(|(name, _)| name.clone())
-                .ok_or_else(|| "no bundle is active: there is nothing to roll back".to_owned())?,
+                .ok_or_else(|| {
+                    "no active bundle has a previous version: there is nothing to roll back"
+                        .to_owned()
+                })?,
         };
         let shown = text::quoted(&name).to_string();
         let entry = self
@@ -123,11 +129,18 @@ impl Bundles {
         let previous = entry.previous.clone().ok_or_else(|| {
             format!("{shown} version {from} has no previous version to roll back to")
         })?;
+        if let Some(by) = self.state.keys.revoked.get(&previous.signer) {
+            return Err(format!(
+                "{shown} version {} is signed by key {}, which keys bundle {by} revoked: it is not restored",
+                previous.version, previous.signer
+            ));
+        }
         let stored = store::read(
             &self.dir,
             &name,
             previous.version,
-            self.settings.limits.max_file_bytes,
+            &previous.sha256,
+            &self.settings.limits,
         )
         .map_err(|reason| {
             format!(
@@ -141,6 +154,18 @@ impl Bundles {
             applied_at_ms: now_ms,
             ..previous
         };
+        next.unrecorded.push(Unrecorded {
+            action: "rolled_back".to_owned(),
+            name: name.clone(),
+            kind,
+            version: restored.version,
+            from_version: Some(from),
+            sha256: String::new(),
+            signer: restored.signer.clone(),
+            at_ms: now_ms,
+            source: "cli".to_owned(),
+            reason: String::new(),
+        });
         next.active.insert(
             name.clone(),
             Entry {
@@ -252,25 +277,32 @@ impl Bundles {
         );
         next.highest.insert(name.clone(), header.version);
         next.newest_signed = next.newest_signed.max(header.created.0);
+        next.unrecorded.push(Unrecorded {
+            action: "applied".to_owned(),
+            name: name.clone(),
+            kind,
+            version: header.version,
+            from_version: None,
+            sha256: applied.sha256.clone(),
+            signer: applied.signer.clone(),
+            at_ms: base.at_ms,
+            source: base.source.clone(),
+            reason: notes.join("; "),
+        });
 
-        if let Err(err) = store::put(&self.dir, verified, bytes, signature) {
-            return self.refuse(
-                base,
-                Some(header),
-                bundle.sha256,
-                "apply",
-                format!("{err:#}"),
-            );
+        let written =
+            store::put(&self.dir, verified, bytes, signature).and_then(|()| self.commit(next));
+        if let Err(err) = written {
+            let reason = format!("{err:#}");
+            // Kept for health until an apply succeeds: a host that cannot write its bundle
+            // store cannot take the next bundle either.
+            self.apply_error = Some(format!(
+                "the last bundle could not be applied ({name} version {}): {reason}",
+                header.version
+            ));
+            return self.refuse(base, Some(header), bundle.sha256, "apply", reason);
         }
-        if let Err(err) = self.commit(next) {
-            return self.refuse(
-                base,
-                Some(header),
-                bundle.sha256,
-                "apply",
-                format!("{err:#}"),
-            );
-        }
+        self.apply_error = None;
         self.loaded
             .retain(|other, _| self.state.active.contains_key(other));
         self.loaded.insert(name.clone(), Ok(bundle.files.clone()));
@@ -365,11 +397,107 @@ impl Bundles {
         }
     }
 
+    /// The changes whose ledger entry is not recorded yet, oldest first: (name, time, the
+    /// entry). See [`Unrecorded`].
+    pub fn unrecorded(&self) -> Vec<(String, i64, Body)> {
+        self.state
+            .unrecorded
+            .iter()
+            .map(|change| (change.name.clone(), change.at_ms, ledger_body(change)))
+            .collect()
+    }
+
+    /// Whether the change of `name` at `at_ms` still waits for its ledger entry.
+    pub fn is_unrecorded(&self, name: &str, at_ms: i64) -> bool {
+        self.state
+            .unrecorded
+            .iter()
+            .any(|change| change.name == name && change.at_ms == at_ms)
+    }
+
+    /// The ledger recorded the change of `name` at `at_ms`: it is dropped from the state file
+    /// (replaced atomically, like every change of it).
+    pub fn mark_recorded(&mut self, name: &str, at_ms: i64) -> anyhow::Result<()> {
+        if !self.is_unrecorded(name, at_ms) {
+            return Ok(());
+        }
+        let mut next = self.state.clone();
+        next.unrecorded
+            .retain(|change| !(change.name == name && change.at_ms == at_ms));
+        next.save(&self.dir.join(STATE))?;
+        self.state = next;
+        Ok(())
+    }
+
+    /// After a crash between a switch and its history line: the lines of the unrecorded
+    /// changes that the history lacks are added.
+    pub(super) fn recover_history(&self) {
+        if self.state.unrecorded.is_empty() {
+            return;
+        }
+        let known = history::read(&self.dir.join(HISTORY)).unwrap_or_default();
+        for change in &self.state.unrecorded {
+            let action = match change.action.as_str() {
+                "rolled_back" => BundleAction::RolledBack,
+                _ => BundleAction::Applied,
+            };
+            let present = known.iter().any(|line| {
+                line.name == change.name
+                    && line.at_ms == change.at_ms
+                    && line.version == Some(change.version)
+                    && line.action() == action
+            });
+            if present {
+                continue;
+            }
+            tracing::warn!(
+                bundle = %change.name,
+                version = change.version,
+                "the agent stopped before recording this bundle change: recorded now"
+            );
+            self.record(&BundleDecision {
+                action: action as i32,
+                name: change.name.clone(),
+                version: Some(change.version),
+                from_version: change.from_version,
+                kind: change.kind.as_str().to_owned(),
+                sha256: change.sha256.clone(),
+                reason: change.reason.clone(),
+                source: change.source.clone(),
+                at_ms: change.at_ms,
+                signer: change.signer.clone(),
+                ..BundleDecision::default()
+            });
+        }
+    }
+
     /// Appends a history line; a failure is logged (the decision stands, and the ledger
     /// records it too).
     fn record(&self, decision: &BundleDecision) {
         if let Err(err) = history::append(&self.dir.join(HISTORY), decision) {
             tracing::warn!("bundle history: {err:#}");
         }
+    }
+}
+
+/// The ledger entry of an unrecorded change.
+fn ledger_body(change: &Unrecorded) -> Body {
+    if change.action == "rolled_back" {
+        return Body::BundleRolledBack {
+            name: change.name.clone(),
+            from_version: change.from_version.unwrap_or_default().to_string(),
+            to_version: change.version.to_string(),
+        };
+    }
+    let mut sha256 = [0u8; 32];
+    if let Ok(bytes) = text::decode_hex(&change.sha256)
+        && let Ok(array) = <[u8; 32]>::try_from(bytes.as_slice())
+    {
+        sha256 = array;
+    }
+    Body::BundleAccepted {
+        name: change.name.clone(),
+        version: change.version.to_string(),
+        sha256,
     }
 }

@@ -10,9 +10,8 @@
 //!   state.json                             what is active (the one switch, see below)
 //!   history.jsonl                          one JSON object per decision, newest last
 //!   store/NAME/VERSION/                    a verified version, kept while active or previous
-//!     manifest.toml                        its manifest (BLAKE3 of every file)
-//!     bundle, bundle.minisig               the original bytes, as received
-//!     rules/…, config/…, license/…, keys/… its files at their bundle paths (0600)
+//!     bundle, bundle.minisig               the original bytes, as received (0600)
+//!     manifest.toml                        its manifest, for people reading the store
 //!   staging/NAME-VERSION-PID-N/            a version being written; never read
 //! <data_dir>/inbox/                        0700: X.bundle + X.bundle.minisig dropped here
 //!   applied/MS-X.bundle(.minisig)          the newest 20 pairs applied (MS: decision time)
@@ -26,14 +25,20 @@
 //! minisign key id); `highest`, per name the highest version ever accepted, never lowered, a
 //! rollback included (so re-installing a rolled-back version is refused as a replay);
 //! `newest_signed`, the newest `created` ever accepted (the clock is never judged earlier);
-//! `keys`, lib's [`KeyState`]. A state file that is damaged, unreadable or of another format
+//! `keys`, lib's [`KeyState`]; `unrecorded`, the changes (applied, rolled back) whose ledger
+//! entry the agent has not recorded yet: written by the same replacement that makes the
+//! change, so a crash between the switch and the ledger loses no record (the history line
+//! is added back at open if it is missing, the ledger entry at the next inbox look). A state
+//! file that is damaged, unreadable or of another format
 //! stops [`Bundles::open`] with an error naming it: starting over would forget the replay
 //! protection.
 //!
 //! # Apply, and why a crash leaves the old set or the new one
 //!
-//! 1. the verified files, the manifest and the original bytes are written under `staging/`,
-//!    each file created new (no link followed) and synced, each directory synced;
+//! 1. the verified bundle file, its signature and its manifest are written under `staging/`,
+//!    each file created new (no link followed) and synced, the directory synced (the bundle's
+//!    files are read back out of the stored bundle, every hash checked, and the file's SHA-256
+//!    must be the one `state.json` recorded: three files to sync however many it carries);
 //! 2. the staging directory is renamed to `store/NAME/VERSION` (a leftover of that version from
 //!    an interrupted apply is removed first: `state.json` cannot name it, as the version is
 //!    above every accepted one) and the parents are synced;
@@ -45,11 +50,13 @@
 //! the crash left: everything in `staging/`, store versions `state.json` does not name, and
 //! `atomic_replace`'s temporary files.
 //!
-//! A rollback makes `previous` current (its stored files re-checked first) and forgets
+//! A rollback makes `previous` current (its stored files re-checked first; refused when its
+//! signing key was revoked since) and forgets
 //! `previous`, in one replacement of `state.json`; `highest` stays. Keys bundles are not rolled
 //! back: a revocation is permanent (a revoked key can never be trusted again), so undoing a
 //! keys bundle is done by a newer keys bundle. Config and license bundles are one of a kind:
-//! applying one replaces the active bundle of that kind under another name.
+//! applying one replaces the active bundle of that kind under another name, and there is no
+//! rollback across names (the replaced one is gone from the store).
 
 mod apply;
 mod history;
@@ -69,7 +76,7 @@ use daemoneye_lib::bundle::license::LICENSE_PATH;
 use daemoneye_lib::bundle::{
     self, AgentVersion, KeyState, Kind, License, LicenseState, Role, Trust,
 };
-use daemoneye_lib::config::{BundleLayer, Config, MAX_BUNDLE_LAYER_BYTES};
+use daemoneye_lib::config::{BundleLayer, Config};
 use daemoneye_lib::detection::sandbox;
 use daemoneye_lib::fsutil;
 use daemoneye_lib::ids::SiteId;
@@ -198,6 +205,12 @@ pub struct Bundles {
     /// Inbox pairs decided but not moved away (an I/O error): not taken again until they
     /// change.
     inbox_stuck: BTreeMap<String, inbox::Pair>,
+    /// The latest time (seconds) this agent has seen, never lower than the newest signed
+    /// time ever accepted: licenses are judged against it, so setting the clock back does not
+    /// bring a lapsed license back.
+    clock_mark: std::sync::atomic::AtomicI64,
+    /// Why the last apply failed to write the store, until one succeeds.
+    apply_error: Option<String>,
 }
 
 impl Bundles {
@@ -237,7 +250,8 @@ impl Bundles {
                 &dir,
                 name,
                 entry.current.version,
-                settings.limits.max_file_bytes,
+                &entry.current.sha256,
+                &settings.limits,
             )
             .and_then(|stored| {
                 if stored.manifest.header.kind == entry.kind {
@@ -270,8 +284,11 @@ impl Bundles {
             loaded,
             inbox_seen: BTreeMap::new(),
             inbox_stuck: BTreeMap::new(),
+            clock_mark: std::sync::atomic::AtomicI64::new(0),
+            apply_error: None,
         };
         bundles.trust = bundles.make_trust();
+        bundles.recover_history();
         Ok(bundles)
     }
 
@@ -286,7 +303,13 @@ impl Bundles {
             return Ok(None);
         };
         let version = entry.current.version;
-        match store::read(&dir, name, version, MAX_BUNDLE_LAYER_BYTES as u64) {
+        match store::read(
+            &dir,
+            name,
+            version,
+            &entry.current.sha256,
+            &bundle::Limits::default(),
+        ) {
             Ok(stored) => Ok(layer_of(name, version, &stored.files)),
             Err(reason) => {
                 tracing::error!(
@@ -305,6 +328,19 @@ impl Bundles {
         let (name, entry) = self.active_of(Kind::Config)?;
         let files = self.loaded.get(name)?.as_ref().ok()?;
         layer_of(name, entry.current.version, files)
+    }
+
+    /// The active rules bundles whose files are intact: name and the license feature each
+    /// needs (what [`Bundles::active_rules`] gives, without the files).
+    pub fn rule_packs(&self) -> Vec<(String, Option<String>)> {
+        self.state
+            .active
+            .iter()
+            .filter(|(name, entry)| {
+                entry.kind == Kind::Rules && self.loaded.get(*name).is_some_and(Result::is_ok)
+            })
+            .map(|(name, entry)| (name.clone(), entry.current.requires_license.clone()))
+            .collect()
     }
 
     /// The active rules bundles whose files are intact, with what they need to be in force.
@@ -353,6 +389,15 @@ impl Bundles {
 
     fn active_of(&self, kind: Kind) -> Option<(&String, &Entry)> {
         self.state.active.iter().find(|(_, e)| e.kind == kind)
+    }
+
+    /// The time (seconds since the epoch) licenses and rule packs are judged at for the
+    /// system clock `now_ms`: never earlier than a time this agent has judged at before, nor
+    /// than the newest signed time it ever accepted.
+    pub fn judged_now(&self, now_ms: i64) -> i64 {
+        use std::sync::atomic::Ordering;
+        let now = now_ms.div_euclid(1000).max(self.state.newest_signed);
+        self.clock_mark.fetch_max(now, Ordering::Relaxed).max(now)
     }
 
     /// Reads the configured key files again (an operator installs a key file and then a

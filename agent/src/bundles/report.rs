@@ -16,12 +16,34 @@ impl Bundles {
     /// The active bundles, the trusted and revoked keys, the problems (key files that could
     /// not be read, damaged bundles), the license and the inbox files waiting, at `now_ms`.
     pub fn status(&self, now_ms: i64) -> BundleStatus {
-        let now = now_ms.div_euclid(1000);
+        let now = self.judged_now(now_ms);
         let license = self.license_state();
         let mut problems = self.key_problems.clone();
+        problems.extend(self.apply_error.clone());
+        for stuck in self.inbox_stuck.keys() {
+            problems.push(format!(
+                "inbox: {stuck} was decided but cannot be moved out of the inbox (see the log)"
+            ));
+        }
         let mut bundles = Vec::new();
         for (name, entry) in &self.state.active {
             let current = &entry.current;
+            // Content signed by a key revoked since stays in force (a rotation retires keys
+            // whose bundles are sound), and says so; a rollback never returns to it. A keys
+            // bundle signed by the key it retires is how a key is rotated: nothing to say.
+            let revoked_note = self
+                .state
+                .keys
+                .revoked
+                .get(&current.signer)
+                .filter(|_| entry.kind != Kind::Keys)
+                .map(|by| {
+                    format!(
+                        "signed by key {}, which keys bundle {by} revoked since: re-sign it with \
+                         a trusted key",
+                        current.signer
+                    )
+                });
             let (in_force, note) = match self.loaded.get(name) {
                 Some(Err(reason)) => {
                     problems.push(format!(
@@ -40,6 +62,10 @@ impl Bundles {
                     }
                     _ => (true, current.summary.clone()),
                 },
+            };
+            let note = match revoked_note {
+                Some(revoked) => format!("{note}; {revoked}"),
+                None => note,
             };
             bundles.push(ActiveBundle {
                 name: name.clone(),

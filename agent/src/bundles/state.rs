@@ -52,6 +52,36 @@ pub struct Entry {
     pub previous: Option<Applied>,
 }
 
+/// A change of what is active whose ledger entry is not recorded yet. It is written into
+/// `state.json` by the same atomic replacement that makes the change, so that a crash between
+/// the switch and the ledger (or the history) cannot lose the record: the agent records it
+/// (and adds the history line if it is missing) at its next look, and then drops it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unrecorded {
+    /// `applied` or `rolled_back`.
+    pub action: String,
+    /// The bundle's name.
+    pub name: String,
+    /// Its kind.
+    pub kind: Kind,
+    /// The version now active.
+    pub version: u64,
+    /// A rollback's version before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_version: Option<u64>,
+    /// Lower-case hex SHA-256 of the bundle file (empty for a rollback).
+    pub sha256: String,
+    /// The signing key's id.
+    pub signer: String,
+    /// When it happened (also the entry's `applied_at_ms`).
+    pub at_ms: i64,
+    /// `cli` or `inbox`.
+    pub source: String,
+    /// The decision's notes.
+    pub reason: String,
+}
+
 /// The whole of `state.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,6 +100,9 @@ pub struct State {
     /// The keys keys bundles added and revoked.
     #[serde(default)]
     pub keys: KeyState,
+    /// Changes not recorded in the ledger yet, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unrecorded: Vec<Unrecorded>,
 }
 
 impl Default for State {
@@ -80,6 +113,7 @@ impl Default for State {
             highest: BTreeMap::new(),
             newest_signed: 0,
             keys: KeyState::default(),
+            unrecorded: Vec::new(),
         }
     }
 }

@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context as _;
-use daemoneye_lib::bundle::manifest::MAX_MANIFEST_BYTES;
-use daemoneye_lib::bundle::{Bundle, Manifest, Verified};
+use daemoneye_lib::bundle::{self, Bundle, Manifest, Verified};
 use daemoneye_lib::fsutil;
 
 use super::state::State;
@@ -34,7 +33,12 @@ pub fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(err)
+            if err.kind() == std::io::ErrorKind::AlreadyExists
+                && fs::symlink_metadata(dir).is_ok_and(|meta| meta.is_dir()) =>
+        {
+            Ok(())
+        }
         Err(err) => Err(err).with_context(|| format!("creating {}", dir.display())),
     }
 }
@@ -84,33 +88,13 @@ fn write_staging(
         .mode(0o700)
         .create(staging)
         .with_context(|| format!("creating {}", staging.display()))?;
-    write_new(&staging.join(MANIFEST), manifest.as_bytes())?;
+    // The verified bundle file itself is what is kept (its files are read back out of it,
+    // every hash checked): three files to sync, however many the bundle carries. The
+    // manifest beside it is for people reading the store.
     write_new(&staging.join(BUNDLE), bundle_bytes)?;
     write_new(&staging.join(SIGNATURE), signature_bytes)?;
-    let mut dirs = vec![staging.to_path_buf()];
-    for (path, bytes) in &bundle.files {
-        // The lib checked the path (`check_path`: relative, no `..`, plain components);
-        // create_new and O_NOFOLLOW below keep a write inside the fresh directory anyway.
-        let target = staging.join(path);
-        let mut parent = staging.to_path_buf();
-        let parts: Vec<&str> = path.split('/').collect();
-        for part in parts.iter().take(parts.len().saturating_sub(1)) {
-            parent.push(part);
-            if !dirs.contains(&parent) {
-                DirBuilder::new()
-                    .mode(0o700)
-                    .create(&parent)
-                    .with_context(|| format!("creating {}", parent.display()))?;
-                dirs.push(parent.clone());
-            }
-        }
-        write_new(&target, bytes)?;
-    }
-    // Deepest first, so that each directory's entries are durable before its parent's.
-    dirs.sort_by_key(|dir| std::cmp::Reverse(dir.components().count()));
-    for dir in &dirs {
-        fsutil::fsync_dir(dir)?;
-    }
+    write_new(&staging.join(MANIFEST), manifest.as_bytes())?;
+    fsutil::fsync_dir(staging)?;
     Ok(())
 }
 
@@ -156,46 +140,59 @@ pub struct Stored {
     pub files: Vec<(String, Vec<u8>)>,
 }
 
-/// Reads `store/NAME/VERSION` back; `Err` is one line saying what is damaged.
+/// Reads `store/NAME/VERSION` back: the stored bundle file, whose SHA-256 must be `sha256`
+/// (what `state.json` recorded when it was applied), unpacked with every entry checked against
+/// its manifest (lib's `unpack_checked`), which must name `name` and `version`. `Err` is one
+/// line saying what is damaged.
 pub fn read(
     bundles: &Path,
     name: &str,
     version: u64,
-    max_file_bytes: u64,
+    sha256: &str,
+    limits: &bundle::Limits,
 ) -> Result<Stored, String> {
     let dir = version_dir(bundles, name, version);
-    let manifest_bytes = fsutil::read_regular_bounded(&dir.join(MANIFEST), MAX_MANIFEST_BYTES)
-        .map_err(|err| err.to_string())?;
-    let manifest = Manifest::parse(&manifest_bytes)
-        .map_err(|err| format!("{}: {err}", dir.join(MANIFEST).display()))?;
-    if manifest.header.name.as_str() != name || manifest.header.version != version {
+    let path = dir.join(BUNDLE);
+    // The stored file is the agent's own, verified when applied: a lowered
+    // `bundles.max_bundle_bytes` must not make it look damaged, so the bound is generous.
+    let bytes =
+        fsutil::read_regular_bounded(&path, limits.max_bundle_bytes.max(STORED_BUNDLE_BYTES))
+            .map_err(|err| err.to_string())?;
+    let actual = super::hex(&bundle::open::sha256(&bytes));
+    if actual != sha256 {
         return Err(format!(
-            "{} names {} version {}",
-            dir.join(MANIFEST).display(),
-            manifest.header.name,
-            manifest.header.version
+            "{} has SHA-256 {actual}, the state recorded {sha256}",
+            path.display()
         ));
     }
-    let mut files = Vec::with_capacity(manifest.files.len());
-    for listed in &manifest.files {
-        let path = dir.join(&listed.path);
-        // The manifest is the agent's own file, written from a verified bundle; its size
-        // stands so that lowering `bundles.max_file_bytes` does not make an applied bundle
-        // look damaged. The bound still stops a read past what the file should hold.
-        let bytes = fsutil::read_regular_bounded(&path, max_file_bytes.max(listed.size))
-            .map_err(|err| err.to_string())?;
-        let hash = blake3::hash(&bytes).to_hex();
-        if bytes.len() as u64 != listed.size || hash.as_str() != listed.blake3 {
-            return Err(format!(
-                "{} differs from the manifest (BLAKE3 {hash}, expected {})",
-                path.display(),
-                listed.blake3
-            ));
+    let unpack_limits = bundle::Limits {
+        max_bundle_bytes: u64::MAX,
+        max_expanded_bytes: limits.max_expanded_bytes.max(STORED_EXPANDED_BYTES),
+        max_files: limits.max_files.max(STORED_FILES),
+        max_file_bytes: limits.max_file_bytes.max(STORED_FILE_BYTES),
+    };
+    let (manifest, files) = bundle::open::unpack_checked(&bytes, &unpack_limits, |manifest| {
+        if manifest.header.name.as_str() == name && manifest.header.version == version {
+            Ok(())
+        } else {
+            Err(bundle::BundleError::BadManifest {
+                reason: format!(
+                    "it names {} version {}",
+                    manifest.header.name, manifest.header.version
+                ),
+            })
         }
-        files.push((listed.path.clone(), bytes));
-    }
+    })
+    .map_err(|err| format!("{}: {err}", path.display()))?;
     Ok(Stored { manifest, files })
 }
+
+/// Bounds of reading a stored bundle back, whatever the configuration says now (the largest
+/// values `[bundles]` accepts).
+const STORED_BUNDLE_BYTES: u64 = 4 << 30;
+const STORED_EXPANDED_BYTES: u64 = 16 << 30;
+const STORED_FILES: u64 = 1_000_000;
+const STORED_FILE_BYTES: u64 = 16 << 30;
 
 /// Removes what an interrupted apply or rollback left: everything in `staging/`, every store
 /// directory `state` does not name, and temporary files of `atomic_replace` in `bundles/`.
@@ -225,7 +222,9 @@ pub fn prune(bundles: &Path, state: &State) -> anyhow::Result<Vec<PathBuf>> {
             .to_str()
             .map(|name| state.kept_versions(name))
             .unwrap_or_default();
-        if kept.is_empty() || !name_dir.is_dir() {
+        // A link is removed as a link, never followed: nothing outside the store is touched.
+        let real_dir = fs::symlink_metadata(&name_dir).is_ok_and(|meta| meta.is_dir());
+        if kept.is_empty() || !real_dir {
             remove(name_dir)?;
             continue;
         }

@@ -311,9 +311,9 @@ fn an_install_applies_and_survives_a_restart() {
         "{state}"
     );
     let stored = env.data.join(DIR).join("store/base/1");
-    assert_eq!(
-        fs::read_to_string(stored.join("rules/t.toml")).unwrap(),
-        rule("T-1")
+    assert!(
+        !stored.join("rules").exists(),
+        "the bundle file is kept, not its files"
     );
     assert_eq!(
         fs::read(stored.join("bundle")).unwrap(),
@@ -348,7 +348,7 @@ fn a_rolled_back_version_cannot_be_installed_again() {
     let mut bundles = env.open();
     assert_eq!(
         bundles.rollback(None, NOW_MS).unwrap_err(),
-        "no bundle is active: there is nothing to roll back"
+        "no active bundle has a previous version: there is nothing to roll back"
     );
     assert!(
         bundles
@@ -384,8 +384,12 @@ fn a_rolled_back_version_cannot_be_installed_again() {
         "replay",
     );
     assert_eq!(
-        bundles.rollback(None, NOW_MS).unwrap_err(),
+        bundles.rollback(Some("base"), NOW_MS).unwrap_err(),
         "\"base\" version 1 has no previous version to roll back to"
+    );
+    assert_eq!(
+        bundles.rollback(None, NOW_MS).unwrap_err(),
+        "no active bundle has a previous version: there is nothing to roll back"
     );
     assert!(bundles.rollback(Some("other"), NOW_MS).is_err());
     // The history, newest first, in pages.
@@ -519,10 +523,11 @@ fn open_removes_what_an_interrupted_apply_left() {
             .install_file(&env.rules("base", 2, &env.key), "cli", NOW_MS)
             .applied()
     );
-    assert_eq!(
-        fs::read_to_string(dir.join("store/base/2/rules/t.toml")).unwrap(),
-        rule("T-2")
+    assert!(
+        !dir.join("store/base/2/rules").exists(),
+        "the leftover is gone"
     );
+    assert_eq!(bundles.active_rules()[0].files[0].1, rule("T-2"));
     assert!(dir.join("store/base/1").is_dir());
     assert_eq!(fs::read_dir(dir.join("staging")).unwrap().count(), 0);
 }
@@ -567,9 +572,10 @@ fn a_damaged_stored_file_is_a_problem_and_not_used() {
             .applied()
     );
     drop(bundles);
-    let file = env.data.join(DIR).join("store/base/1/rules/t.toml");
+    let file = env.data.join(DIR).join("store/base/1/bundle");
     let mut bytes = fs::read(&file).unwrap();
-    bytes[0] ^= 0x20;
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x20;
     fs::write(&file, bytes).unwrap();
 
     let bundles = env.open();
@@ -803,4 +809,100 @@ fn the_agent_version_parses() {
         agent_version().to_string(),
         env!("CARGO_PKG_VERSION").split(['-', '+']).next().unwrap()
     );
+}
+
+#[test]
+fn a_bundle_signed_by_a_key_revoked_since_says_so_and_is_not_rolled_back_to() {
+    let env = env();
+    let mut bundles = env.open();
+    let new = SecretKey::generate().unwrap();
+    assert!(
+        bundles
+            .install_file(&env.rules("base", 1, &env.key), "cli", NOW_MS)
+            .applied()
+    );
+    let keys = format!(
+        "[[add]]\nrole = \"bundles\"\npublic_key = \"{}\"\n\n[[revoke]]\nkey_id = \"{}\"\n",
+        new.public_key().to_base64(),
+        env.key.key_id()
+    );
+    assert!(
+        bundles
+            .install_file(&env.keys("site-keys", 1, keys, &env.key), "cli", NOW_MS)
+            .applied()
+    );
+    let status = bundles.status(NOW_MS);
+    assert!(status.problems.is_empty(), "{:?}", status.problems);
+    let base = status.bundles.iter().find(|b| b.name == "base").unwrap();
+    assert!(base.in_force);
+    assert!(
+        base.note.ends_with(&format!(
+            "signed by key {}, which keys bundle site-keys-1 revoked since: re-sign it with a \
+             trusted key",
+            env.key.key_id()
+        )),
+        "{}",
+        base.note
+    );
+    let keys = status
+        .bundles
+        .iter()
+        .find(|b| b.name == "site-keys")
+        .unwrap();
+    assert!(!keys.note.contains("revoked"), "{}", keys.note);
+    assert!(
+        bundles
+            .install_file(&env.rules("base", 2, &new), "cli", NOW_MS)
+            .applied()
+    );
+    let refused = bundles.rollback(Some("base"), NOW_MS).unwrap_err();
+    assert!(refused.contains("revoked: it is not restored"), "{refused}");
+    assert_eq!(active_version(&bundles, "base"), Some(2));
+}
+
+fn active_version(bundles: &Bundles, name: &str) -> Option<u64> {
+    bundles
+        .status(NOW_MS)
+        .bundles
+        .iter()
+        .find(|b| b.name == name)
+        .map(|b| b.version)
+}
+
+#[test]
+fn a_change_is_recorded_in_the_ledger_and_the_history_even_after_a_crash_between() {
+    let env = env();
+    let mut bundles = env.open();
+    let decision = bundles.install_file(&env.rules("base", 1, &env.key), "cli", NOW_MS);
+    assert!(decision.applied());
+    // The switch made the change and its unrecorded mark in one step.
+    let waiting = bundles.unrecorded();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].0, "base");
+    assert_eq!(waiting[0].1, NOW_MS);
+    assert_eq!(waiting[0].2, decision.ledger);
+    drop(bundles);
+
+    // A crash after the switch, before the history line: the line is gone.
+    let history = env.data.join(DIR).join(HISTORY);
+    fs::write(&history, "").unwrap();
+    let mut bundles = env.open();
+    let lines = bundles.history(&Page::default()).unwrap().entries;
+    assert_eq!(lines.len(), 1, "the history line is added back at open");
+    assert_eq!(lines[0].name, "base");
+    assert_eq!(lines[0].version, Some(1));
+    assert_eq!(lines[0].at_ms, NOW_MS);
+    assert_eq!(
+        bundles.unrecorded().len(),
+        1,
+        "still waiting for the ledger"
+    );
+
+    // The ledger took it: the mark goes, for good.
+    bundles.mark_recorded("base", NOW_MS).unwrap();
+    assert!(bundles.unrecorded().is_empty());
+    drop(bundles);
+    let bundles = env.open();
+    assert!(bundles.unrecorded().is_empty());
+    assert_eq!(bundles.history(&Page::default()).unwrap().entries.len(), 1);
 }

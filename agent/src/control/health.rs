@@ -28,7 +28,7 @@ pub fn report(state: &AgentState) -> proto::AgentHealth {
     components.push(rules_component(&state.pipeline.rules()));
     let view = state.bundles.health_view();
     components.push(bundles_component(&view));
-    components.push(license_component(&view, when.now_ms / 1000));
+    components.push(license_component(&view, view.now));
     let overall = components
         .iter()
         .map(|c| c.status())
@@ -419,6 +419,8 @@ pub struct BundlesView {
     pub config: crate::bundle_service::ConfigState,
     /// The rule packs' license gates.
     pub gates: Vec<crate::detector::PackGate>,
+    /// The time licenses are judged at (seconds; never behind a time seen before).
+    pub now: i64,
 }
 
 /// How long procmond answers a health check at most before health says it does not: far
@@ -821,6 +823,7 @@ mod tests {
             license: daemoneye_lib::bundle::LicenseState::default(),
             config: crate::bundle_service::ConfigState::default(),
             gates: Vec::new(),
+            now: 0,
         }
     }
 

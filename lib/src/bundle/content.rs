@@ -56,7 +56,7 @@ pub fn validate(
     };
     match header.kind {
         Kind::Rules => {
-            let sandbox = Sandbox::new(limits).map_err(|err| bad(err.to_string()))?;
+            let mut sandbox = Sandbox::new(limits).map_err(|err| bad(err.to_string()))?;
             let mut all: Vec<Rule> = Vec::new();
             for (path, bytes) in files {
                 if !path.ends_with(".toml") {
@@ -84,7 +84,7 @@ pub fn validate(
                 return Err(bad("the bundle carries no rule".to_owned()));
             }
             for rule in &all {
-                check_fixtures(rule, limits).map_err(bad)?;
+                check_fixtures(rule, &mut sandbox).map_err(bad)?;
             }
             Ok(Content::Rules(all))
         }
@@ -117,8 +117,9 @@ pub fn validate(
     }
 }
 
-/// Runs `rule`'s fixtures; `Err` names the first that fails and what it returned.
-pub fn check_fixtures(rule: &Rule, limits: SandboxLimits) -> Result<(), String> {
+/// Runs `rule`'s fixtures in `sandbox` (reused from rule to rule); `Err` names the first that
+/// fails and what it returned.
+pub fn check_fixtures(rule: &Rule, sandbox: &mut Sandbox) -> Result<(), String> {
     if rule.tests.is_empty() {
         return Err(format!(
             "{}: {}: no fixture: a bundled rule carries at least one [[rule.test]]",
@@ -126,8 +127,7 @@ pub fn check_fixtures(rule: &Rule, limits: SandboxLimits) -> Result<(), String> 
             rule.id
         ));
     }
-    let outcomes = rules::run_fixtures(rule, limits).map_err(|err| err.to_string())?;
-    for outcome in outcomes {
+    for outcome in rules::run_fixtures_in(rule, sandbox) {
         if !outcome.passed() {
             let got = match &outcome.got {
                 Ok(rows) => format!("{rows} rows"),

@@ -269,24 +269,29 @@ pub fn check_path(path: &str, kind: Kind) -> Result<(), String> {
 /// ours, `bundle:NAME<TAB>version:N<TAB>…`, whose `bundle` and `version` must both match;
 /// and stock `minisign -S`'s default, `timestamp:T<TAB>file:NAME-VERSION.bundle<TAB>hashed`,
 /// whose `file` must be the bundle's file name. Every `bundle`, `version` and `file` field
-/// present must match; at least one must be present.
+/// present must match; `bundle` and `version` together, or `file`, must be present.
 pub fn check_trusted_comment(comment: &str, header: &Header) -> Result<(), BundleError> {
-    let mut named = false;
-    let mut matches = true;
+    let mut fields = std::collections::BTreeMap::new();
     for field in comment.split('\t') {
-        let Some((key, value)) = field.split_once(':') else {
-            continue;
-        };
-        let expected = match key {
-            "bundle" => header.name.to_string(),
-            "version" => header.version.to_string(),
-            "file" => header.file_name(),
-            _ => continue,
-        };
-        named = true;
-        matches &= value == expected;
+        if let Some((key, value)) = field.split_once(':')
+            && matches!(key, "bundle" | "version" | "file")
+        {
+            // A field given twice must match both times.
+            fields.entry(key).or_insert_with(Vec::new).push(value);
+        }
     }
-    if named && matches {
+    let matches = |key: &str, expected: &str| {
+        fields
+            .get(key)
+            .is_none_or(|values| values.iter().all(|value| *value == expected))
+    };
+    let ours = fields.contains_key("bundle") && fields.contains_key("version");
+    let stock = fields.contains_key("file");
+    if (ours || stock)
+        && matches("bundle", header.name.as_str())
+        && matches("version", &header.version.to_string())
+        && matches("file", &header.file_name())
+    {
         return Ok(());
     }
     Err(BundleError::CommentMismatch {

@@ -205,7 +205,115 @@ pub fn verify(
     let verified = minisign::verify_reader(&policy.trust.all(), &signature, bytes)
         .map_err(BundleError::Signature)?;
 
-    // Steps 3 to 6: the archive.
+    // Steps 3 to 6: the archive, with step 3's checks as soon as the manifest is read.
+    let (manifest, files) = unpack_checked(bytes, limits, |manifest| {
+        let header = &manifest.header;
+        check_trusted_comment(verified.trusted_comment(), header)?;
+        let role = if header.kind == Kind::License {
+            Role::Licenses
+        } else {
+            Role::Bundles
+        };
+        if !policy.trust.may_sign(verified.key_id(), role) {
+            return Err(BundleError::WrongRole {
+                key_id: verified.key_id(),
+                kind: header.kind,
+                role: policy
+                    .trust
+                    .role_of(verified.key_id())
+                    .map_or("nothing", Role::as_str),
+            });
+        }
+        Ok(())
+    })?;
+    let header = &manifest.header;
+
+    // Step 7: rollback and replay.
+    if let Some(&highest) = policy.highest.get(header.name.as_str())
+        && header.version <= highest
+    {
+        return Err(BundleError::NotNewer {
+            name: header.name.to_string(),
+            version: header.version,
+            highest,
+        });
+    }
+    // Step 8: time, never behind the newest signed time ever accepted.
+    let now = policy.now.max(policy.newest_signed);
+    if now >= header.expires.0 {
+        return Err(BundleError::Expired {
+            expires: header.expires,
+            now: Timestamp(now),
+        });
+    }
+    let skew = i64::try_from(policy.max_clock_skew).unwrap_or(i64::MAX);
+    if header.created.0 > now.saturating_add(skew) {
+        return Err(BundleError::NotYetValid {
+            created: header.created,
+            now: Timestamp(now),
+            skew_secs: policy.max_clock_skew,
+        });
+    }
+    // Step 9: the site.
+    if let SiteCheck::Host(site) = policy.site
+        && !header.sites.admits(site)
+    {
+        return Err(BundleError::WrongSite {
+            sites: header.sites.to_string(),
+            site: site.map_or_else(|| "none set".to_owned(), ToString::to_string),
+        });
+    }
+    // Step 10: the agent's version.
+    if let Some(have) = policy.agent_version {
+        let needed = AgentVersion::parse(&header.min_agent_version).map_err(|reason| {
+            BundleError::BadManifest {
+                reason: format!("min_agent_version: {reason}"),
+            }
+        })?;
+        if have < needed {
+            return Err(BundleError::AgentTooOld {
+                needed: needed.to_string(),
+                have: have.to_string(),
+            });
+        }
+    }
+    // Step 11: the content.
+    let content = content::validate(header, &files, policy.sandbox)?;
+    if let Content::Keys(changes) = &content {
+        for added in &changes.add {
+            if let Ok(key) = minisign::PublicKey::from_base64(&added.public_key)
+                && policy.trust.revoked.contains(&key.key_id())
+            {
+                return Err(BundleError::Content {
+                    reason: format!(
+                        "keys/keys.toml: key {} was revoked and cannot be trusted again",
+                        key.key_id()
+                    ),
+                });
+            }
+        }
+    }
+    Ok(Verified(Bundle {
+        manifest,
+        files,
+        content,
+        signer: verified.key_id(),
+        sha256: sha256(bytes),
+    }))
+}
+
+/// A bundle's files: path inside the bundle and bytes, sorted by path.
+pub type Files = Vec<(String, Vec<u8>)>;
+
+/// Steps 3 to 6 of [`verify`] on bytes whose signature was checked (or that the agent stored
+/// after it verified them): the manifest first, handed to `on_manifest` before anything else
+/// is decompressed, then every entry within `limits`, each a plain file at a checked path
+/// whose size and BLAKE3 are the manifest's, none missing. The files sorted by path.
+pub fn unpack_checked(
+    bytes: &[u8],
+    limits: &Limits,
+    on_manifest: impl FnOnce(&Manifest) -> Result<(), BundleError>,
+) -> Result<(Manifest, Files), BundleError> {
     let counter = Rc::new(Cell::new(0u64));
     let reader = bounded_decoder(bytes, limits, &counter)?;
     let mut archive = tar::Archive::new(reader);
@@ -242,32 +350,8 @@ pub fn verify(
             .map_err(|err| archive_error(&err, &counter, limits))?;
         Manifest::parse(&text)?
     };
+    on_manifest(&manifest)?;
     let header = &manifest.header;
-    check_trusted_comment(verified.trusted_comment(), header)?;
-    let role = if header.kind == Kind::License {
-        Role::Licenses
-    } else {
-        Role::Bundles
-    };
-    if !policy.trust.may_sign(verified.key_id(), role) {
-        return Err(BundleError::WrongRole {
-            key_id: verified.key_id(),
-            kind: header.kind,
-            role: policy
-                .trust
-                .role_of(verified.key_id())
-                .map_or("nothing", Role::as_str),
-        });
-    }
-    if manifest.files.len() as u64 >= limits.max_files {
-        return Err(BundleError::Archive {
-            reason: format!(
-                "the manifest lists more than {} files",
-                limits.max_files - 1
-            ),
-        });
-    }
-
     let mut files: Vec<(String, Vec<u8>)> = Vec::with_capacity(manifest.files.len());
     for entry in entries {
         let mut entry = entry.map_err(|err| archive_error(&err, &counter, limits))?;
@@ -346,78 +430,7 @@ pub fn verify(
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));
 
-    // Step 7: rollback and replay.
-    if let Some(&highest) = policy.highest.get(header.name.as_str())
-        && header.version <= highest
-    {
-        return Err(BundleError::NotNewer {
-            name: header.name.to_string(),
-            version: header.version,
-            highest,
-        });
-    }
-    // Step 8: time, never behind the newest signed time ever accepted.
-    let now = policy.now.max(policy.newest_signed);
-    if now >= header.expires.0 {
-        return Err(BundleError::Expired {
-            expires: header.expires,
-            now: Timestamp(now),
-        });
-    }
-    let skew = i64::try_from(policy.max_clock_skew).unwrap_or(i64::MAX);
-    if header.created.0 > now.saturating_add(skew) {
-        return Err(BundleError::NotYetValid {
-            created: header.created,
-            now: Timestamp(now),
-            skew_secs: policy.max_clock_skew,
-        });
-    }
-    // Step 9: the site.
-    if let SiteCheck::Host(site) = policy.site
-        && !header.sites.admits(site)
-    {
-        return Err(BundleError::WrongSite {
-            sites: header.sites.to_string(),
-            site: site.map_or_else(|| "none set".to_owned(), ToString::to_string),
-        });
-    }
-    // Step 10: the agent's version.
-    if let Some(have) = policy.agent_version {
-        let needed = AgentVersion::parse(&header.min_agent_version).map_err(|reason| {
-            BundleError::BadManifest {
-                reason: format!("min_agent_version: {reason}"),
-            }
-        })?;
-        if have < needed {
-            return Err(BundleError::AgentTooOld {
-                needed: needed.to_string(),
-                have: have.to_string(),
-            });
-        }
-    }
-    // Step 11: the content.
-    let content = content::validate(header, &files, policy.sandbox)?;
-    if let Content::Keys(changes) = &content {
-        for added in &changes.add {
-            if let Ok(key) = minisign::PublicKey::from_base64(&added.public_key)
-                && policy.trust.revoked.contains(&key.key_id())
-            {
-                return Err(BundleError::Content {
-                    reason: format!(
-                        "keys/keys.toml: key {} was revoked and cannot be trusted again",
-                        key.key_id()
-                    ),
-                });
-            }
-        }
-    }
-    Ok(Verified(Bundle {
-        manifest,
-        files,
-        content,
-        signer: verified.key_id(),
-        sha256: sha256(bytes),
-    }))
+    Ok((manifest, files))
 }
 
 /// Refuses every entry but a regular file, naming what it is.

@@ -186,6 +186,10 @@ fn trusted_comments_name_this_bundle_or_are_refused() {
     check("bundle:other\tversion:3", false);
     check("timestamp:1\thashed", false);
     check("", false);
+    // Our form names both: a name alone or a version alone names no bundle version.
+    check("bundle:test-rules", false);
+    check("version:3", false);
+    check("bundle:test-rules\tkind:rules", false);
 }
 
 const LICENSE: &str = r#"site = "plant-7"

@@ -440,6 +440,40 @@ impl FixtureOutcome {
     }
 }
 
+/// Runs each of `rule`'s fixtures in `sandbox`, which is reused: before each fixture every
+/// table is emptied and the fixture's rows loaded, so a fixture sees exactly what a fresh
+/// sandbox would show it (queries cannot write: the sandbox's authorizer allows reads only).
+/// A thousand rules cost a thousand table reloads instead of a thousand SQLite set-ups.
+pub fn run_fixtures_in(rule: &Rule, sandbox: &mut Sandbox) -> Vec<FixtureOutcome> {
+    let mut outcomes = Vec::with_capacity(rule.tests.len());
+    for (index, fixture) in rule.tests.iter().enumerate() {
+        let loaded = Table::ALL
+            .iter()
+            .filter(|table| table.is_table())
+            .try_for_each(|table| {
+                let rows = fixture
+                    .tables
+                    .iter()
+                    .find(|(named, _)| named == table)
+                    .map_or(&[][..], |(_, rows)| rows.as_slice());
+                sandbox.load_rows(*table, rows)
+            });
+        let got = match loaded {
+            Err(reason) => Err(format!("loading the fixture: {reason}")),
+            Ok(()) => sandbox
+                .run(&rule.sql)
+                .map(|result| result.rows.len() as u64)
+                .map_err(|err| err.to_string()),
+        };
+        outcomes.push(FixtureOutcome {
+            label: fixture.label(index),
+            expected: fixture.expect_rows,
+            got,
+        });
+    }
+    outcomes
+}
+
 /// Runs each of `rule`'s fixtures in a fresh sandbox.
 pub fn run_fixtures(rule: &Rule, limits: Limits) -> Result<Vec<FixtureOutcome>, SandboxError> {
     let mut outcomes = Vec::with_capacity(rule.tests.len());

@@ -192,3 +192,45 @@ fn attack_ids() {
         assert_eq!(is_attack_id(id), ok, "{id}");
     }
 }
+
+#[test]
+fn fixtures_in_a_reused_sandbox_see_only_their_own_rows() {
+    // The first fixture loads a matching process; the second loads nothing, and must see an
+    // empty table, not the first one's rows; then a second rule in the same sandbox.
+    const TWO: &str = r#"
+[[rule]]
+id = "T-1"
+name = "n"
+severity = "low"
+mitre = []
+description = "d"
+sql = "SELECT pid FROM processes WHERE name = 'nc'"
+
+[[rule.test]]
+processes = [{ pid = 1, name = "nc" }]
+expect_rows = 1
+
+[[rule.test]]
+expect_rows = 0
+
+[[rule]]
+id = "T-2"
+name = "n"
+severity = "low"
+mitre = []
+description = "d"
+sql = "SELECT pid FROM processes"
+
+[[rule.test]]
+expect_rows = 0
+"#;
+    let loaded = parse("two.toml", TWO, &sandbox());
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    let mut shared = sandbox();
+    for rule in &loaded.rules {
+        let fresh = run_fixtures(rule, Limits::default()).unwrap();
+        let reused = run_fixtures_in(rule, &mut shared);
+        assert_eq!(reused, fresh, "{}", rule.id);
+        assert!(reused.iter().all(FixtureOutcome::passed), "{reused:?}");
+    }
+}
