@@ -10,7 +10,17 @@ use serde::de::DeserializeOwned;
 use crate::models::ProcessRecord;
 
 /// The version of the table layout described in the module documentation, kept in `meta`.
-pub(super) const SCHEMA_VERSION: u32 = 1;
+/// Version 2 added the outbox tables (`outbox`, `outbox_sinks`, `outbox_dead`).
+pub(super) const SCHEMA_VERSION: u32 = 2;
+
+/// The oldest schema version this program opens: it upgrades a store of any version from
+/// this one up to [`SCHEMA_VERSION`] by creating the tables added since, in one transaction.
+pub(super) const OLDEST_SCHEMA_VERSION: u32 = 1;
+
+/// Whether a store of schema version `found` can be opened (and, if older, upgraded).
+pub(super) fn schema_readable(found: u32) -> bool {
+    (OLDEST_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&found)
+}
 
 /// The `meta` key under which [`SCHEMA_VERSION`] is kept, as 4 big-endian bytes.
 pub(super) const SCHEMA_KEY: &str = "schema_version";
@@ -32,6 +42,10 @@ pub(super) const ENDED: TableDefinition<&[u8; 29], ()> = TableDefinition::new("e
 pub(super) const EVENTS: TableDefinition<&[u8; 12], &[u8]> = TableDefinition::new("events");
 pub(super) const RULE_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("rule_state");
 pub(super) const ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("alerts");
+pub(super) const OUTBOX: TableDefinition<&[u8; OUTBOX_KEY], &[u8]> = TableDefinition::new("outbox");
+pub(super) const OUTBOX_SINKS: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox_sinks");
+pub(super) const OUTBOX_DEAD: TableDefinition<&[u8; OUTBOX_KEY], &[u8]> =
+    TableDefinition::new("outbox_dead");
 
 /// Table names, for error messages.
 pub(super) mod name {
@@ -42,6 +56,9 @@ pub(super) mod name {
     pub const BY_PID: &str = "by_pid";
     pub const RULE_STATE: &str = "rule_state";
     pub const ALERTS: &str = "alerts";
+    pub const OUTBOX: &str = "outbox";
+    pub const OUTBOX_SINKS: &str = "outbox_sinks";
+    pub const OUTBOX_DEAD: &str = "outbox_dead";
 }
 
 /// Reads a big-endian `u64` at `at`. Callers pass fixed-width keys with constant offsets that
@@ -139,6 +156,40 @@ pub(super) fn scan_of_time_key(key: &[u8; 16]) -> u64 {
 /// `events` key: scan id, sequence number within the scan.
 pub(super) fn event_key(scan: u64, seq: u32) -> [u8; 12] {
     snapshot_key(scan, seq)
+}
+
+/// The longest sink name, in bytes (names are ASCII).
+pub(super) const SINK_NAME_MAX: usize = 64;
+
+/// Length of an `outbox` or `outbox_dead` key: the sink name padded with zero bytes to
+/// [`SINK_NAME_MAX`], then the sequence number.
+pub(super) const OUTBOX_KEY: usize = SINK_NAME_MAX + 8;
+
+/// `outbox` and `outbox_dead` key: the sink name, zero-padded to 64 bytes, then `seq`. A sink
+/// name holds no zero byte (callers check it first), so the padded names sort like the names
+/// and one sink's entries are one contiguous range, in `seq` order. Bytes of `sink` past 64
+/// are ignored; callers pass checked names of at most 64 bytes.
+pub(super) fn outbox_key(sink: &str, seq: u64) -> [u8; OUTBOX_KEY] {
+    let mut key = [0; OUTBOX_KEY];
+    let name = sink.as_bytes();
+    let len = name.len().min(SINK_NAME_MAX);
+    key[..len].copy_from_slice(&name[..len]);
+    key[SINK_NAME_MAX..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The sequence number of an `outbox` or `outbox_dead` key.
+pub(super) fn seq_of_outbox_key(key: &[u8; OUTBOX_KEY]) -> u64 {
+    be_u64(key, SINK_NAME_MAX)
+}
+
+/// The sink name of an `outbox` or `outbox_dead` key: its bytes up to the first zero byte.
+/// Malformed when they are not UTF-8 (the writer only writes checked ASCII names).
+pub(super) fn sink_of_outbox_key(key: &[u8; OUTBOX_KEY]) -> Result<&str, ValueError> {
+    let name = &key[..SINK_NAME_MAX];
+    let len = name.iter().position(|&b| b == 0).unwrap_or(SINK_NAME_MAX);
+    std::str::from_utf8(&name[..len])
+        .map_err(|err| ValueError::Malformed(format!("sink name in key: {err}")))
 }
 
 /// Why a stored value could not be decoded; the caller adds the file and the table.
@@ -260,6 +311,34 @@ mod tests {
         assert_eq!(by_pid_of_ended_key(&ended_key(4, &run)), run);
         assert_eq!(scan_of_scan_key(&scan_key(258)), 258);
         assert_eq!(event_key(1, 2), [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2]);
+    }
+
+    #[test]
+    fn outbox_keys_sort_by_sink_then_seq() {
+        // Each row: two (sink, seq) pairs in ascending order; their keys must sort the same way.
+        let pairs = [
+            (("a", 5), ("a", 6)),
+            (("a", u64::MAX), ("a-", 0)),
+            (("a", u64::MAX), ("aa", 0)),
+            (("siem", 255), ("siem", 256)),
+            (("z", 0), (&*"z".repeat(64), 0)),
+        ];
+        for ((s1, q1), (s2, q2)) in pairs {
+            let (k1, k2) = (outbox_key(s1, q1), outbox_key(s2, q2));
+            assert!(k1 < k2, "{s1}/{q1} {s2}/{q2}");
+            assert_eq!(seq_of_outbox_key(&k1), q1);
+            assert_eq!(sink_of_outbox_key(&k1), Ok(s1));
+            assert_eq!(sink_of_outbox_key(&k2), Ok(s2));
+        }
+        let key = outbox_key("ab", 258);
+        assert_eq!(&key[..3], b"ab\0");
+        assert_eq!(&key[64..], [0, 0, 0, 0, 0, 0, 1, 2]);
+        let mut bad = key;
+        bad[0] = 0xff;
+        assert!(matches!(
+            sink_of_outbox_key(&bad),
+            Err(ValueError::Malformed(_))
+        ));
     }
 
     #[test]

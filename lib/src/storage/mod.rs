@@ -27,6 +27,9 @@
 //! | `events`     | 0..8 scan id, 8..12 sequence number within the scan                   | `ProcessEvent` |
 //! | `rule_state` | UTF-8 rule id                                                         | `RuleState`    |
 //! | `alerts`     | UTF-8 alert id                                                        | `StoredAlert`  |
+//! | `outbox`     | 0..64 sink name, zero-padded, 64..72 delivery sequence number         | delivery       |
+//! | `outbox_sinks` | UTF-8 sink name                                                     | sink meta      |
+//! | `outbox_dead`  | as `outbox`                                                         | dead letter    |
 //!
 //! `by_pid` indexes *runs*, not rows: a run is one process (pid and start time) seen in
 //! consecutive scans, from its first scan to its last. In the key, the start tag is `00` when
@@ -45,10 +48,19 @@
 //! Measured with `benches/store.rs` (10,000 records a scan, 100 scans kept, ingest then
 //! retention): 32,000 records/s with a row per scan, about 300,000 with runs.
 //!
-//! `meta` holds one entry, `schema_version`: 4 bytes, a big-endian `u32`, currently 1. It
-//! versions the set of tables and their key layouts; a store with another version is refused
+//! The three `outbox` tables hold the persistent alert outbox; their keys, values and the
+//! states of a delivery are specified in the module documentation of `outbox.rs`
+//! ([`Writer::enqueue`] and the `Store::outbox_*` methods).
+//!
+//! `meta` holds one entry, `schema_version`: 4 bytes, a big-endian `u32`, currently 2. It
+//! versions the set of tables and their key layouts. Version 1 had every table above but the
+//! three `outbox` tables; a version 1 store is upgraded when opened, in one write transaction
+//! that creates those tables and writes version 2 (nothing else changes, so no value is
+//! rewritten). A store with any other version (a newer agent's) is refused
 //! ([`StoreError::SchemaVersion`]) rather than misread, and it is read without opening the file
-//! for writing, so that such a store stays byte for byte as it was. What happens to a damaged
+//! for writing, so that such a store stays byte for byte as it was. An upgraded store is
+//! refused in turn by an agent that reads only version 1: a downgrade must not silently
+//! ignore undelivered alerts. What happens to a damaged
 //! file is in `open.rs`: it is moved aside, never deleted.
 //!
 //! Every other value starts with one byte, the value format version (currently 1); a value
@@ -61,6 +73,7 @@
 //! | `events`     | postcard of `ProcessEvent`                                               |
 //! | `rule_state` | postcard of [`RuleState`]                                                |
 //! | `alerts`     | JSON (UTF-8) of [`StoredAlert`]                                          |
+//! | `outbox*`    | postcard, see `outbox.rs`                                                |
 //!
 //! A snapshot repeats the start time in front of the record so that ingest and retention can
 //! read a process's identity (pid from the key, start time from the value's first bytes)
@@ -75,6 +88,7 @@
 mod codec;
 mod ingest;
 mod open;
+mod outbox;
 mod read;
 mod retention;
 mod state;
@@ -90,6 +104,10 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use codec::{ValueError, name};
 
 pub use open::{Recovered, damaged_name};
+pub use outbox::{
+    DeadLetter, DropReason, Dropped, MAX_REASON_BYTES, OutboxLimits, Pending, SinkOutbox,
+    is_valid_sink_name,
+};
 pub use retention::{Retention, RetentionReport};
 pub use state::{RuleState, RuleStatus, StoredAlert, Writer};
 
@@ -225,6 +243,42 @@ pub enum StoreError {
         /// The repeated pid.
         pid: u32,
     },
+    /// An outbox call named a sink that is not 1 to 64 characters of `a-z0-9_-`.
+    #[error("event store {}: {name} is not a sink name: {reason}", path.display())]
+    InvalidSinkName {
+        /// The store file.
+        path: PathBuf,
+        /// The name, quoted, escaped and cut for a message.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An outbox call that acts on the head of a sink's queue named another delivery (or
+    /// sequence numbers out of order); nothing was changed.
+    #[error(
+        "event store {}: outbox of sink {sink}: delivery {seq} is not the next at the head ({})",
+        path.display(),
+        match head { Some(head) => format!("the head is {head}"), None => "nothing is pending".to_owned() }
+    )]
+    NotOutboxHead {
+        /// The store file.
+        path: PathBuf,
+        /// The sink.
+        sink: String,
+        /// The sequence number named.
+        seq: u64,
+        /// The sequence number of the sink's head, if any delivery is pending.
+        head: Option<u64>,
+    },
+}
+
+/// The tables each schema version added, for creating and upgrading a store.
+#[derive(Debug, Clone, Copy)]
+enum TableSet {
+    /// The tables of schema version 1.
+    V1,
+    /// The outbox tables, added by version 2.
+    V2,
 }
 
 /// The event store. See the module documentation for what it holds and how.
@@ -242,7 +296,8 @@ impl Store {
     /// which may carry secrets.
     ///
     /// Opening reads what the agent reads at start-up (schema version, newest scan, rule
-    /// states), so that damage there is found now. It never panics: a panic inside redb is
+    /// states, the outbox's per-sink state), so that damage there is found now. A store of
+    /// schema version 1 is upgraded (see the module documentation). It never panics: a panic inside redb is
     /// [`StoreError::Damaged`], a lock held by another process [`StoreError::InUse`];
     /// [`StoreError::is_damage`] tells damage from the other failures, and
     /// [`Store::open_or_recover`] acts on it.
@@ -252,6 +307,7 @@ impl Store {
             let store = Self::open_unguarded(path, cache_bytes)?;
             store.latest_scan()?;
             store.rule_states()?;
+            store.outbox_status(0)?;
             Ok(store)
         })
     }
@@ -335,47 +391,66 @@ impl Store {
                             reason: format!("schema version is {} bytes long, not 4", bytes.len()),
                         })?;
                 let found = u32::from_be_bytes(bytes);
-                if found != codec::SCHEMA_VERSION {
+                if found == codec::SCHEMA_VERSION {
+                    return txn.abort().map_err(self.db_err(OPERATION));
+                }
+                if !codec::schema_readable(found) {
                     return Err(StoreError::SchemaVersion {
                         path: self.path.clone(),
                         found,
                         expected: codec::SCHEMA_VERSION,
                     });
                 }
-                txn.abort().map_err(self.db_err(OPERATION))
+                // An older store: version 1 lacks only the outbox tables (see the module
+                // documentation). Create them and write the new version together.
+                self.create_tables(&txn, &[TableSet::V2])?;
+                txn.commit().map_err(self.db_err(OPERATION))
             }
             None => {
-                {
-                    let mut meta = txn
-                        .open_table(codec::META)
-                        .map_err(self.db_err(OPERATION))?;
-                    meta.insert(
-                        codec::SCHEMA_KEY,
-                        codec::SCHEMA_VERSION.to_be_bytes().as_slice(),
-                    )
-                    .map_err(self.db_err(OPERATION))?;
-                    // Creating every table now lets the readers open them without handling
-                    // `TableDoesNotExist`.
-                    txn.open_table(codec::SCANS)
-                        .map_err(self.db_err(OPERATION))?;
-                    txn.open_table(codec::BY_TIME)
-                        .map_err(self.db_err(OPERATION))?;
-                    txn.open_table(codec::SNAPSHOTS)
-                        .map_err(self.db_err(OPERATION))?;
-                    txn.open_table(codec::BY_PID)
-                        .map_err(self.db_err(OPERATION))?;
-                    txn.open_table(codec::EVENTS)
-                        .map_err(self.db_err(OPERATION))?;
-                    txn.open_table(codec::ENDED)
-                        .map_err(self.db_err(OPERATION))?;
-                    txn.open_table(codec::RULE_STATE)
-                        .map_err(self.db_err(OPERATION))?;
-                    txn.open_table(codec::ALERTS)
-                        .map_err(self.db_err(OPERATION))?;
-                }
+                self.create_tables(&txn, &[TableSet::V1, TableSet::V2])?;
                 txn.commit().map_err(self.db_err(OPERATION))
             }
         }
+    }
+
+    /// Creates the tables each of `sets` adds (creating a table that exists is a no-op) and
+    /// writes the current schema version. Creating every table up front lets the readers
+    /// open them without handling `TableDoesNotExist`.
+    fn create_tables(
+        &self,
+        txn: &redb::WriteTransaction,
+        sets: &[TableSet],
+    ) -> Result<(), StoreError> {
+        const OPERATION: &str = "create tables";
+        let mut meta = txn
+            .open_table(codec::META)
+            .map_err(self.db_err(OPERATION))?;
+        meta.insert(
+            codec::SCHEMA_KEY,
+            codec::SCHEMA_VERSION.to_be_bytes().as_slice(),
+        )
+        .map_err(self.db_err(OPERATION))?;
+        let err = self.db_err(OPERATION);
+        for set in sets {
+            match set {
+                TableSet::V1 => {
+                    txn.open_table(codec::SCANS).map_err(&err)?;
+                    txn.open_table(codec::BY_TIME).map_err(&err)?;
+                    txn.open_table(codec::SNAPSHOTS).map_err(&err)?;
+                    txn.open_table(codec::BY_PID).map_err(&err)?;
+                    txn.open_table(codec::EVENTS).map_err(&err)?;
+                    txn.open_table(codec::ENDED).map_err(&err)?;
+                    txn.open_table(codec::RULE_STATE).map_err(&err)?;
+                    txn.open_table(codec::ALERTS).map_err(&err)?;
+                }
+                TableSet::V2 => {
+                    txn.open_table(codec::OUTBOX).map_err(&err)?;
+                    txn.open_table(codec::OUTBOX_SINKS).map_err(&err)?;
+                    txn.open_table(codec::OUTBOX_DEAD).map_err(&err)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Maps a redb error of `operation` to a [`StoreError::Database`].

@@ -60,7 +60,9 @@ impl StoreError {
             | Self::SchemaVersion { .. }
             | Self::UnknownValueFormat { .. }
             | Self::Encode { .. }
-            | Self::DuplicatePid { .. } => false,
+            | Self::DuplicatePid { .. }
+            | Self::InvalidSinkName { .. }
+            | Self::NotOutboxHead { .. } => false,
         }
     }
 }
@@ -105,7 +107,8 @@ pub(super) fn in_use(err: &redb::DatabaseError) -> bool {
 }
 
 /// Reads the schema version of an existing, non-empty store without writing to the file
-/// (redb's read-only open) and refuses another version with [`StoreError::SchemaVersion`].
+/// (redb's read-only open) and refuses a version this program cannot open (a newer one, or
+/// one older than it upgrades) with [`StoreError::SchemaVersion`].
 ///
 /// A writable open writes redb's header even when the open then fails, so a newer agent's
 /// store must be recognised before it, to be left byte for byte as it was. Anything else
@@ -133,7 +136,7 @@ pub(super) fn check_version_read_only(path: &Path) -> Result<(), StoreError> {
         Some(u32::from_be_bytes(bytes))
     })();
     match found {
-        Some(found) if found != super::codec::SCHEMA_VERSION => Err(StoreError::SchemaVersion {
+        Some(found) if !super::codec::schema_readable(found) => Err(StoreError::SchemaVersion {
             path: path.to_owned(),
             found,
             expected: super::codec::SCHEMA_VERSION,

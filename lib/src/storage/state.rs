@@ -149,9 +149,9 @@ impl Store {
 
 /// One open write transaction of [`Store::write`].
 pub struct Writer<'a> {
-    store: &'a Store,
-    txn: &'a redb::WriteTransaction,
-    operation: &'static str,
+    pub(super) store: &'a Store,
+    pub(super) txn: &'a redb::WriteTransaction,
+    pub(super) operation: &'static str,
 }
 
 impl Writer<'_> {

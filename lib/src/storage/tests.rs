@@ -12,6 +12,7 @@ use crate::ids::AlertId;
 use crate::models::{EventKind, OnDisk, ProcessRecord, ScanSummary};
 
 mod failures;
+mod outbox;
 mod retention;
 
 const CACHE: usize = 1 << 20;

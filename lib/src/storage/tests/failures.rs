@@ -63,20 +63,20 @@ fn another_schema_version_is_refused_with_both_versions() {
         let txn = db.begin_write().unwrap();
         txn.open_table(codec::META)
             .unwrap()
-            .insert(codec::SCHEMA_KEY, 2u32.to_be_bytes().as_slice())
+            .insert(codec::SCHEMA_KEY, 3u32.to_be_bytes().as_slice())
             .unwrap();
         txn.commit().unwrap();
     }
     let err = Store::open(&path, CACHE).unwrap_err();
     assert!(
-        matches!(&err, StoreError::SchemaVersion { path: p, found: 2, expected: 1 } if *p == path),
+        matches!(&err, StoreError::SchemaVersion { path: p, found: 3, expected: 2 } if *p == path),
         "{err:?}"
     );
     let message = err.to_string();
     assert!(
         message.contains("store.redb")
-            && message.contains("version 2")
-            && message.contains("version 1"),
+            && message.contains("version 3")
+            && message.contains("version 2"),
         "{message}"
     );
 }
@@ -291,7 +291,7 @@ fn a_newer_store_is_refused_and_left_untouched() {
             &err,
             StoreError::SchemaVersion {
                 found: 7,
-                expected: 1,
+                expected: 2,
                 ..
             }
         ),
