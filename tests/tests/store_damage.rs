@@ -235,7 +235,7 @@ fn a_store_of_a_newer_schema_is_refused_and_left_untouched() {
     let (dir, _config) = prepared_dir();
     let store = store_written_by_the_agent(dir.path());
     // What a newer agent would leave: the schema version (`meta`, key `schema_version`, 4
-    // bytes big-endian, as `lib/src/storage/mod.rs` specifies) set to 2.
+    // bytes big-endian, as `lib/src/storage/mod.rs` specifies) set to 3.
     {
         let db = redb::Database::create(&store).unwrap();
         let txn = db.begin_write().unwrap();
@@ -243,7 +243,7 @@ fn a_store_of_a_newer_schema_is_refused_and_left_untouched() {
             let meta: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
             let mut table = txn.open_table(meta).unwrap();
             table
-                .insert("schema_version", 2u32.to_be_bytes().as_slice())
+                .insert("schema_version", 3u32.to_be_bytes().as_slice())
                 .unwrap();
         }
         txn.commit().unwrap();
@@ -261,8 +261,8 @@ fn a_store_of_a_newer_schema_is_refused_and_left_untouched() {
     assert_eq!(lines.len(), 1, "{stderr}");
     let line = lines[0];
     assert!(line.contains(&store.display().to_string()), "{line}");
-    assert!(line.contains("schema version 2"), "{line}");
-    assert!(line.contains("version 1"), "{line}");
+    assert!(line.contains("schema version 3"), "{line}");
+    assert!(line.contains("version 2"), "{line}");
     assert!(
         std::fs::read(&store).unwrap() == before,
         "the store changed"
