@@ -71,7 +71,7 @@ fn install(cli: &Cli, file: &Path) -> Result<(), CliError> {
     // its store: a runtime failure (1). Every other step is the bundle failing a check (3).
     Err(match decision.step.as_str() {
         "read" => CliError::Usage(message),
-        "apply" | "internal" => CliError::Failed(message),
+        "apply" | "internal" | "state" => CliError::Failed(message),
         _ => CliError::Verification(message),
     })
 }

@@ -25,6 +25,13 @@ impl Bundles {
             at_ms: now_ms,
             ..BundleDecision::default()
         };
+        if let Some(broken) = &self.broken {
+            let reason = format!(
+                "the bundle state is damaged, so no bundle can be applied until it is repaired: \
+                 {broken}"
+            );
+            return self.refuse(base, None, [0; 32], "state", reason);
+        }
         let file_name = text::quoted(
             &path
                 .file_name()
@@ -98,6 +105,9 @@ impl Bundles {
     /// its previous version. `Err` (nothing changed, no history line) when there is none, when
     /// it is a keys bundle, or when the previous version's stored files are damaged.
     pub fn rollback(&mut self, name: Option<&str>, now_ms: i64) -> Result<Decision, String> {
+        if let Some(broken) = &self.broken {
+            return Err(format!("the bundle state is damaged: {broken}"));
+        }
         let name = match name {
             Some(name) => name.to_owned(),
             // The bundle changed last among those that can go back one version.
@@ -418,7 +428,7 @@ impl Bundles {
     /// The ledger recorded the change of `name` at `at_ms`: it is dropped from the state file
     /// (replaced atomically, like every change of it).
     pub fn mark_recorded(&mut self, name: &str, at_ms: i64) -> anyhow::Result<()> {
-        if !self.is_unrecorded(name, at_ms) {
+        if self.broken.is_some() || !self.is_unrecorded(name, at_ms) {
             return Ok(());
         }
         let mut next = self.state.clone();

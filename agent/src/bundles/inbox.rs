@@ -121,6 +121,10 @@ impl Bundles {
     /// Looks at the inbox (see this module's documentation): installs each pair that is complete and was
     /// unchanged since the previous poll, then moves it to `applied/` or `refused/`.
     pub fn poll_inbox(&mut self, now_ms: i64) -> Vec<Decision> {
+        if self.broken.is_some() {
+            // The files wait in the inbox until the state is repaired.
+            return Vec::new();
+        }
         let found = match scan(&self.inbox) {
             Ok(found) => found,
             Err(err) => {

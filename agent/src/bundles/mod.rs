@@ -29,9 +29,10 @@
 //! entry the agent has not recorded yet: written by the same replacement that makes the
 //! change, so a crash between the switch and the ledger loses no record (the history line
 //! is added back at open if it is missing, the ledger entry at the next inbox look). A state
-//! file that is damaged, unreadable or of another format
-//! stops [`Bundles::open`] with an error naming it: starting over would forget the replay
-//! protection.
+//! file that is damaged, unreadable or of another format stops bundles, not the agent:
+//! [`Bundles::open`] keeps the reason ([`Bundles::broken`]), applies nothing, refuses every
+//! install and rollback, writes nothing but history lines and touches neither the file nor
+//! the store (starting over would forget the replay protection).
 //!
 //! # Apply, and why a crash leaves the old set or the new one
 //!
@@ -211,6 +212,8 @@ pub struct Bundles {
     clock_mark: std::sync::atomic::AtomicI64,
     /// Why the last apply failed to write the store, until one succeeds.
     apply_error: Option<String>,
+    /// Why `state.json` could not be read: then nothing is applied, rolled back or written.
+    broken: Option<String>,
 }
 
 impl Bundles {
@@ -230,12 +233,24 @@ impl Bundles {
         ] {
             store::ensure_dir(&path)?;
         }
-        let state = State::load(&dir.join(STATE))?;
-        for path in store::prune(&dir, &state)? {
-            tracing::warn!(
-                path = %path.display(),
-                "removed what an interrupted bundle apply left behind"
-            );
+        // A state file that cannot be read stops bundles, not the agent: detection goes on
+        // with the built-in and local rules, every install is refused (the replay protection
+        // is in that file), health says so, and nothing in the store is touched.
+        let (state, broken) = match State::load(&dir.join(STATE)) {
+            Ok(state) => (state, None),
+            Err(err) => {
+                let reason = format!("{err:#}");
+                tracing::error!(reason = %reason, "bundles are off until the bundle state is repaired");
+                (State::default(), Some(reason))
+            }
+        };
+        if broken.is_none() {
+            for path in store::prune(&dir, &state)? {
+                tracing::warn!(
+                    path = %path.display(),
+                    "removed what an interrupted bundle apply left behind"
+                );
+            }
         }
         let mut key_problems = Vec::new();
         let mut configured = read_keys(&settings.trusted_keys, Role::Bundles, &mut key_problems);
@@ -286,6 +301,7 @@ impl Bundles {
             inbox_stuck: BTreeMap::new(),
             clock_mark: std::sync::atomic::AtomicI64::new(0),
             apply_error: None,
+            broken,
         };
         bundles.trust = bundles.make_trust();
         bundles.recover_history();
@@ -298,7 +314,14 @@ impl Bundles {
     /// `state.json` is an error, as in [`Bundles::open`].
     pub fn config_layer(data_dir: &Path) -> anyhow::Result<Option<BundleLayer>> {
         let dir = data_dir.join(DIR);
-        let state = State::load(&dir.join(STATE))?;
+        let state = match State::load(&dir.join(STATE)) {
+            Ok(state) => state,
+            Err(err) => {
+                // `open` reports it; the agent starts on its local configuration.
+                tracing::error!(reason = %format!("{err:#}"), "the config bundle is not used");
+                return Ok(None);
+            }
+        };
         let Some((name, entry)) = state.active.iter().find(|(_, e)| e.kind == Kind::Config) else {
             return Ok(None);
         };
@@ -398,6 +421,11 @@ impl Bundles {
         use std::sync::atomic::Ordering;
         let now = now_ms.div_euclid(1000).max(self.state.newest_signed);
         self.clock_mark.fetch_max(now, Ordering::Relaxed).max(now)
+    }
+
+    /// Why the bundle state cannot be read, when it cannot: no bundle is applied then.
+    pub fn broken(&self) -> Option<&str> {
+        self.broken.as_deref()
     }
 
     /// Reads the configured key files again (an operator installs a key file and then a

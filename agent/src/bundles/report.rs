@@ -18,7 +18,13 @@ impl Bundles {
     pub fn status(&self, now_ms: i64) -> BundleStatus {
         let now = self.judged_now(now_ms);
         let license = self.license_state();
-        let mut problems = self.key_problems.clone();
+        let mut problems = Vec::new();
+        if let Some(broken) = &self.broken {
+            problems.push(format!(
+                "the bundle state is damaged; no bundle applies until it is repaired: {broken}"
+            ));
+        }
+        problems.extend(self.key_problems.iter().cloned());
         problems.extend(self.apply_error.clone());
         for stuck in self.inbox_stuck.keys() {
             problems.push(format!(
@@ -142,6 +148,7 @@ impl Bundles {
             license: Some(info),
             restart_needed: Vec::new(),
             pending,
+            state_error: self.broken.clone().unwrap_or_default(),
         }
     }
 

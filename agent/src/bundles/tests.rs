@@ -533,10 +533,17 @@ fn open_removes_what_an_interrupted_apply_left() {
 }
 
 #[test]
-fn a_damaged_or_unknown_state_file_stops_open_and_is_left_alone() {
+fn a_damaged_or_unknown_state_file_stops_bundles_not_the_agent_and_is_left_alone() {
     let env = env();
-    drop(env.open());
+    let mut bundles = env.open();
+    assert!(
+        bundles
+            .install_file(&env.rules("base", 1, &env.key), "cli", NOW_MS)
+            .applied()
+    );
+    drop(bundles);
     let path = env.data.join(DIR).join(STATE);
+    let stored = env.data.join(DIR).join("store/base/1/bundle");
     for (bytes, expected) in [
         (&b"{\"format\": 1, \"active\": "[..], "damaged: not JSON"),
         (
@@ -546,14 +553,22 @@ fn a_damaged_or_unknown_state_file_stops_open_and_is_left_alone() {
         (&b"{\"format\": 1, \"surprise\": 1}"[..], "unknown field"),
     ] {
         fs::write(&path, bytes).unwrap();
-        let err = format!(
-            "{:#}",
-            Bundles::open(&env.data, env.settings.clone()).unwrap_err()
-        );
-        assert!(err.contains(&path.display().to_string()), "{err}");
-        assert!(err.contains(expected), "{err}");
+        let mut bundles = Bundles::open(&env.data, env.settings.clone()).unwrap();
+        let broken = bundles.broken().unwrap().to_owned();
+        assert!(broken.contains(&path.display().to_string()), "{broken}");
+        assert!(broken.contains(expected), "{broken}");
+        let status = bundles.status(NOW_MS);
+        assert_eq!(status.state_error, broken);
+        assert!(status.bundles.is_empty());
+        assert!(bundles.active_rules().is_empty());
+        let refused = bundles.install_file(&env.rules("base", 2, &env.key), "cli", NOW_MS);
+        assert_refused(&refused, "state", "damaged");
+        assert!(bundles.rollback(Some("base"), NOW_MS).is_err());
+        assert!(bundles.poll_inbox(NOW_MS).is_empty());
+        // Nothing of what the state may name is touched.
         assert_eq!(fs::read(&path).unwrap(), bytes);
-        assert!(Bundles::config_layer(&env.data).is_err());
+        assert!(stored.is_file(), "the store is kept");
+        assert!(Bundles::config_layer(&env.data).unwrap().is_none());
     }
 }
 

@@ -323,7 +323,9 @@ pub fn rules_component(view: &RulesView) -> proto::ComponentHealth {
     )
 }
 
-/// The `bundles` component: degraded when a trusted key file could not be read, an active
+/// The `bundles` component: failed when the bundle state cannot be read (the agent then runs
+/// its built-in and local rules only and refuses every bundle); degraded when a trusted key
+/// file could not be read, an active
 /// bundle is damaged, the config bundle is not in use or needs a restart to take effect.
 /// Its detail names the active bundles and the config bundle's keys a local layer overrides.
 pub fn bundles_component(view: &BundlesView) -> proto::ComponentHealth {
@@ -338,6 +340,17 @@ pub fn bundles_component(view: &BundlesView) -> proto::ComponentHealth {
     } else {
         format!("active: {}", active.join(", "))
     };
+    if !view.status.state_error.is_empty() {
+        // The agent runs without its bundles and can take none: failed, not degraded.
+        return component(
+            "bundles",
+            Level::Failed,
+            format!(
+                "the bundle state is damaged; no bundle applies until it is repaired: {}",
+                view.status.state_error
+            ),
+        );
+    }
     let mut problems: Vec<String> = view.status.problems.clone();
     if let Some(problem) = &view.config.problem {
         problems.push(format!("the config bundle is not in use: {problem}"));
@@ -856,6 +869,16 @@ mod tests {
                 .contains("detection.max_rows (by /etc/daemoneye/config.toml)"),
             "{}",
             shown.detail
+        );
+
+        let mut view = bundles_view();
+        view.status.state_error = "state.json: not JSON".to_owned();
+        let failed = bundles_component(&view);
+        assert_eq!(failed.status(), Level::Failed);
+        assert!(
+            failed.detail.ends_with("state.json: not JSON"),
+            "{}",
+            failed.detail
         );
 
         for (change, expected) in [
