@@ -33,6 +33,11 @@ const HOT_KEYS: &[&str] = &[
     "detection.rules",
 ];
 
+/// How often the stored bundles are read back and their hashes checked while the agent runs
+/// (they are also checked at start and before a rollback): a 10 MB bundle costs tens of
+/// milliseconds of one core.
+const RECHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// How the agent loaded its configuration, to load it again over a new config bundle.
 #[derive(Debug, Clone)]
 pub struct ConfigBase {
@@ -86,6 +91,8 @@ pub struct BundleService {
     recording: tokio::sync::Mutex<()>,
     /// Held while the rule set is rebuilt and swapped in.
     rebuilding: tokio::sync::Mutex<()>,
+    /// When the stored bundles were last re-read.
+    last_recheck: Mutex<Option<std::time::Instant>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -116,6 +123,7 @@ impl BundleService {
             cached: Mutex::new(None),
             recording: tokio::sync::Mutex::new(()),
             rebuilding: tokio::sync::Mutex::new(()),
+            last_recheck: Mutex::new(Some(std::time::Instant::now())),
         }
     }
 
@@ -148,6 +156,16 @@ impl BundleService {
         .await
         .map_err(|err| format!("the rollback failed: {err}"))??;
         Ok(self.take_effect(decision).await)
+    }
+
+    /// Whether the stored bundles are due for a re-read ([`RECHECK_EVERY`]); marks it done.
+    fn recheck_due(&self) -> bool {
+        let mut last = lock(&self.last_recheck);
+        let due = last.is_none_or(|at| at.elapsed() >= RECHECK_EVERY);
+        if due {
+            *last = Some(std::time::Instant::now());
+        }
+        due
     }
 
     /// Records the ledger entry of the change of `name` at `at_ms`, unless it was recorded
@@ -188,6 +206,10 @@ impl BundleService {
     /// One look at the inbox; then the license gate, which time alone can close.
     pub async fn poll(self: &Arc<Self>) {
         self.record_unrecorded().await;
+        if self.recheck_due() {
+            let service = Arc::clone(self);
+            let _ = tokio::task::spawn_blocking(move || lock(&service.bundles).recheck()).await;
+        }
         let service = Arc::clone(self);
         let decisions =
             tokio::task::spawn_blocking(move || lock(&service.bundles).poll_inbox(now_ms()))

@@ -214,6 +214,9 @@ pub struct Bundles {
     apply_error: Option<String>,
     /// Why `state.json` could not be read: then nothing is applied, rolled back or written.
     broken: Option<String>,
+    /// Damage [`Bundles::recheck`] found in stored versions while the agent runs, by name.
+    /// The content in force stays what was read at start (it is in memory, and was whole).
+    store_damage: BTreeMap<String, String>,
 }
 
 impl Bundles {
@@ -302,6 +305,7 @@ impl Bundles {
             clock_mark: std::sync::atomic::AtomicI64::new(0),
             apply_error: None,
             broken,
+            store_damage: BTreeMap::new(),
         };
         bundles.trust = bundles.make_trust();
         bundles.recover_history();
@@ -421,6 +425,32 @@ impl Bundles {
         use std::sync::atomic::Ordering;
         let now = now_ms.div_euclid(1000).max(self.state.newest_signed);
         self.clock_mark.fetch_max(now, Ordering::Relaxed).max(now)
+    }
+
+    /// Reads every stored version the state names (current and previous) back, hashes
+    /// checked, and keeps what is damaged as a problem: a disk that rots under the store, or
+    /// hands that change it, show in health before a restart or a rollback needs the copy.
+    /// The agent calls it now and then, on a blocking thread.
+    pub fn recheck(&mut self) {
+        let mut damage = BTreeMap::new();
+        for (name, entry) in &self.state.active {
+            for applied in std::iter::once(&entry.current).chain(entry.previous.as_ref()) {
+                if let Err(reason) = store::read(
+                    &self.dir,
+                    name,
+                    applied.version,
+                    &applied.sha256,
+                    &self.settings.limits,
+                ) {
+                    tracing::error!(bundle = %name, version = applied.version, %reason, "stored bundle damaged");
+                    damage.insert(
+                        format!("{name} version {}", applied.version),
+                        reason,
+                    );
+                }
+            }
+        }
+        self.store_damage = damage;
     }
 
     /// Why the bundle state cannot be read, when it cannot: no bundle is applied then.

@@ -921,3 +921,31 @@ fn a_change_is_recorded_in_the_ledger_and_the_history_even_after_a_crash_between
     assert!(bundles.unrecorded().is_empty());
     assert_eq!(bundles.history(&Page::default()).unwrap().entries.len(), 1);
 }
+
+#[test]
+fn a_recheck_finds_a_stored_copy_damaged_while_the_agent_runs() {
+    let env = env();
+    let mut bundles = env.open();
+    assert!(
+        bundles
+            .install_file(&env.rules("base", 1, &env.key), "cli", NOW_MS)
+            .applied()
+    );
+    bundles.recheck();
+    assert!(bundles.status(NOW_MS).problems.is_empty());
+    let file = env.data.join(DIR).join("store/base/1/bundle");
+    let mut bytes = fs::read(&file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&file, bytes).unwrap();
+    assert!(bundles.status(NOW_MS).problems.is_empty(), "not looked at yet");
+    bundles.recheck();
+    let problems = bundles.status(NOW_MS).problems;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with("the stored copy of bundle base version 1 is damaged: "),
+        "{problems:?}"
+    );
+    // What runs was read whole at start and stays in force.
+    assert_eq!(bundles.active_rules().len(), 1);
+}
