@@ -27,6 +27,7 @@ pub mod bundles;
 pub mod control;
 pub mod detector;
 pub mod link;
+pub mod outbox;
 pub mod output;
 pub mod pidfile;
 pub mod pipeline;
