@@ -5,7 +5,7 @@
 //! | opens | runs |
 //! | damaged ([`StoreError::is_damage`]) | moves it aside, creates a new one, logs one error line, runs with a degraded `store` in health and a `store_recovered` ledger entry |
 //! | written by another version of the agent | refuses to start ([`UsageError`], exit 2), leaves the file untouched |
-//! | locked by another agent | refuses to start (exit 1), naming that agent's pid from [`pidfile`](crate::pidfile) |
+//! | locked by another agent | refuses to start (exit 1), naming that agent's pid from [`crate::pidfile`] |
 //! | any other failure | refuses to start (exit 1) with the store's error |
 
 use std::path::{Path, PathBuf};

@@ -36,6 +36,13 @@ const PURE: &[&str] = &[
     "lib/src/minisign",
     "lib/src/text.rs",
     "lib/src/ids.rs",
+    "lib/src/bundle/manifest.rs",
+    "lib/src/bundle/open.rs",
+    "lib/src/bundle/content.rs",
+    "lib/src/bundle/license.rs",
+    "lib/src/bundle/trust.rs",
+    "agent/src/outbox/retry.rs",
+    "agent/src/outbox/format.rs",
 ];
 
 /// What a pure module must not name, with why.

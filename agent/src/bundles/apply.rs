@@ -408,7 +408,7 @@ impl Bundles {
     }
 
     /// The changes whose ledger entry is not recorded yet, oldest first: (name, time, the
-    /// entry). See [`Unrecorded`].
+    /// entry). See the `unrecorded` list of `state.json` in the module doc.
     pub fn unrecorded(&self) -> Vec<(String, i64, Body)> {
         self.state
             .unrecorded

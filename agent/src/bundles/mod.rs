@@ -443,10 +443,7 @@ impl Bundles {
                     &self.settings.limits,
                 ) {
                     tracing::error!(bundle = %name, version = applied.version, %reason, "stored bundle damaged");
-                    damage.insert(
-                        format!("{name} version {}", applied.version),
-                        reason,
-                    );
+                    damage.insert(format!("{name} version {}", applied.version), reason);
                 }
             }
         }

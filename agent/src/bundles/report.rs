@@ -26,7 +26,9 @@ impl Bundles {
         }
         problems.extend(self.key_problems.iter().cloned());
         for (version, reason) in &self.store_damage {
-            problems.push(format!("the stored copy of bundle {version} is damaged: {reason}"));
+            problems.push(format!(
+                "the stored copy of bundle {version} is damaged: {reason}"
+            ));
         }
         problems.extend(self.apply_error.clone());
         for stuck in self.inbox_stuck.keys() {

@@ -938,7 +938,10 @@ fn a_recheck_finds_a_stored_copy_damaged_while_the_agent_runs() {
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     fs::write(&file, bytes).unwrap();
-    assert!(bundles.status(NOW_MS).problems.is_empty(), "not looked at yet");
+    assert!(
+        bundles.status(NOW_MS).problems.is_empty(),
+        "not looked at yet"
+    );
     bundles.recheck();
     let problems = bundles.status(NOW_MS).problems;
     assert_eq!(problems.len(), 1, "{problems:?}");
