@@ -58,8 +58,10 @@ fn every_command_of_the_air_gap_guide_works() {
     );
     let password = "correct horse battery staple\n".repeat(8);
     for (index, block) in blocks.iter().enumerate() {
-        let mut child = Command::new("bash")
-            .args(["-c", &format!("set -eu\n{block}")])
+        // `timeout` bounds a block that would wait forever (the guide's inbox loop waits for
+        // the agent): a hang fails this test instead of the whole run.
+        let mut child = Command::new("timeout")
+            .args(["300", "bash", "-c", &format!("set -eu\n{block}")])
             .env("PATH", &path)
             .env("HOME", work.path())
             .env("KEYS", work.path().join("keys"))
