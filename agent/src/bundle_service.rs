@@ -18,7 +18,7 @@ use daemoneye_lib::ledger::entry::Body;
 use crate::audit;
 use crate::bundles::{Bundles, Decision};
 use crate::control::health::BundlesView;
-use crate::detector::{self, Detector, PackGate, RulePack};
+use crate::detector::{self, Detector, PackGate};
 use crate::pipeline::PipelineHandle;
 use crate::run::now_ms;
 use crate::supervisor::Supervisor;
@@ -422,8 +422,12 @@ impl BundleService {
     /// threads): while one runs, the view taken before it is shown.
     pub fn health_view(&self) -> BundlesView {
         let read = |bundles: &Bundles| {
-            let now = bundles.judged_now(now_ms());
-            (bundles.status(now * 1000), bundles.license_state(), now)
+            let now = now_ms();
+            (
+                bundles.status(now),
+                bundles.license_state(),
+                bundles.judged_now(now),
+            )
         };
         let fresh = match self.bundles.try_lock() {
             Ok(bundles) => Some(read(&bundles)),
@@ -445,24 +449,10 @@ impl BundleService {
     }
 }
 
-/// The rule packs of the active rules bundles.
-fn packs_of(bundles: &Bundles) -> Vec<RulePack> {
-    bundles
-        .active_rules()
-        .into_iter()
-        .map(|active| RulePack {
-            name: active.name,
-            version: active.version,
-            requires_license: active.requires_license,
-            files: active.files,
-        })
-        .collect()
-}
-
 /// The detector for `config` and the active rule packs of `bundles`.
 pub fn build(config: &Config, bundles: &Bundles) -> anyhow::Result<(Detector, Vec<PackGate>)> {
     let limits = detector::limits(config);
-    let packs = packs_of(bundles);
+    let packs = bundles.active_rules();
     let (loaded, gates) = detector::load_with_packs(
         config,
         limits,

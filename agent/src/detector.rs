@@ -20,31 +20,15 @@ pub fn limits(config: &Config) -> Limits {
     }
 }
 
-/// Loads the built-in pack (unless disabled) and the configured rule files.
+/// Loads the built-in pack (unless disabled) and the configured rule files: the rule set of
+/// a host with no rules bundle ([`load_with_packs`] with none).
 pub fn load_rules(config: &Config, limits: Limits) -> anyhow::Result<Loaded> {
-    let sandbox = Sandbox::new(limits).context("setting up the SQL sandbox")?;
-    let mut loaded = Loaded::default();
-    if config.detection.builtin_rules {
-        for (name, text) in BUILTIN_RULE_FILES {
-            loaded.extend(rules::parse(&format!("builtin:{name}"), text, &sandbox));
-        }
-    }
-    loaded.extend(rules::load_paths(&config.detection.rules, &sandbox));
-    Ok(loaded)
+    let none = daemoneye_lib::bundle::LicenseState::default();
+    load_with_packs(config, limits, &[], &none, 0).map(|(loaded, _)| loaded)
 }
 
-/// A rule pack from an active rules bundle, as the detector takes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RulePack {
-    /// The bundle's name.
-    pub name: String,
-    /// Its version.
-    pub version: u64,
-    /// The license feature it needs, if any.
-    pub requires_license: Option<String>,
-    /// Its rule files: path inside the bundle, text.
-    pub files: Vec<(String, String)>,
-}
+/// A rule pack from an active rules bundle: its name, version, license feature and files.
+pub use crate::bundles::ActiveRules as RulePack;
 
 /// Whether a rule pack runs, and why not.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,12 +102,6 @@ pub struct Detector {
 }
 
 impl Detector {
-    /// The rules `config` names (built-in pack and rule files).
-    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
-        let limits = limits(config);
-        Self::new(load_rules(config, limits)?, limits, "configuration")
-    }
-
     /// A detector for rules already loaded.
     pub fn new(loaded: Loaded, limits: Limits, origin: &str) -> anyhow::Result<Self> {
         let engine = Engine::new(loaded.rules, limits).context("setting up the SQL sandbox")?;

@@ -212,11 +212,6 @@ pub fn shown(output: &Output) -> String {
     )
 }
 
-/// Runs `command` and returns its output.
-pub fn run(command: &mut Command) -> Output {
-    command.output().expect("running a command")
-}
-
 /// A process a test starts (a copy of `sleep` under a name a rule looks for), killed when
 /// dropped.
 pub struct Probe(std::process::Child);

@@ -11,7 +11,6 @@
 //!
 //! Runs as root (procmond needs its capabilities); CI runs it as root.
 
-use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use daemoneye_e2e::bundles::{
@@ -47,18 +46,8 @@ fn from_now(secs: u64) -> String {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let time = UNIX_EPOCH + Duration::from_secs(now + secs);
-    humantime_like(time)
-}
-
-/// RFC 3339 in UTC, whole seconds (the bundler reads this form).
-fn humantime_like(time: SystemTime) -> String {
-    let secs = time.duration_since(UNIX_EPOCH).unwrap().as_secs();
-    let output = Command::new("date")
-        .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"])
-        .output()
-        .expect("running date");
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    let at_ms = i64::try_from((now + secs) * 1000).unwrap();
+    daemoneye_lib::text::format_time_ms(at_ms)
 }
 
 fn issue_license(

@@ -12,7 +12,7 @@ use daemoneye_lib::minisign;
 use daemoneye_lib::text;
 
 use super::state::{Applied, Entry, State, Unrecorded};
-use super::{Bundles, Decision, HISTORY, STATE, hex, history, store, summary};
+use super::{Bundles, Decision, HISTORY, STATE, history, store, summary};
 
 impl Bundles {
     /// Reads `path` and `path.minisig` (bounded), verifies them and applies the bundle
@@ -164,7 +164,7 @@ impl Bundles {
             applied_at_ms: now_ms,
             ..previous
         };
-        next.unrecorded.push(Unrecorded {
+        let change = Unrecorded {
             action: "rolled_back".to_owned(),
             name: name.clone(),
             kind,
@@ -175,7 +175,8 @@ impl Bundles {
             at_ms: now_ms,
             source: "cli".to_owned(),
             reason: String::new(),
-        });
+        };
+        next.unrecorded.push(change.clone());
         next.active.insert(
             name.clone(),
             Entry {
@@ -186,27 +187,7 @@ impl Bundles {
         );
         self.commit(next).map_err(|err| format!("{err:#}"))?;
         self.loaded.insert(name.clone(), Ok(stored.files));
-        let proto = BundleDecision {
-            action: BundleAction::RolledBack as i32,
-            name: name.clone(),
-            version: Some(restored.version),
-            from_version: Some(from),
-            kind: kind.as_str().to_owned(),
-            source: "cli".to_owned(),
-            at_ms: now_ms,
-            signer: restored.signer,
-            ..BundleDecision::default()
-        };
-        self.record(&proto);
-        Ok(Decision {
-            proto,
-            changed: Some(kind),
-            ledger: Body::BundleRolledBack {
-                name,
-                from_version: from.to_string(),
-                to_version: restored.version.to_string(),
-            },
-        })
+        Ok(self.changed(&change))
     }
 
     /// Applies a verified bundle (see the module doc); a failure is a refusal that changed
@@ -270,7 +251,7 @@ impl Bundles {
             version: header.version,
             signer: bundle.signer.to_string(),
             applied_at_ms: base.at_ms,
-            sha256: hex(&bundle.sha256),
+            sha256: text::hex(&bundle.sha256),
             created: header.created.0,
             expires: header.expires.0,
             requires_license: header.requires_license.clone(),
@@ -287,7 +268,7 @@ impl Bundles {
         );
         next.highest.insert(name.clone(), header.version);
         next.newest_signed = next.newest_signed.max(header.created.0);
-        next.unrecorded.push(Unrecorded {
+        let change = Unrecorded {
             action: "applied".to_owned(),
             name: name.clone(),
             kind,
@@ -298,7 +279,8 @@ impl Bundles {
             at_ms: base.at_ms,
             source: base.source.clone(),
             reason: notes.join("; "),
-        });
+        };
+        next.unrecorded.push(change.clone());
 
         let written =
             store::put(&self.dir, verified, bytes, signature).and_then(|()| self.commit(next));
@@ -316,25 +298,18 @@ impl Bundles {
         self.loaded
             .retain(|other, _| self.state.active.contains_key(other));
         self.loaded.insert(name.clone(), Ok(bundle.files.clone()));
-        let proto = BundleDecision {
-            action: BundleAction::Applied as i32,
-            name: name.clone(),
-            version: Some(header.version),
-            kind: kind.as_str().to_owned(),
-            sha256: applied.sha256,
-            reason: notes.join("; "),
-            signer: applied.signer,
-            ..base
-        };
+        self.changed(&change)
+    }
+
+    /// The decision of a change just made: its history line written, its ledger entry to
+    /// record (both as [`Unrecorded`] describes them, so a recovered record is the same).
+    fn changed(&self, change: &Unrecorded) -> Decision {
+        let proto = decision_of(change);
         self.record(&proto);
         Decision {
             proto,
-            changed: Some(kind),
-            ledger: Body::BundleAccepted {
-                name,
-                version: header.version.to_string(),
-                sha256: bundle.sha256,
-            },
+            changed: Some(change.kind),
+            ledger: ledger_body(change),
         }
     }
 
@@ -388,7 +363,7 @@ impl Bundles {
             sha256: if sha256 == [0; 32] {
                 String::new()
             } else {
-                hex(&sha256)
+                text::hex(&sha256)
             },
             reason: reason.clone(),
             step: step.to_owned(),
@@ -447,15 +422,12 @@ impl Bundles {
         }
         let known = history::read(&self.dir.join(HISTORY)).unwrap_or_default();
         for change in &self.state.unrecorded {
-            let action = match change.action.as_str() {
-                "rolled_back" => BundleAction::RolledBack,
-                _ => BundleAction::Applied,
-            };
+            let decision = decision_of(change);
             let present = known.iter().any(|line| {
-                line.name == change.name
-                    && line.at_ms == change.at_ms
-                    && line.version == Some(change.version)
-                    && line.action() == action
+                line.name == decision.name
+                    && line.at_ms == decision.at_ms
+                    && line.version == decision.version
+                    && line.action() == decision.action()
             });
             if present {
                 continue;
@@ -465,19 +437,7 @@ impl Bundles {
                 version = change.version,
                 "the agent stopped before recording this bundle change: recorded now"
             );
-            self.record(&BundleDecision {
-                action: action as i32,
-                name: change.name.clone(),
-                version: Some(change.version),
-                from_version: change.from_version,
-                kind: change.kind.as_str().to_owned(),
-                sha256: change.sha256.clone(),
-                reason: change.reason.clone(),
-                source: change.source.clone(),
-                at_ms: change.at_ms,
-                signer: change.signer.clone(),
-                ..BundleDecision::default()
-            });
+            self.record(&decision);
         }
     }
 
@@ -490,7 +450,28 @@ impl Bundles {
     }
 }
 
-/// The ledger entry of an unrecorded change.
+/// The history line and answer of a change.
+fn decision_of(change: &Unrecorded) -> BundleDecision {
+    let action = match change.action.as_str() {
+        "rolled_back" => BundleAction::RolledBack,
+        _ => BundleAction::Applied,
+    };
+    BundleDecision {
+        action: action as i32,
+        name: change.name.clone(),
+        version: Some(change.version),
+        from_version: change.from_version,
+        kind: change.kind.as_str().to_owned(),
+        sha256: change.sha256.clone(),
+        reason: change.reason.clone(),
+        source: change.source.clone(),
+        at_ms: change.at_ms,
+        signer: change.signer.clone(),
+        ..BundleDecision::default()
+    }
+}
+
+/// The ledger entry of a change.
 fn ledger_body(change: &Unrecorded) -> Body {
     if change.action == "rolled_back" {
         return Body::BundleRolledBack {

@@ -546,8 +546,3 @@ fn summary(content: &Content, files: usize) -> String {
         ),
     }
 }
-
-/// Lower-case hex.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}

@@ -158,7 +158,7 @@ pub fn read(
     let bytes =
         fsutil::read_regular_bounded(&path, limits.max_bundle_bytes.max(STORED_BUNDLE_BYTES))
             .map_err(|err| err.to_string())?;
-    let actual = super::hex(&bundle::open::sha256(&bytes));
+    let actual = daemoneye_lib::text::hex(&bundle::open::sha256(&bytes));
     if actual != sha256 {
         return Err(format!(
             "{} has SHA-256 {actual}, the state recorded {sha256}",

@@ -192,6 +192,12 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
     out
 }
 
+/// Installs `path` from the CLI and asserts it was applied.
+fn install_ok(bundles: &mut Bundles, path: &Path) {
+    let decision = bundles.install_file(path, "cli", NOW_MS);
+    assert!(decision.applied(), "{:?}", decision.proto);
+}
+
 fn history_len(bundles: &Bundles) -> usize {
     bundles.history(&Page::default()).unwrap().entries.len()
 }
@@ -296,7 +302,7 @@ fn an_install_applies_and_survives_a_restart() {
     assert_eq!(decision.changed, Some(Kind::Rules));
     assert_eq!(decision.proto.reason, "1 rules in 1 files");
     let sha = bundle::open::sha256(&fs::read(&path).unwrap());
-    assert_eq!(decision.proto.sha256, hex(&sha));
+    assert_eq!(decision.proto.sha256, daemoneye_lib::text::hex(&sha));
     assert_eq!(
         decision.ledger,
         Body::BundleAccepted {
@@ -350,11 +356,7 @@ fn a_rolled_back_version_cannot_be_installed_again() {
         bundles.rollback(None, NOW_MS).unwrap_err(),
         "no active bundle has a previous version: there is nothing to roll back"
     );
-    assert!(
-        bundles
-            .install_file(&env.rules("base", 1, &env.key), "cli", NOW_MS)
-            .applied()
-    );
+    install_ok(&mut bundles, &env.rules("base", 1, &env.key));
     let v2 = env.rules("base", 2, &env.key);
     assert!(bundles.install_file(&v2, "cli", NOW_MS + 1).applied());
     let store = env.data.join(DIR).join("store/base");
@@ -425,11 +427,7 @@ fn a_rolled_back_version_cannot_be_installed_again() {
         "version",
         "replay",
     );
-    assert!(
-        bundles
-            .install_file(&env.rules("base", 3, &env.key), "cli", NOW_MS)
-            .applied()
-    );
+    install_ok(&mut bundles, &env.rules("base", 3, &env.key));
 }
 
 #[test]
@@ -481,11 +479,7 @@ fn a_keys_bundle_adds_and_revokes_keys_for_good() {
 fn open_removes_what_an_interrupted_apply_left() {
     let env = env();
     let mut bundles = env.open();
-    assert!(
-        bundles
-            .install_file(&env.rules("base", 1, &env.key), "cli", NOW_MS)
-            .applied()
-    );
+    install_ok(&mut bundles, &env.rules("base", 1, &env.key));
     drop(bundles);
     let dir = env.data.join(DIR);
     let state_before = fs::read(dir.join(STATE)).unwrap();
@@ -518,11 +512,7 @@ fn open_removes_what_an_interrupted_apply_left() {
     // A leftover of the very version being applied is replaced.
     fs::create_dir_all(dir.join("store/base/2/rules")).unwrap();
     fs::write(dir.join("store/base/2/rules/t.toml"), "stale").unwrap();
-    assert!(
-        bundles
-            .install_file(&env.rules("base", 2, &env.key), "cli", NOW_MS)
-            .applied()
-    );
+    install_ok(&mut bundles, &env.rules("base", 2, &env.key));
     assert!(
         !dir.join("store/base/2/rules").exists(),
         "the leftover is gone"
@@ -536,11 +526,7 @@ fn open_removes_what_an_interrupted_apply_left() {
 fn a_damaged_or_unknown_state_file_stops_bundles_not_the_agent_and_is_left_alone() {
     let env = env();
     let mut bundles = env.open();
-    assert!(
-        bundles
-            .install_file(&env.rules("base", 1, &env.key), "cli", NOW_MS)
-            .applied()
-    );
+    install_ok(&mut bundles, &env.rules("base", 1, &env.key));
     drop(bundles);
     let path = env.data.join(DIR).join(STATE);
     let stored = env.data.join(DIR).join("store/base/1/bundle");
@@ -576,16 +562,8 @@ fn a_damaged_or_unknown_state_file_stops_bundles_not_the_agent_and_is_left_alone
 fn a_damaged_stored_file_is_a_problem_and_not_used() {
     let env = env();
     let mut bundles = env.open();
-    assert!(
-        bundles
-            .install_file(&env.rules("base", 1, &env.key), "cli", NOW_MS)
-            .applied()
-    );
-    assert!(
-        bundles
-            .install_file(&env.rules("other", 1, &env.key), "cli", NOW_MS)
-            .applied()
-    );
+    install_ok(&mut bundles, &env.rules("base", 1, &env.key));
+    install_ok(&mut bundles, &env.rules("other", 1, &env.key));
     drop(bundles);
     let file = env.data.join(DIR).join("store/base/1/bundle");
     let mut bytes = fs::read(&file).unwrap();
@@ -831,21 +809,13 @@ fn a_bundle_signed_by_a_key_revoked_since_says_so_and_is_not_rolled_back_to() {
     let env = env();
     let mut bundles = env.open();
     let new = SecretKey::generate().unwrap();
-    assert!(
-        bundles
-            .install_file(&env.rules("base", 1, &env.key), "cli", NOW_MS)
-            .applied()
-    );
+    install_ok(&mut bundles, &env.rules("base", 1, &env.key));
     let keys = format!(
         "[[add]]\nrole = \"bundles\"\npublic_key = \"{}\"\n\n[[revoke]]\nkey_id = \"{}\"\n",
         new.public_key().to_base64(),
         env.key.key_id()
     );
-    assert!(
-        bundles
-            .install_file(&env.keys("site-keys", 1, keys, &env.key), "cli", NOW_MS)
-            .applied()
-    );
+    install_ok(&mut bundles, &env.keys("site-keys", 1, keys, &env.key));
     let status = bundles.status(NOW_MS);
     assert!(status.problems.is_empty(), "{:?}", status.problems);
     let base = status.bundles.iter().find(|b| b.name == "base").unwrap();
@@ -865,11 +835,7 @@ fn a_bundle_signed_by_a_key_revoked_since_says_so_and_is_not_rolled_back_to() {
         .find(|b| b.name == "site-keys")
         .unwrap();
     assert!(!keys.note.contains("revoked"), "{}", keys.note);
-    assert!(
-        bundles
-            .install_file(&env.rules("base", 2, &new), "cli", NOW_MS)
-            .applied()
-    );
+    install_ok(&mut bundles, &env.rules("base", 2, &new));
     let refused = bundles.rollback(Some("base"), NOW_MS).unwrap_err();
     assert!(refused.contains("revoked: it is not restored"), "{refused}");
     assert_eq!(active_version(&bundles, "base"), Some(2));
@@ -926,11 +892,7 @@ fn a_change_is_recorded_in_the_ledger_and_the_history_even_after_a_crash_between
 fn a_recheck_finds_a_stored_copy_damaged_while_the_agent_runs() {
     let env = env();
     let mut bundles = env.open();
-    assert!(
-        bundles
-            .install_file(&env.rules("base", 1, &env.key), "cli", NOW_MS)
-            .applied()
-    );
+    install_ok(&mut bundles, &env.rules("base", 1, &env.key));
     bundles.recheck();
     assert!(bundles.status(NOW_MS).problems.is_empty());
     let file = env.data.join(DIR).join("store/base/1/bundle");

@@ -445,33 +445,11 @@ impl FixtureOutcome {
 /// sandbox would show it (queries cannot write: the sandbox's authorizer allows reads only).
 /// A thousand rules cost a thousand table reloads instead of a thousand SQLite set-ups.
 pub fn run_fixtures_in(rule: &Rule, sandbox: &mut Sandbox) -> Vec<FixtureOutcome> {
-    let mut outcomes = Vec::with_capacity(rule.tests.len());
-    for (index, fixture) in rule.tests.iter().enumerate() {
-        let loaded = Table::ALL
-            .iter()
-            .filter(|table| table.is_table())
-            .try_for_each(|table| {
-                let rows = fixture
-                    .tables
-                    .iter()
-                    .find(|(named, _)| named == table)
-                    .map_or(&[][..], |(_, rows)| rows.as_slice());
-                sandbox.load_rows(*table, rows)
-            });
-        let got = match loaded {
-            Err(reason) => Err(format!("loading the fixture: {reason}")),
-            Ok(()) => sandbox
-                .run(&rule.sql)
-                .map(|result| result.rows.len() as u64)
-                .map_err(|err| err.to_string()),
-        };
-        outcomes.push(FixtureOutcome {
-            label: fixture.label(index),
-            expected: fixture.expect_rows,
-            got,
-        });
-    }
-    outcomes
+    rule.tests
+        .iter()
+        .enumerate()
+        .map(|(index, fixture)| run_fixture(rule, index, fixture, sandbox))
+        .collect()
 }
 
 /// Runs each of `rule`'s fixtures in a fresh sandbox.
@@ -479,24 +457,42 @@ pub fn run_fixtures(rule: &Rule, limits: Limits) -> Result<Vec<FixtureOutcome>, 
     let mut outcomes = Vec::with_capacity(rule.tests.len());
     for (index, fixture) in rule.tests.iter().enumerate() {
         let mut sandbox = Sandbox::new(limits)?;
-        let loaded = fixture
-            .tables
-            .iter()
-            .try_for_each(|(table, rows)| sandbox.load_rows(*table, rows));
-        let got = match loaded {
-            Err(reason) => Err(format!("loading the fixture: {reason}")),
-            Ok(()) => sandbox
-                .run(&rule.sql)
-                .map(|result| result.rows.len() as u64)
-                .map_err(|err| err.to_string()),
-        };
-        outcomes.push(FixtureOutcome {
-            label: fixture.label(index),
-            expected: fixture.expect_rows,
-            got,
-        });
+        outcomes.push(run_fixture(rule, index, fixture, &mut sandbox));
     }
     Ok(outcomes)
+}
+
+/// One fixture in `sandbox`: the tables it does not name emptied, its rows loaded, the rule run.
+fn run_fixture(
+    rule: &Rule,
+    index: usize,
+    fixture: &Fixture,
+    sandbox: &mut Sandbox,
+) -> FixtureOutcome {
+    let loaded = Table::ALL
+        .iter()
+        .filter(|table| {
+            table.is_table() && !fixture.tables.iter().any(|(named, _)| named == *table)
+        })
+        .try_for_each(|table| sandbox.load_rows(*table, &[]))
+        .and_then(|()| {
+            fixture
+                .tables
+                .iter()
+                .try_for_each(|(table, rows)| sandbox.load_rows(*table, rows))
+        });
+    let got = match loaded {
+        Err(reason) => Err(format!("loading the fixture: {reason}")),
+        Ok(()) => sandbox
+            .run(&rule.sql)
+            .map(|result| result.rows.len() as u64)
+            .map_err(|err| err.to_string()),
+    };
+    FixtureOutcome {
+        label: fixture.label(index),
+        expected: fixture.expect_rows,
+        got,
+    }
 }
 
 #[cfg(test)]
