@@ -91,7 +91,58 @@ pub struct FileSink {
     open: Option<Open>,
 }
 
+/// The file sink's keys.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOptions {
+    /// Absolute path of the file.
+    path: PathBuf,
+    /// `json` (default) or `cef`.
+    #[serde(default)]
+    format: FileFormat,
+    /// Rotation size in bytes (default 100 MiB; 0 never rotates).
+    max_bytes: Option<u64>,
+    /// Rotated files kept (default 5).
+    keep: Option<u32>,
+}
+
+#[derive(Debug, Default, Clone, Copy, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum FileFormat {
+    #[default]
+    Json,
+    Cef,
+}
+
 impl FileSink {
+    /// The sink a `[[sinks]] type = "file"` table describes.
+    pub fn from_config(
+        sink: &daemoneye_lib::config::SinkConfig,
+    ) -> Result<Self, super::build::BuildError> {
+        let options: FileOptions = super::build::options(sink)?;
+        if !options.path.is_absolute() {
+            return Err(super::build::BuildError::new(
+                sink,
+                "path: must be absolute",
+            ));
+        }
+        let encoding = match options.format {
+            FileFormat::Json => Encoding::Json,
+            FileFormat::Cef => Encoding::Cef,
+        };
+        let mut config = FileConfig::new(options.path, encoding);
+        if let Some(max_bytes) = options.max_bytes {
+            config.max_bytes = max_bytes;
+        }
+        if let Some(keep) = options.keep {
+            if keep > 1000 {
+                return Err(super::build::BuildError::new(sink, "keep: at most 1000"));
+            }
+            config.keep = keep;
+        }
+        Ok(Self::new(sink.name.clone(), config))
+    }
+
     /// A sink named `name`; the file is opened at the first delivery.
     pub fn new(name: impl Into<String>, config: FileConfig) -> Self {
         Self {

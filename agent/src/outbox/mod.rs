@@ -58,10 +58,12 @@
 //! breaker's state next to the store's counters. It is not persisted: after a restart every
 //! sink starts closed, and the persisted backoff still spaces the first attempts.
 
+pub mod build;
 pub mod file;
 pub mod format;
 pub mod retry;
 pub mod stdout;
+pub mod tls;
 
 use daemoneye_lib::ids::AlertId;
 use daemoneye_lib::storage::Pending;
@@ -177,6 +179,19 @@ pub trait Sink: Send {
     /// [`BatchError::acknowledged`] were, and the error says what happened to the next one.
     /// An empty batch is `Ok(())` and does nothing.
     fn deliver(&mut self, batch: &[Delivery<'_>]) -> Result<(), BatchError>;
+
+    /// The most deliveries this sink takes in one call, when it has a bound of its own below
+    /// `[outbox] batch` (a receiver's request size limit). `None`: the outbox's batch.
+    fn max_batch(&self) -> Option<usize> {
+        None
+    }
+
+    /// The least time between two calls of [`Sink::deliver`] (the email sink's interval, so
+    /// that one mail carries the alerts of an interval). Zero: deliver as soon as alerts are
+    /// pending.
+    fn pace(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 #[cfg(test)]

@@ -26,10 +26,38 @@ pub struct StdoutSink<W = io::Stdout> {
     out: W,
 }
 
+/// The stdout sink's keys: `format = "json" | "text"` (default: the agent's `--format`).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StdoutOptions {
+    format: Option<StdoutFormat>,
+}
+
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum StdoutFormat {
+    Json,
+    Text,
+}
+
 impl StdoutSink {
     /// A sink named `name` writing to the process's stdout.
     pub fn new(name: impl Into<String>, format: AlertFormat) -> Self {
         Self::with_writer(name, format, io::stdout())
+    }
+
+    /// The sink a `[[sinks]] type = "stdout"` table describes.
+    pub fn from_config(
+        sink: &daemoneye_lib::config::SinkConfig,
+        context: &super::build::Context,
+    ) -> Result<Self, super::build::BuildError> {
+        let options: StdoutOptions = super::build::options(sink)?;
+        let format = match options.format {
+            None => context.stdout_format,
+            Some(StdoutFormat::Json) => AlertFormat::Json,
+            Some(StdoutFormat::Text) => AlertFormat::Text,
+        };
+        Ok(Self::new(sink.name.clone(), format))
     }
 }
 

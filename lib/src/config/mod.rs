@@ -66,6 +66,21 @@
 //!
 //! [license]                   # never set by a config bundle
 //! grace = "14d"               # an expired license's features last this long; 0s to 365d
+//!
+//! [outbox]                    # bounds per sink; full: the oldest dropped, counted, ledgered
+//! max_alerts = 100000         # pending deliveries per sink; 1 to 100000000
+//! max_bytes = 268435456       # pending payload bytes per sink; 1 MiB to 1 TiB
+//! max_dead_letters = 1000     # rejected deliveries kept per sink; 0 to 1000000
+//! batch = 256                 # deliveries handed to a sink at once; 1 to 10000
+//! retry_min = "1s"            # first wait after a failure, doubling; 10ms to 1h
+//! retry_max = "5m"            # the longest wait; retry_min to 1d
+//! breaker_failures = 5        # failed batches in a row that open the breaker; 1 to 1000
+//! breaker_cooldown = "30s"    # then one probe after this; 10ms to 1d
+//!
+//! # [[sinks]]                 # zero to 32; none means alerts go to stdout
+//! # name = "siem"             # unique; 1 to 64 characters of a-z, 0-9, '_', '-'
+//! # type = "syslog"           # stdout | file | syslog | webhook | email | splunk_hec |
+//! #                           # elasticsearch | postgres; the other keys are the type's
 //! ```
 //!
 //! Values in environment variables are read the way figment reads them: `10` is a number,
@@ -111,6 +126,7 @@ pub use data_dir::{DATA_DIR_ENV, DataDirInputs, resolve_data_dir};
 pub use detection::{DetectionConfig, StorageConfig};
 pub use ipc::{IpcConfig, MIN_FRAME_BYTES};
 pub use ledger::{LedgerConfig, LedgerHash};
+pub use outbox::{MAX_SINKS, OutboxConfig, SinkConfig, SinkKind};
 pub use values::HumanDuration;
 use values::{USER_NAME_RULE, is_valid_user_name};
 
@@ -121,6 +137,7 @@ mod data_dir;
 mod detection;
 mod ipc;
 mod ledger;
+mod outbox;
 mod values;
 
 /// The embedded defaults, in the file format itself so that they double as documentation.
@@ -210,6 +227,27 @@ inbox_interval = "2s"
 # Not settable by a config bundle either. After a license expires, its features keep working
 # this long; then the agent falls back to the free tier. Core monitoring never stops.
 grace = "14d"
+
+[outbox]
+# Every alert is kept for every sink until the sink acknowledged it. Per sink at most this
+# many deliveries and payload bytes (256 MiB) wait; when full, the oldest are dropped, counted,
+# shown by `outbox status` and written to the audit ledger (scanning is never held up).
+max_alerts = 100000
+max_bytes = 268435456
+# Deliveries a sink refused as malformed are kept aside, at most this many per sink.
+max_dead_letters = 1000
+# Deliveries handed to a sink at once.
+batch = 256
+# A failed delivery waits retry_min, doubling (with jitter) per failure up to retry_max.
+retry_min = "1s"
+retry_max = "5m"
+# After breaker_failures failed batches in a row a sink is left alone for breaker_cooldown,
+# then one probe batch goes.
+breaker_failures = 5
+breaker_cooldown = "30s"
+
+# [[sinks]] tables name where alerts go (stdout, file, syslog, webhook, email, splunk_hec,
+# elasticsearch, postgres); with none, alerts go to stdout. See docs/sinks.md.
 "#;
 
 /// The system-wide configuration file.
@@ -295,6 +333,11 @@ pub struct Config {
     pub bundles: BundlesConfig,
     /// `[license]`: what happens when a license expires.
     pub license: LicenseConfig,
+    /// `[outbox]`: the bounds and retry timing of the persistent alert outbox.
+    pub outbox: OutboxConfig,
+    /// `[[sinks]]`: where alerts go; none means a stdout sink.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sinks: Vec<SinkConfig>,
 }
 
 /// The `[site]` section.
@@ -735,6 +778,7 @@ fn validate(config: &Config, figment: &Figment) -> Result<(), ConfigError> {
         ("ledger", config.ledger.problem()),
         ("bundles", config.bundles.problem()),
         ("license", config.license.problem()),
+        ("outbox", config.outbox.problem()),
     ];
     for (section, problem) in problems {
         if let Some((key, reason)) = problem {
@@ -745,6 +789,11 @@ fn validate(config: &Config, figment: &Figment) -> Result<(), ConfigError> {
             let source = source_name(figment.find_metadata(&dotted), &path);
             return Err(invalid(source, &dotted, reason));
         }
+    }
+    if let Some((index, key, reason)) = outbox::sinks_problem(&config.sinks) {
+        let source = source_name(figment.find_metadata("sinks"), &["sinks".to_owned()]);
+        let dotted = format!("sinks[{index}].{key}");
+        return Err(invalid(source, &dotted, reason));
     }
     Ok(())
 }

@@ -14,7 +14,7 @@
 //! ```text
 //! offset  size  field
 //! 0       1     version   always 1 (VERSION); any other value is refused
-//! 1       1     kind      1..=15, see the table below
+//! 1       1     kind      1..=16, see the table below
 //! 2       1     source    1 = procmond, 2 = agent (who asked for the entry)
 //! 3       8     time_ms   i64: milliseconds since 1970-01-01T00:00:00Z (UTC, no leap seconds)
 //! 11      ...   body      the kind's fields, in the order of the table, nothing after them
@@ -55,13 +55,17 @@
 //! 13    config_changed       source: str, config_hash: hash                      either
 //! 14    store_recovered      path: str, moved_to: str, reason: str               either
 //! 15    procmond_restarted   pid: u32 (0: not known), reason: str                agent
+//! 16    alerts_dropped       sink: str, count: u64, reason: str,                 agent
+//!                            first_alert_id: str, last_alert_id: str
 //! ```
 //!
 //! `store_recovered` says that the agent found its event store damaged at start-up, moved
 //! the file at `path` to `moved_to` (kept, never deleted) and created a new store; `reason`
 //! is why the old one could not be opened. `procmond_restarted` says that the agent replaced
 //! procmond (it stalled, stopped answering or exited), with the replaced one's pid; it is
-//! written through the new procmond. Kinds 14 and 15 were added after the first release of
+//! written through the new procmond. `alerts_dropped` says that the outbox dropped `count`
+//! deliveries for `sink` unsent (`reason`: `full`, `too_large`, `dead_letter_overflow`,
+//! `sink_removed`), the first and last of them naming their alerts. Kinds 14 to 16 were added after the first release of
 //! version 1: a reader that knows only kinds 1 to 13 refuses such an entry as an unknown kind
 //! rather than misreading it.
 //!
@@ -147,7 +151,7 @@ pub const HEADER_BYTES: usize = 11;
 pub const MAX_BODY_BYTES: usize = MAX_ENTRY_BYTES - HEADER_BYTES;
 
 /// The kind names, indexed by kind number minus one.
-pub const KIND_NAMES: [&str; 15] = [
+pub const KIND_NAMES: [&str; 16] = [
     "ledger_created",
     "procmond_started",
     "procmond_stopped",
@@ -163,6 +167,7 @@ pub const KIND_NAMES: [&str; 15] = [
     "config_changed",
     "store_recovered",
     "procmond_restarted",
+    "alerts_dropped",
 ];
 
 /// Who asked for an entry: procmond itself or the agent (through `AppendAudit`).
@@ -345,6 +350,19 @@ pub enum Body {
         /// Why.
         reason: String,
     },
+    /// Kind 16: the outbox dropped deliveries of one sink unsent (never silently).
+    AlertsDropped {
+        /// The sink they were for.
+        sink: String,
+        /// How many.
+        count: u64,
+        /// Why: `full`, `too_large`, `dead_letter_overflow` or `sink_removed`.
+        reason: String,
+        /// The alert of the first one dropped.
+        first_alert_id: String,
+        /// The alert of the last one dropped.
+        last_alert_id: String,
+    },
 }
 
 /// One record of the audit ledger.
@@ -369,7 +387,7 @@ enum Field<'a> {
 }
 
 impl Body {
-    /// The kind's number (1 to 15), the second byte of the entry.
+    /// The kind's number (1 to 16), the second byte of the entry.
     pub const fn kind_code(&self) -> u8 {
         match self {
             Self::LedgerCreated { .. } => 1,
@@ -387,6 +405,7 @@ impl Body {
             Self::ConfigChanged { .. } => 13,
             Self::StoreRecovered { .. } => 14,
             Self::ProcmondRestarted { .. } => 15,
+            Self::AlertsDropped { .. } => 16,
         }
     }
 
@@ -546,6 +565,19 @@ impl Body {
             Self::ProcmondRestarted { pid, reason } => {
                 vec![("pid", U32(*pid)), ("reason", Str(reason))]
             }
+            Self::AlertsDropped {
+                sink,
+                count,
+                reason,
+                first_alert_id,
+                last_alert_id,
+            } => vec![
+                ("sink", Str(sink)),
+                ("count", U64(*count)),
+                ("reason", Str(reason)),
+                ("first_alert_id", Str(first_alert_id)),
+                ("last_alert_id", Str(last_alert_id)),
+            ],
         }
     }
 

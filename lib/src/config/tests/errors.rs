@@ -142,7 +142,7 @@ fn invalid_values_name_source_key_and_reason() {
             "system.toml",
             "colour",
             "unknown section (expected one of site, collection, collector, ipc, detection, storage, \
-             ledger, bundles, license)",
+             ledger, bundles, license, outbox, sinks)",
         ),
         bad(
             &[("system.toml", "[site]\nname = \"x\"\n")],

@@ -78,6 +78,13 @@ pub(super) fn decode_fields(code: u8, r: &mut Reader<'_>) -> Result<Body, EntryE
             pid: r.u32("pid")?,
             reason: r.str("reason")?,
         },
+        16 => Body::AlertsDropped {
+            sink: r.str("sink")?,
+            count: r.u64("count")?,
+            reason: r.str("reason")?,
+            first_alert_id: r.str("first_alert_id")?,
+            last_alert_id: r.str("last_alert_id")?,
+        },
         _ => return Err(EntryError::UnknownKind(code)),
     })
 }

@@ -86,6 +86,13 @@ fn samples() -> Vec<Body> {
             pid: 4242,
             reason: "no answer to a health check within 5s".into(),
         },
+        Body::AlertsDropped {
+            sink: "siem".into(),
+            count: 3,
+            reason: "full".into(),
+            first_alert_id: "0123456789abcdef0123456789abcdef".into(),
+            last_alert_id: "fedcba9876543210fedcba9876543210".into(),
+        },
     ]
 }
 
@@ -786,6 +793,15 @@ fn body() -> impl Strategy<Value = Body> {
             reason
         }),
         (any::<u32>(), text()).prop_map(|(pid, reason)| Body::ProcmondRestarted { pid, reason }),
+        (text(), any::<u64>(), text(), text(), text()).prop_map(
+            |(sink, count, reason, first_alert_id, last_alert_id)| Body::AlertsDropped {
+                sink,
+                count,
+                reason,
+                first_alert_id,
+                last_alert_id
+            }
+        ),
     ]
 }
 
