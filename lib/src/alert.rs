@@ -100,6 +100,17 @@ pub struct Alert {
     pub summary: String,
 }
 
+impl Alert {
+    /// The alert's canonical bytes: its JSON object, fields in the order of this struct,
+    /// compact, as `serde_json` writes it. These exact bytes are what the outbox holds and
+    /// every sink receives, and what the `alert_raised` ledger entry hashes, so that an alert
+    /// carried out by hand can be checked against the ledger.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        // Serialising plain data (strings, numbers, maps with string keys) cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
 /// An alert as the store keeps it: the alert last raised and the state of its dedup window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredAlert {
