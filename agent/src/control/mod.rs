@@ -35,6 +35,7 @@ use daemoneye_lib::storage::Store;
 use tokio::sync::Semaphore;
 
 use crate::bundle_service::BundleService;
+use crate::outbox::deliver::Outbox;
 use crate::pipeline::PipelineHandle;
 use crate::supervisor::Supervisor;
 
@@ -75,6 +76,8 @@ pub struct AgentState {
     scans: Mutex<ScanStats>,
     /// Signed bundles: install, status, history, rollback; license and config layer.
     pub bundles: Arc<BundleService>,
+    /// The alert outbox and its sinks' loops.
+    pub outbox: Arc<Outbox>,
 }
 
 /// What [`AgentState::new`] is made of.
@@ -95,6 +98,8 @@ pub struct Parts {
     pub interval: std::time::Duration,
     /// Signed bundles.
     pub bundles: Arc<BundleService>,
+    /// The alert outbox.
+    pub outbox: Arc<Outbox>,
 }
 
 impl AgentState {
@@ -109,6 +114,7 @@ impl AgentState {
             query_limits,
             interval,
             bundles,
+            outbox,
         } = parts;
         Self {
             started: Instant::now(),
@@ -122,6 +128,7 @@ impl AgentState {
             interval,
             scans: Mutex::new(ScanStats::default()),
             bundles,
+            outbox,
         }
     }
 
