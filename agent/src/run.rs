@@ -220,6 +220,7 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
         supervisor: supervisor.clone(),
         limits,
         outbox: Arc::clone(&outbox),
+        site: options.config.site.id.as_ref().map(ToString::to_string),
         store,
         store_health,
         pipeline: pipeline.clone(),

@@ -36,6 +36,16 @@ pub enum AlertsCommand {
         #[arg(value_parser = AlertId::parse)]
         id: AlertId,
     },
+    /// Push a test alert (rule DE-TEST-0000, severity info) through the outbox to every sink,
+    /// or to one, and wait for the deliveries. Exits 1 when one did not arrive in time.
+    SendTest {
+        /// Only this sink.
+        #[arg(long, value_name = "NAME")]
+        sink: Option<String>,
+        /// Wait at most this many seconds for the deliveries (at most 120).
+        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        wait: u32,
+    },
 }
 
 fn parse_severity(text: &str) -> Result<Severity, String> {
@@ -75,6 +85,9 @@ pub fn run(cli: &Cli, command: &AlertsCommand) -> Result<(), CliError> {
                 eprintln!("daemoneye-cli: more alerts match; raise --limit or narrow the filter");
             }
             print_alerts(cli, &alerts)
+        }
+        AlertsCommand::SendTest { sink, wait } => {
+            crate::outbox::send_test(cli, sink.as_deref(), *wait)
         }
         AlertsCommand::Ack { id } => {
             let request = proto::AckRequest { id: id.to_string() };

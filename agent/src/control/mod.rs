@@ -12,6 +12,7 @@
 //! | alerts, ack | [`alerts`] | the store |
 //! | rules | [`rules`] | the rule set the pipeline published |
 //! | audit | [`ledger`] | procmond's ledger, through the procmond link |
+//! | outbox status, send-test | [`outbox`] | the store's outbox and the sinks' live state |
 //!
 //! Nothing here takes the pipeline's lock or waits for a scan: the pipeline runs on its own
 //! thread and publishes what the CLI may read.
@@ -20,6 +21,7 @@ pub mod alerts;
 pub mod bundles;
 pub mod health;
 pub mod ledger;
+pub mod outbox;
 pub mod query;
 pub mod rules;
 
@@ -78,6 +80,8 @@ pub struct AgentState {
     pub bundles: Arc<BundleService>,
     /// The alert outbox and its sinks' loops.
     pub outbox: Arc<Outbox>,
+    /// `site.id`, for test alerts.
+    pub site: Option<String>,
 }
 
 /// What [`AgentState::new`] is made of.
@@ -100,6 +104,8 @@ pub struct Parts {
     pub bundles: Arc<BundleService>,
     /// The alert outbox.
     pub outbox: Arc<Outbox>,
+    /// `site.id`.
+    pub site: Option<String>,
 }
 
 impl AgentState {
@@ -115,6 +121,7 @@ impl AgentState {
             interval,
             bundles,
             outbox,
+            site,
         } = parts;
         Self {
             started: Instant::now(),
@@ -129,6 +136,7 @@ impl AgentState {
             scans: Mutex::new(ScanStats::default()),
             bundles,
             outbox,
+            site,
         }
     }
 
@@ -213,6 +221,8 @@ pub async fn dispatch(state: &AgentState, request: agent_request::Kind) -> agent
         agent_request::Kind::BundleStatus(_) => bundles::status(state).await,
         agent_request::Kind::BundleHistory(request) => bundles::history(state, request).await,
         agent_request::Kind::BundleRollback(request) => bundles::rollback(state, request).await,
+        agent_request::Kind::OutboxStatus(_) => outbox::status(state).await,
+        agent_request::Kind::SendTest(request) => outbox::send_test(state, request).await,
     }
 }
 

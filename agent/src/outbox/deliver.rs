@@ -114,6 +114,8 @@ pub struct Live {
     pub last_failure: Option<String>,
     /// Deliveries acknowledged since the agent started.
     pub delivered: u64,
+    /// Deliveries dropped unsent since the agent started.
+    pub dropped: u64,
 }
 
 struct Handle {
@@ -270,6 +272,7 @@ impl Outbox {
                 last_attempt_ms: None,
                 last_failure: None,
                 delivered: 0,
+                dropped: 0,
             }));
             let mut runner = Runner {
                 name: spec.name.clone(),
@@ -301,9 +304,16 @@ impl Outbox {
 
     /// Reports `dropped` deliveries (the pipeline's enqueue returned them) for the ledger.
     pub fn note_dropped(&self, dropped: Vec<Dropped>) {
-        if !dropped.is_empty() {
-            let _ = self.notes.send(Note::Dropped(dropped));
+        if dropped.is_empty() {
+            return;
         }
+        for handle in lock(&self.handles).iter() {
+            let count = dropped.iter().filter(|gone| gone.sink == handle.name).count();
+            if count > 0 {
+                lock(&handle.live).dropped += count as u64;
+            }
+        }
+        let _ = self.notes.send(Note::Dropped(dropped));
     }
 
     /// The sinks every alert is enqueued for.
@@ -542,6 +552,7 @@ impl Runner {
                             reason,
                         });
                         if !dropped.is_empty() {
+                            lock(&self.live).dropped += dropped.len() as u64;
                             let _ = self.notes.send(Note::Dropped(dropped));
                         }
                     }

@@ -91,6 +91,8 @@ calls! {
     BundleStatusRequest => BundleStatus(proto::BundleStatus),
     BundleHistoryRequest => BundleHistory(proto::BundleHistory),
     BundleRollbackRequest => BundleRollback(proto::BundleDecision),
+    OutboxStatusRequest => OutboxStatus(proto::OutboxStatus),
+    SendTestRequest => SendTest(proto::SendTestResult),
 }
 
 // agent → procmond (a scan, answered in parts, is not a single call: the agent's link reads
