@@ -127,8 +127,8 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     let sink_context = SinkContext {
         stdout_format: options.format,
     };
-    let sinks = deliver::build_all(&options.config, &sink_context)
-        .context("invalid configuration")?;
+    let sinks =
+        deliver::build_all(&options.config, &sink_context).context("invalid configuration")?;
     let printed_once = options.once
         && !sinks
             .iter()

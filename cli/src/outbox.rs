@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::error::CliError;
 use crate::records;
-use crate::{Cli, Format, ask_agent, print_or_fail};
+use crate::{Cli, Format, ask_agent, ask_agent_within, print_or_fail};
 
 #[derive(Debug, Subcommand)]
 pub enum OutboxCommand {
@@ -159,7 +159,13 @@ pub fn send_test(cli: &Cli, sink: Option<&str>, wait_secs: u32) -> Result<(), Cl
         sink: sink.map(ToOwned::to_owned),
         wait_ms: wait_secs.saturating_mul(1000),
     };
-    let result = ask_agent(cli, |client| async move { client.ask(request).await })?;
+    // The agent answers once the deliveries are done or the wait is over.
+    let within = std::time::Duration::from_secs(u64::from(wait_secs.min(120)) + 30);
+    let result = ask_agent_within(
+        cli,
+        within,
+        |client| async move { client.ask(request).await },
+    )?;
     print_or_fail(|out| {
         if cli.format == Format::Json {
             let sinks: Vec<Value> = result

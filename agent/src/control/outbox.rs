@@ -29,7 +29,11 @@ const MAX_WAIT: Duration = Duration::from_secs(120);
 const POLL: Duration = Duration::from_millis(50);
 
 /// One sink's row of `outbox status`.
-pub fn sink_status(name: &str, stored: Option<&SinkOutbox>, live: Option<&Live>) -> proto::SinkStatus {
+pub fn sink_status(
+    name: &str,
+    stored: Option<&SinkOutbox>,
+    live: Option<&Live>,
+) -> proto::SinkStatus {
     let (kind, state, reason, breaker, until) = match live {
         Some(live) => {
             let until = match live.breaker {
@@ -108,10 +112,7 @@ pub fn status_of(store: &Store, outbox: &Outbox, now: i64) -> Result<proto::Outb
             sinks.push(sink_status(&other.sink, Some(other), None));
         }
     }
-    Ok(proto::OutboxStatus {
-        sinks,
-        now_ms: now,
-    })
+    Ok(proto::OutboxStatus { sinks, now_ms: now })
 }
 
 /// Health's view of the outbox: one `outbox` component (the store's outbox readable; sinks
@@ -243,8 +244,7 @@ pub fn test_alert(host: &str, site: Option<&str>, now: i64) -> Alert {
         dedup_key: String::new(),
         suppressed: 0,
         rows: Vec::new(),
-        summary: "DaemonEye test alert (daemoneye-cli alerts send-test): delivery works"
-            .to_owned(),
+        summary: "DaemonEye test alert (daemoneye-cli alerts send-test): delivery works".to_owned(),
     }
 }
 
@@ -288,7 +288,8 @@ pub async fn send_test(
                     seqs.push(w.outbox_next_seq(sink)?);
                 }
                 let sinks: Vec<&str> = targets.iter().map(String::as_str).collect();
-                let dropped = w.enqueue(&sinks, &alert.id, &alert.canonical_bytes(), now, &limits)?;
+                let dropped =
+                    w.enqueue(&sinks, &alert.id, &alert.canonical_bytes(), now, &limits)?;
                 Ok((seqs, dropped))
             })
         })
@@ -354,4 +355,123 @@ pub async fn send_test(
         alert_id: alert.id.to_string(),
         sinks,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use daemoneye_lib::ipc::proto::Status as Level;
+
+    fn sink(name: &str, edit: impl FnOnce(&mut proto::SinkStatus)) -> proto::SinkStatus {
+        let mut row = proto::SinkStatus {
+            name: name.into(),
+            kind: "webhook".into(),
+            state: "running".into(),
+            breaker: "closed".into(),
+            ..proto::SinkStatus::default()
+        };
+        edit(&mut row);
+        row
+    }
+
+    #[test]
+    fn each_sink_is_judged_by_what_keeps_it_from_delivering() {
+        let status = proto::OutboxStatus {
+            now_ms: 100_000,
+            sinks: vec![
+                sink("fine", |s| s.delivered_since_start = 3),
+                sink("stopped", |s| {
+                    s.state = "stopped".into();
+                    s.state_reason = "credentials refused".into();
+                }),
+                sink("unlicensed", |s| {
+                    s.state = "unlicensed".into();
+                    s.state_reason = "splunk_hec needs a license".into();
+                }),
+                sink("open", |s| {
+                    s.breaker = "open".into();
+                    s.last_error = Some("connection refused".into());
+                }),
+                sink("failing", |s| {
+                    s.head_attempts = 2;
+                    s.pending = 4;
+                    s.oldest_pending_ms = Some(40_000);
+                    s.last_error = Some("HTTP 503".into());
+                }),
+                sink("full", |s| s.dropped_since_start = 7),
+            ],
+        };
+        let components = health(Ok(&status));
+        let got: Vec<(String, Level, String)> = components
+            .iter()
+            .map(|c| (c.name.clone(), c.status(), c.detail.clone()))
+            .collect();
+        let want = [
+            ("outbox", Level::Ok, "4 deliveries pending"),
+            (
+                "sink fine",
+                Level::Ok,
+                "webhook: 3 delivered since start; nothing pending",
+            ),
+            (
+                "sink stopped",
+                Level::Failed,
+                "stopped: credentials refused; nothing pending",
+            ),
+            (
+                "sink unlicensed",
+                Level::Degraded,
+                "not started: splunk_hec needs a license; nothing pending (kept)",
+            ),
+            (
+                "sink open",
+                Level::Degraded,
+                "circuit open after repeated failures: connection refused; nothing pending",
+            ),
+            (
+                "sink failing",
+                Level::Degraded,
+                "failing (2 attempts): HTTP 503; 4 pending, oldest 60s",
+            ),
+            (
+                "sink full",
+                Level::Degraded,
+                "7 alerts dropped since start (outbox full); nothing pending",
+            ),
+        ];
+        assert_eq!(got.len(), want.len());
+        for ((name, level, detail), (want_name, want_level, want_detail)) in got.iter().zip(want) {
+            assert_eq!(
+                (name.as_str(), *level, detail.as_str()),
+                (want_name, want_level, want_detail)
+            );
+        }
+    }
+
+    #[test]
+    fn an_unreadable_outbox_fails_and_orphaned_deliveries_degrade() {
+        let failed = health(Err("redb: corrupted"));
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].status(), Level::Failed);
+        assert!(failed[0].detail.contains("redb: corrupted"));
+        let status = proto::OutboxStatus {
+            now_ms: 0,
+            sinks: vec![sink("gone", |s| {
+                s.kind = String::new();
+                s.pending = 2;
+            })],
+        };
+        let components = health(Ok(&status));
+        assert_eq!(
+            components.len(),
+            1,
+            "a sink no longer configured has no component"
+        );
+        assert_eq!(components[0].status(), Level::Degraded);
+        assert!(
+            components[0].detail.contains("gone (2 pending)"),
+            "{}",
+            components[0].detail
+        );
+    }
 }

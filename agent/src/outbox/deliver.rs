@@ -242,13 +242,21 @@ impl Outbox {
     }
 
     /// Starts one loop per sink of `sinks`; they run until [`Outbox::stop`].
-    pub fn start(&self, sinks: Vec<(SinkConfig, Box<dyn Sink>)>, loops: &Loops) -> anyhow::Result<()> {
+    pub fn start(
+        &self,
+        sinks: Vec<(SinkConfig, Box<dyn Sink>)>,
+        loops: &Loops,
+    ) -> anyhow::Result<()> {
         self.spawn(sinks, loops, false)
     }
 
     /// `--once`: one delivery attempt per sink (batches until its queue is empty or a batch
     /// fails), all sinks at once, and returns when every one is done.
-    pub fn run_once(&self, sinks: Vec<(SinkConfig, Box<dyn Sink>)>, loops: &Loops) -> anyhow::Result<()> {
+    pub fn run_once(
+        &self,
+        sinks: Vec<(SinkConfig, Box<dyn Sink>)>,
+        loops: &Loops,
+    ) -> anyhow::Result<()> {
         self.spawn(sinks, loops, true)?;
         let threads = std::mem::take(&mut *lock(&self.threads));
         for thread in threads {
@@ -308,7 +316,10 @@ impl Outbox {
             return;
         }
         for handle in lock(&self.handles).iter() {
-            let count = dropped.iter().filter(|gone| gone.sink == handle.name).count();
+            let count = dropped
+                .iter()
+                .filter(|gone| gone.sink == handle.name)
+                .count();
             if count > 0 {
                 lock(&handle.live).dropped += count as u64;
             }
@@ -574,4 +585,315 @@ impl Runner {
 
 fn millis(ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(ms.max(1)).unwrap_or(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::time::Instant;
+
+    use daemoneye_lib::storage::Store;
+
+    use crate::outbox::BatchError;
+
+    /// What the fake sink does with each batch, in turn; once the script is used up it
+    /// delivers everything.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Deliver,
+        /// Acknowledge this many, then fail the next with the error.
+        Fail(usize, SinkError),
+    }
+
+    #[derive(Default)]
+    struct Shared {
+        script: VecDeque<Step>,
+        received: Vec<String>,
+        calls: usize,
+    }
+
+    struct Fake {
+        name: String,
+        shared: Arc<Mutex<Shared>>,
+        max: Option<usize>,
+    }
+
+    impl Sink for Fake {
+        fn name(&self) -> &str {
+            &self.name
+        }
+
+        fn deliver(&mut self, batch: &[Delivery<'_>]) -> Result<(), BatchError> {
+            let mut shared = lock(&self.shared);
+            shared.calls += 1;
+            match shared.script.pop_front().unwrap_or(Step::Deliver) {
+                Step::Deliver => {
+                    shared
+                        .received
+                        .extend(batch.iter().map(|d| d.alert_id.to_string()));
+                    Ok(())
+                }
+                Step::Fail(acknowledged, error) => {
+                    let acknowledged = acknowledged.min(batch.len());
+                    shared
+                        .received
+                        .extend(batch[..acknowledged].iter().map(|d| d.alert_id.to_string()));
+                    Err(BatchError {
+                        acknowledged,
+                        error,
+                    })
+                }
+            }
+        }
+
+        fn max_batch(&self) -> Option<usize> {
+            self.max
+        }
+    }
+
+    fn id(n: u32) -> AlertId {
+        AlertId::parse(&format!("{n:032x}")).unwrap()
+    }
+
+    struct Rig {
+        _dir: tempfile::TempDir,
+        store: Arc<Store>,
+        outbox: Outbox,
+        shared: Arc<Mutex<Shared>>,
+        notes: tokio::sync::mpsc::UnboundedReceiver<Note>,
+    }
+
+    fn timing() -> Timing {
+        Timing {
+            batch: 4,
+            backoff: Backoff {
+                min: Duration::from_millis(10),
+                max: Duration::from_millis(20),
+            },
+            breaker: BreakerConfig {
+                failures: 3,
+                cooldown: Duration::from_millis(50),
+            },
+        }
+    }
+
+    fn rig(script: Vec<Step>, gate: LicenseGate, kind: SinkKind) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("s.redb"), 1 << 20).unwrap());
+        let (tx, notes) = tokio::sync::mpsc::unbounded_channel();
+        let outbox = Outbox::new(vec!["fake".into()], OutboxLimits::default(), tx);
+        let shared = Arc::new(Mutex::new(Shared {
+            script: script.into(),
+            ..Shared::default()
+        }));
+        let spec = SinkConfig {
+            name: "fake".into(),
+            kind,
+            options: std::collections::BTreeMap::new(),
+        };
+        let sink = Fake {
+            name: "fake".into(),
+            shared: Arc::clone(&shared),
+            max: None,
+        };
+        let loops = Loops {
+            store: Arc::clone(&store),
+            timing: timing(),
+            gate,
+        };
+        outbox.start(vec![(spec, Box::new(sink))], &loops).unwrap();
+        Rig {
+            _dir: dir,
+            store,
+            outbox,
+            shared,
+            notes,
+        }
+    }
+
+    fn open_gate() -> LicenseGate {
+        Arc::new(|_: &str| Ok(()))
+    }
+
+    impl Rig {
+        fn enqueue(&self, range: std::ops::Range<u32>) {
+            let limits = self.outbox.limits().clone();
+            self.store
+                .write("test", |w| {
+                    for n in range {
+                        w.enqueue(&["fake"], &id(n), b"{}", n.into(), &limits)?;
+                    }
+                    Ok(())
+                })
+                .unwrap();
+            self.outbox.wake();
+        }
+
+        /// Waits (bounded, generously) until `done` holds.
+        fn wait(&self, what: &str, done: impl Fn(&Self) -> bool) {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !done(self) {
+                assert!(Instant::now() < deadline, "timed out waiting for {what}");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+
+        fn received(&self) -> Vec<String> {
+            lock(&self.shared).received.clone()
+        }
+
+        fn status(&self) -> daemoneye_lib::storage::SinkOutbox {
+            self.store
+                .outbox_status(i64::MAX / 2)
+                .unwrap()
+                .into_iter()
+                .find(|s| s.sink == "fake")
+                .unwrap()
+        }
+    }
+
+    fn ids(range: std::ops::Range<u32>) -> Vec<String> {
+        range.map(|n| id(n).to_string()).collect()
+    }
+
+    #[test]
+    fn every_delivery_arrives_in_order_through_retries_and_partial_batches() {
+        let retry = || SinkError::retry("receiver down");
+        let mut rig = rig(
+            vec![
+                Step::Fail(0, retry()),
+                Step::Fail(2, retry()),
+                Step::Deliver,
+                Step::Fail(1, retry()),
+                Step::Fail(0, retry()),
+            ],
+            open_gate(),
+            SinkKind::Webhook,
+        );
+        rig.enqueue(0..10);
+        rig.wait("ten deliveries", |rig| rig.status().delivered == 10);
+        assert_eq!(rig.received(), ids(0..10), "order kept, nothing twice");
+        let status = rig.status();
+        assert_eq!((status.pending, status.retried), (0, 4));
+        rig.outbox.stop();
+        let mut delivered = Vec::new();
+        while let Ok(note) = rig.notes.try_recv() {
+            if let Note::Delivered { sink, alerts } = note {
+                assert_eq!(sink, "fake");
+                delivered.extend(alerts.iter().map(ToString::to_string));
+            }
+        }
+        assert_eq!(
+            delivered,
+            ids(0..10),
+            "every delivery is noted for the ledger"
+        );
+    }
+
+    #[test]
+    fn a_rejected_delivery_is_dead_lettered_and_the_next_goes() {
+        let rig = rig(
+            vec![Step::Fail(1, SinkError::reject("not an alert"))],
+            open_gate(),
+            SinkKind::Webhook,
+        );
+        rig.enqueue(0..3);
+        rig.wait("two deliveries", |rig| rig.status().delivered == 2);
+        assert_eq!(rig.received(), [id(0).to_string(), id(2).to_string()]);
+        let status = rig.status();
+        assert_eq!((status.dead_lettered, status.pending), (1, 0));
+        assert_eq!(
+            status.last_error, None,
+            "a later success clears the last error"
+        );
+        let dead = rig.store.outbox_dead_letters("fake", 10).unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(
+            (dead[0].alert_id.clone(), dead[0].reason.as_str()),
+            (id(1), "not an alert")
+        );
+        rig.outbox.stop();
+    }
+
+    #[test]
+    fn a_sink_that_gives_up_stops_and_keeps_its_deliveries() {
+        let rig = rig(
+            vec![Step::Fail(0, SinkError::give_up("credentials refused"))],
+            open_gate(),
+            SinkKind::Webhook,
+        );
+        rig.enqueue(0..3);
+        rig.wait("the sink to stop", |rig| {
+            matches!(rig.outbox.live()["fake"].state, RunState::GaveUp(_))
+        });
+        rig.enqueue(3..5);
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(
+            lock(&rig.shared).calls,
+            1,
+            "a stopped sink is not called again"
+        );
+        assert_eq!(rig.status().pending, 5, "its deliveries stay pending");
+        assert_eq!(
+            rig.outbox.live()["fake"].state.reason(),
+            Some("credentials refused")
+        );
+        rig.outbox.stop();
+    }
+
+    #[test]
+    fn repeated_failures_open_the_breaker_and_one_probe_closes_it() {
+        let retry = || SinkError::retry("503");
+        let rig = rig(
+            vec![
+                Step::Fail(0, retry()),
+                Step::Fail(0, retry()),
+                Step::Fail(0, retry()),
+            ],
+            open_gate(),
+            SinkKind::Webhook,
+        );
+        rig.enqueue(0..6);
+        rig.wait("all six after the breaker closed", |rig| {
+            rig.status().delivered == 6
+        });
+        assert_eq!(rig.received(), ids(0..6));
+        assert_eq!(
+            rig.outbox.live()["fake"].breaker,
+            BreakerState::Closed { failures: 0 }
+        );
+        rig.outbox.stop();
+    }
+
+    #[test]
+    fn a_licensed_sink_waits_for_its_license_and_keeps_its_alerts() {
+        let licensed = Arc::new(AtomicBool::new(false));
+        let gate: LicenseGate = {
+            let licensed = Arc::clone(&licensed);
+            Arc::new(move |feature: &str| {
+                if licensed.load(Ordering::SeqCst) {
+                    Ok(())
+                } else {
+                    Err(format!("{feature} needs a license: none installed"))
+                }
+            })
+        };
+        let rig = rig(Vec::new(), gate, SinkKind::SplunkHec);
+        rig.enqueue(0..3);
+        rig.wait("the sink to say it is unlicensed", |rig| {
+            matches!(rig.outbox.live()["fake"].state, RunState::Unlicensed(_))
+        });
+        assert_eq!(
+            rig.outbox.live()["fake"].state.reason(),
+            Some("splunk_hec needs a license: none installed")
+        );
+        assert_eq!(lock(&rig.shared).calls, 0);
+        licensed.store(true, Ordering::SeqCst);
+        rig.wait("the deliveries once licensed", |rig| {
+            rig.status().delivered == 3
+        });
+        assert_eq!(rig.outbox.live()["fake"].state, RunState::Running);
+        rig.outbox.stop();
+    }
 }
