@@ -59,11 +59,15 @@
 //! sink starts closed, and the persisted backoff still spaces the first attempts.
 
 pub mod build;
+pub mod elasticsearch;
 pub mod file;
 pub mod format;
+pub mod http;
 pub mod retry;
+pub mod splunk_hec;
 pub mod stdout;
 pub mod tls;
+pub mod webhook;
 
 use daemoneye_lib::ids::AlertId;
 use daemoneye_lib::storage::Pending;
