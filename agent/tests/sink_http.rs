@@ -415,6 +415,39 @@ fn a_body_of_megabytes_is_not_read_past_the_limit() {
 }
 
 #[test]
+fn a_2xx_whose_body_breaks_off_is_delivered_by_a_webhook_and_retried_by_a_bulk_request() {
+    let cut = || {
+        Answer::Raw(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"took\":1,".to_vec(),
+        )
+    };
+    // The webhook's receiver said 200: the alert is delivered, whatever follows.
+    let server = Server::http(move |_| cut());
+    let sink = make(
+        SinkKind::Webhook,
+        serde_json::json!({"url": server.url("http"), "timeout": "5s"}),
+    )
+    .unwrap();
+    deliver(sink, &alerts(&["r1"])).unwrap();
+    let request = &server.requests()[0];
+    assert!(request.header("webhook-id").is_some());
+    assert!(
+        request.header("webhook-signature").is_none(),
+        "no key, no signature"
+    );
+
+    // A bulk answer is needed whole: without its items nothing is known to be indexed.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::http(move |_| cut());
+    assert_class(
+        deliver(es_sink(&server, &dir), &alerts(&["201"])),
+        0,
+        "retry",
+        &["invalid response"],
+    );
+}
+
+#[test]
 fn webhook_configuration_errors_are_one_line_and_name_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let check = |options: serde_json::Value, words: &[&str]| {

@@ -28,10 +28,10 @@
 //!
 //! # Answers
 //!
-//! A whole request: 2xx, then the items as below; 400 or 413 with more than one alert: the
-//! batch is sent again one alert per request, to find the alert refused alone (Reject) and
-//! keep the others; 401, 403 GiveUp; 408, 429, 5xx Retry; others as
-//! [`super::http::common_status`]. A 2xx whose body is not a bulk answer with one item per
+//! A whole request: 2xx, then the items as below; 400, 413 (and any other 4xx refusal, 501)
+//! with more than one alert: the batch is sent again one alert per request, to find the
+//! alert refused alone (Reject) and keep the others; 401, 403 GiveUp; 408, 429, 5xx but 501
+//! Retry; 3xx, 404, 405, 410 GiveUp ([`super::http::common_status`]). A 2xx whose body is not a bulk answer with one item per
 //! alert is Retry ("invalid response").
 //!
 //! Per item, in order, up to the first that is not delivered:
@@ -250,9 +250,15 @@ impl ElasticsearchSink {
                 "credential refused: {}",
                 reply.describe()
             )))),
-            _ => Err(Whole::Failed(common_status(&reply).unwrap_or_else(|| {
-                SinkError::retry(format!("unexpected answer: {}", reply.describe()))
-            }))),
+            // Any other refusal of the request (another 4xx, 501) is treated as a 400 is.
+            _ => match common_status(&reply) {
+                Some(error @ SinkError::Reject { .. }) => Err(Whole::Malformed(error)),
+                Some(error) => Err(Whole::Failed(error)),
+                None => Err(Whole::Failed(SinkError::retry(format!(
+                    "unexpected answer: {}",
+                    reply.describe()
+                )))),
+            },
         }
     }
 }

@@ -158,7 +158,7 @@ pub struct Reply {
     pub status: u16,
     /// The body, cut at the limit the request gave.
     pub body: Vec<u8>,
-    /// Whether the body went on past the limit (the rest was not read).
+    /// Whether the body went on past the limit (the rest was not read) or broke off.
     pub truncated: bool,
 }
 
@@ -259,7 +259,8 @@ impl HttpClient {
 
     /// POSTs `body` to `url` with `headers`; reads at most `body_limit` bytes of the answer.
     /// Any failure before a whole status line and headers arrived is a [`SinkError::Retry`]
-    /// ([`transport_error`]); a body that breaks off is one too.
+    /// ([`transport_error`]); a body that breaks off after them is a [`Reply`] marked
+    /// `truncated`.
     pub fn post(
         &self,
         url: &Uri,
@@ -276,16 +277,16 @@ impl HttpClient {
             .map_err(|err| transport_error(&err, self.timeout, self.tls))?;
         let status = response.status().as_u16();
         let mut read = Vec::new();
-        response
+        // The status is the receiver's answer: a body that breaks off afterwards (a reset, the
+        // timeout) leaves what was read, marked as cut, for the sink to judge (a webhook's 2xx
+        // needs no body; a bulk answer does).
+        let complete = response
             .body_mut()
             .as_reader()
             .take(body_limit.saturating_add(1))
             .read_to_end(&mut read)
-            .map_err(|err| {
-                let err = ureq::Error::from(err);
-                transport_error(&err, self.timeout, self.tls)
-            })?;
-        let truncated = read.len() as u64 > body_limit;
+            .is_ok();
+        let truncated = !complete || read.len() as u64 > body_limit;
         read.truncate(usize::try_from(body_limit).unwrap_or(usize::MAX));
         // Dropping the response without reading the rest closes the connection: the rest of
         // an over-long body is never read.

@@ -28,7 +28,8 @@
 //! | 413 | | the request is too large | as 400: one event per request; one refused alone is Reject |
 //! | 401, 403 | 1, 2, 3, 4 | token disabled, missing, refused | GiveUp |
 //! | 408, 429, 500, 503 | 8, 9, 18-20 | busy, failing | Retry |
-//! | others | | [`super::http::common_status`] | |
+//! | other 4xx, 501 | | a refusal of the data | as 400 |
+//! | 3xx, 404, 405, 410 | | the URL | GiveUp ([`super::http::common_status`]) |
 //!
 //! Why one event per request after a 400: HEC refuses a whole batch for one malformed event,
 //! and whether it indexed the events before that one is not something its documentation
@@ -230,8 +231,10 @@ fn classify(reply: &Reply) -> Answer {
             "event larger than the collector accepts: {what}"
         ))),
         (401 | 403, _) => Answer::Failed(SinkError::give_up(format!("token refused: {what}"))),
+        // Any other refusal of the request (another 4xx, 501) is treated as a 400 is.
         _ => match common_status(reply) {
             None => Answer::Delivered,
+            Some(error @ SinkError::Reject { .. }) => Answer::Malformed(error),
             Some(error) => Answer::Failed(error),
         },
     }
@@ -307,6 +310,8 @@ mod tests {
             (403, r#"{"text":"Token disabled","code":1}"#, "give up"),
             (403, r#"{"text":"Invalid token","code":4}"#, "give up"),
             (413, "", "malformed"),
+            (422, "", "malformed"),
+            (404, "", "give up"),
             (429, "", "retry"),
             (500, r#"{"text":"Internal server error","code":8}"#, "retry"),
             (503, r#"{"text":"Server is busy","code":9}"#, "retry"),

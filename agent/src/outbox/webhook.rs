@@ -5,7 +5,8 @@
 //!
 //! # Signature (Standard Webhooks, "Signature scheme", symmetric `v1`)
 //!
-//! With `hmac_secret_file` set, each request carries:
+//! Each request carries `webhook-id` and `webhook-timestamp`, and with `hmac_secret_file`
+//! set `webhook-signature` too:
 //!
 //! - `webhook-id`: the id of this raise of the alert, `{alert id}-{detected_at in ms}`
 //!   ([`super::http::event_id`]). The spec asks for an id that is the same when a message
@@ -126,11 +127,13 @@ impl WebhookSink {
             .map(|since| since.as_secs())
             .unwrap_or_default()
             .to_string();
+        // The id and the timestamp go with every request (a receiver can deduplicate by the
+        // id without verifying signatures); the signature when a key is configured.
+        headers.push(("webhook-id", &id));
+        headers.push(("webhook-timestamp", &timestamp));
         let signature;
         if let Some(key) = &self.signing_key {
             signature = sign(key.bytes(), &id, &timestamp, delivery.payload);
-            headers.push(("webhook-id", &id));
-            headers.push(("webhook-timestamp", &timestamp));
             headers.push(("webhook-signature", &signature));
         }
         let reply = self
