@@ -309,7 +309,7 @@ pub fn transport_error(err: &ureq::Error, timeout: Duration, tls: bool) -> SinkE
     let reason = match err {
         E::Timeout(_) => format!(
             "timed out after {} waiting for the receiver",
-            humantime_secs(timeout)
+            HumanDuration::new(timeout)
         ),
         E::HostNotFound => "host not found (DNS)".to_owned(),
         E::ConnectionFailed => "connection failed".to_owned(),
@@ -323,10 +323,6 @@ pub fn transport_error(err: &ureq::Error, timeout: Duration, tls: bool) -> SinkE
         other => format!("request failed: {other}"),
     };
     SinkError::retry(reason)
-}
-
-fn humantime_secs(duration: Duration) -> String {
-    HumanDuration::new(duration).to_string()
 }
 
 fn tls_reason(err: &rustls::Error) -> String {
