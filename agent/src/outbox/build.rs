@@ -55,6 +55,13 @@ pub fn build(sink: &SinkConfig, context: &Context) -> Result<Box<dyn Sink>, Buil
             sink, context,
         )?)),
         SinkKind::File => Ok(Box::new(super::file::FileSink::from_config(sink)?)),
+        SinkKind::Webhook => Ok(Box::new(super::webhook::WebhookSink::from_config(sink)?)),
+        SinkKind::SplunkHec => Ok(Box::new(super::splunk_hec::SplunkHecSink::from_config(
+            sink,
+        )?)),
+        SinkKind::Elasticsearch => Ok(Box::new(
+            super::elasticsearch::ElasticsearchSink::from_config(sink)?,
+        )),
         kind => Err(BuildError::new(
             sink,
             format!("sinks of type {kind} are not built in this version"),

@@ -60,11 +60,15 @@
 
 pub mod build;
 pub mod deliver;
+pub mod elasticsearch;
 pub mod file;
 pub mod format;
+pub mod http;
 pub mod retry;
+pub mod splunk_hec;
 pub mod stdout;
 pub mod tls;
+pub mod webhook;
 
 use daemoneye_lib::ids::AlertId;
 use daemoneye_lib::storage::Pending;
