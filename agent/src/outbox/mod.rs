@@ -63,6 +63,7 @@ pub mod file;
 pub mod format;
 pub mod retry;
 pub mod stdout;
+pub mod syslog;
 pub mod tls;
 
 use daemoneye_lib::ids::AlertId;
