@@ -5,7 +5,7 @@
 //!
 //! | key | default | meaning |
 //! |---|---|---|
-//! | `host` | (required) | the SMTP server (relay or submission server) |
+//! | `host` | (required) | the SMTP server (relay or submission server); an IPv6 address with or without brackets |
 //! | `port` | 587 with STARTTLS, 25 without | its port |
 //! | `tls` | `"starttls"` | `"starttls"`: STARTTLS is required and the server's certificate checked against `ca_file` (or the system CA bundle) for `host`; `"none"`: plain SMTP, accepted only for a loopback `host` (`localhost`, `127.0.0.0/8`, `::1`) unless `allow_plaintext = true` |
 //! | `allow_plaintext` | `false` | lets `tls = "none"` reach a host that is not loopback |
@@ -157,11 +157,7 @@ impl fmt::Debug for EmailSink {
 /// Whether `host` is this machine's loopback: plain SMTP there never crosses a network.
 fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The password file's content, trimmed: a regular file of at most 4 KiB.
@@ -193,7 +189,14 @@ impl EmailSink {
     pub fn from_config(sink: &SinkConfig) -> Result<Self, BuildError> {
         let options: EmailOptions = options(sink)?;
         let fail = |reason: String| BuildError::new(sink, reason);
-        let host = options.host.trim().to_owned();
+        // An IPv6 address may come in brackets, as in a URL; the resolver and the
+        // certificate check take it without.
+        let host = options.host.trim();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|inner| inner.strip_suffix(']'))
+            .unwrap_or(host)
+            .to_owned();
         if host.is_empty() || host.len() > 253 || !host.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(fail("host: 1 to 253 printable ASCII characters".to_owned()));
         }

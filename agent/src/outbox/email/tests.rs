@@ -72,12 +72,19 @@ fn keys_have_their_defaults_and_bad_values_are_refused() {
         )))
         .is_ok()
     );
-    for host in ["localhost", "127.0.0.2", "::1", "[::1]"] {
-        assert!(
-            EmailSink::from_config(&table(with(serde_json::json!({"host": host})))).is_ok(),
-            "{host}"
-        );
+    for (host, target) in [
+        ("localhost", "localhost"),
+        ("127.0.0.2", "127.0.0.2"),
+        ("::1", "::1"),
+        ("[::1]", "::1"),
+    ] {
+        let sink = EmailSink::from_config(&table(with(serde_json::json!({"host": host}))));
+        assert_eq!(sink.unwrap().target, format!("smtp {target}:25"));
     }
+    refused(
+        with(serde_json::json!({"host": "[::2]"})),
+        "clear text to ::2",
+    );
     refused(
         with(serde_json::json!({"ca_file": "/x.pem"})),
         "need tls = \"starttls\"",
