@@ -391,6 +391,32 @@ fn nothing_listening_is_a_retry() {
 }
 
 #[test]
+fn a_server_that_never_greets_is_a_retry_within_the_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    // Accepts, then says nothing until the test ends.
+    let holder = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let _ = done_rx.recv();
+        drop(stream);
+    });
+    let mut options = plain(port);
+    options["timeout"] = "1s".into();
+    let err = deliver(&mut sink(options), &[alert(1)]).unwrap_err();
+    done_tx.send(()).unwrap();
+    holder.join().unwrap();
+    assert_eq!(err.acknowledged, 0);
+    match &err.error {
+        SinkError::Retry { reason } => assert!(
+            reason.starts_with(&format!("smtp 127.0.0.1:{port}: timed out after 1s (")),
+            "{reason}"
+        ),
+        other => panic!("want a retry, got {other:?}"),
+    }
+}
+
+#[test]
 fn a_refused_recipient_is_a_rejection_and_a_refused_login_gives_up() {
     let server = Smtp::start("plain", &[]);
     let mut options = plain(server.port);

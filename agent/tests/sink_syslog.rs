@@ -124,9 +124,9 @@ struct Rsyslog {
 impl Rsyslog {
     fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("work")).unwrap();
         let (udp, tcp) = (free_port(true), free_port(false));
         let root = dir.path().display().to_string();
-        std::fs::create_dir(dir.path().join("work")).unwrap();
         let conf = format!(
             r#"global(workDirectory="{root}/work" maxMessageSize="64k")
 main_queue(queue.type="Direct")
@@ -140,36 +140,58 @@ input(type="imtcp" address="127.0.0.1" port="{tcp}")
 action(type="omfile" file="{root}/out.log" template="RSYSLOG_SyslogProtocol23Format")
 "#
         );
-        let conf_path = dir.path().join("rsyslog.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let log = std::fs::File::create(dir.path().join("rsyslogd.log")).unwrap();
-        let child = Command::new("/usr/sbin/rsyslogd")
-            .arg("-n")
-            .arg("-f")
-            .arg(&conf_path)
-            .arg("-i")
-            .arg(dir.path().join("rsyslogd.pid"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("rsyslogd runs (CI installs rsyslog)");
+        std::fs::write(dir.path().join("rsyslog.conf"), conf).unwrap();
+        let child = Self::spawn(dir.path());
         let mut daemon = Self {
             child,
             dir,
             udp,
             tcp,
         };
+        daemon.wait_ready();
+        daemon
+    }
+
+    fn spawn(dir: &Path) -> Child {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(dir.join("rsyslogd.log"))
+            .unwrap();
+        Command::new("/usr/sbin/rsyslogd")
+            .arg("-n")
+            .arg("-f")
+            .arg(dir.join("rsyslog.conf"))
+            .arg("-i")
+            .arg(dir.join("rsyslogd.pid"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("rsyslogd runs (CI installs rsyslog)")
+    }
+
+    fn wait_ready(&mut self) {
         wait_for("rsyslogd to bind its inputs", || {
-            if let Some(status) = daemon.child.try_wait().unwrap() {
+            if let Some(status) = self.child.try_wait().unwrap() {
                 panic!(
                     "rsyslogd exited with {status}: {}",
-                    std::fs::read_to_string(daemon.dir.path().join("rsyslogd.log")).unwrap()
+                    std::fs::read_to_string(self.dir.path().join("rsyslogd.log")).unwrap()
                 );
             }
-            bound("udp", udp) && bound("tcp", tcp) && daemon.socket().exists()
+            bound("udp", self.udp) && bound("tcp", self.tcp) && self.socket().exists()
         });
-        daemon
+    }
+
+    /// Stops the daemon (SIGTERM: it closes its connections and removes its socket) and
+    /// starts a new one on the same ports, socket and output file.
+    fn restart(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        self.child.wait().unwrap();
+        wait_for("the old socket to go", || !self.socket().exists());
+        self.child = Self::spawn(self.dir.path());
+        self.wait_ready();
     }
 
     fn socket(&self) -> PathBuf {
@@ -429,6 +451,57 @@ fn retry_reason(result: Result<(), daemoneye_agent::outbox::BatchError>) -> (usi
         },
         Ok(()) => panic!("want a retry, got success"),
     }
+}
+
+#[test]
+fn a_restarted_daemon_gets_the_next_batch_on_a_new_connection() {
+    let mut daemon = Rsyslog::start();
+    let mut tcp = sink(
+        serde_json::json!({"address": format!("127.0.0.1:{}", daemon.tcp),
+                                          "app_name": "de-tcp"}),
+    );
+    let mut unix = sink(
+        serde_json::json!({"protocol": "unix", "address": daemon.socket(),
+                                           "app_name": "de-unix"}),
+    );
+    deliver(&mut tcp, &[alert(7, 0)]).unwrap();
+    deliver(&mut unix, &[alert(8, 0)]).unwrap();
+    wait_for("the first two messages", || {
+        daemon
+            .output()
+            .lines()
+            .filter(|line| line.contains(" de-"))
+            .count()
+            >= 2
+    });
+    daemon.restart();
+    // Both sinks hold a connection to the daemon that is gone: the TCP one sees it closed
+    // before writing, the datagram one is refused and connects once more, at once.
+    deliver(&mut tcp, &[alert(7, 1)]).unwrap();
+    deliver(&mut unix, &[alert(8, 1)]).unwrap();
+    wait_for("the messages after the restart", || {
+        daemon
+            .output()
+            .lines()
+            .filter(|line| line.contains(" de-"))
+            .count()
+            >= 4
+    });
+    let ids: Vec<String> = daemon
+        .output()
+        .lines()
+        .map(|line| parse(line).unwrap())
+        .filter(|message| message.app_name.starts_with("de-"))
+        .map(|message| message.params[0].1.clone())
+        .collect();
+    let mut want: Vec<String> = [alert(7, 0), alert(8, 0), alert(7, 1), alert(8, 1)]
+        .iter()
+        .map(|alert| alert.id.as_str().to_owned())
+        .collect();
+    let mut got = ids.clone();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "each once: {ids:?}");
 }
 
 #[test]

@@ -15,7 +15,7 @@
 //! | `subject_prefix` | `"[DaemonEye]"` | the start of every subject |
 //! | `interval` | `"60s"` | the least time between two mails ([`Sink::pace`]): one mail carries what an interval raised (0s to 1d) |
 //! | `max_alerts_per_mail` | 100 | the most alerts one mail carries ([`Sink::max_batch`]; 1 to 1000) |
-//! | `timeout` | `"10s"` | bound of the connect and of every SMTP command (100ms to 10m) |
+//! | `timeout` | `"10s"` | bound of the connect and of each read and write on the connection (100ms to 10m) |
 //! | `ca_file`, `client_cert`, `client_key` | system bundle, none | TLS material ([`super::tls`]); only with `tls = "starttls"` |
 //!
 //! # The mail
@@ -48,7 +48,7 @@
 //!
 //! | what | class |
 //! |---|---|
-//! | connection refused or reset, a timeout, a TLS failure (a certificate that does not verify, no STARTTLS offered), a 4xx reply, any other client error | [`SinkError::Retry`] |
+//! | connection refused or reset, a timeout (`timed out after 10s (…)`), a TLS failure (a certificate that does not verify, no STARTTLS offered), a 4xx reply, any other client error | [`SinkError::Retry`] |
 //! | a 5xx reply to the message or a recipient (`550` no such user, `552` too large, `554` refused) | [`SinkError::Reject`] of the mail's first alert (the loop dead-letters it and sends the rest again) |
 //! | `530`, `534`, `535` or `538` (authentication required, too weak, refused, needs encryption) | [`SinkError::GiveUp`]: the credentials cannot work as configured |
 //! | a payload that is not an alert | [`SinkError::Reject`], after the alerts before it were mailed |
@@ -137,6 +137,7 @@ pub struct EmailSink {
     subject_prefix: String,
     interval: Duration,
     max_alerts_per_mail: usize,
+    timeout: Duration,
 }
 
 impl fmt::Debug for EmailSink {
@@ -326,6 +327,7 @@ impl EmailSink {
             subject_prefix,
             interval,
             max_alerts_per_mail,
+            timeout,
         })
     }
 
@@ -366,14 +368,37 @@ impl EmailSink {
         self.transport
             .send(&message)
             .map(drop)
-            .map_err(|err| classify(&self.target, &err))
+            .map_err(|err| classify(&self.target, self.timeout, &err))
     }
 }
 
+/// Whether a socket timeout caused `err` (a read or write past the timeout is `EAGAIN`,
+/// which lettre's own `is_timeout` does not count).
+fn timed_out(err: &lettre::transport::smtp::Error) -> bool {
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            );
+        }
+        source = cause.source();
+    }
+    false
+}
+
 /// The class of an SMTP failure (see the module documentation).
-fn classify(target: &str, err: &lettre::transport::smtp::Error) -> SinkError {
+fn classify(target: &str, timeout: Duration, err: &lettre::transport::smtp::Error) -> SinkError {
     // The server's words are untrusted: one line, escaped.
-    let reason = format!("{target}: {}", text::escape(&text::error_chain(err)));
+    let chain = text::escape(&text::error_chain(err)).into_owned();
+    if timed_out(err) {
+        return SinkError::retry(format!(
+            "{target}: timed out after {} ({chain})",
+            HumanDuration::new(timeout)
+        ));
+    }
+    let reason = format!("{target}: {chain}");
     match err.status().map(|code| code.to_string()) {
         Some(code) if err.is_permanent() => match code.as_str() {
             "530" | "534" | "535" | "538" => SinkError::give_up(reason),
