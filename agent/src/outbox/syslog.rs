@@ -10,7 +10,7 @@
 //! | `protocol` | `"tcp"` | `"udp"`, `"tcp"` or `"unix"` |
 //! | `facility` | `"local0"` | `user`, `mail`, `daemon`, `auth` (`security` is its old synonym), `syslog`, `lpr`, `news`, `uucp`, `cron`, `authpriv`, `ftp`, `local0` to `local7` |
 //! | `app_name` | `"daemoneye-agent"` | the APP-NAME field: 1 to 48 printable US-ASCII characters |
-//! | `timeout` | `"10s"` | bound of every connect and send (100ms to 10m) |
+//! | `timeout` | `"10s"` | bound of every connect, of each datagram's send, and of writing a batch's frames on a stream (100ms to 10m) |
 //!
 //! The TLS keys of the other network sinks (`ca_file`, `client_cert`, `client_key`) are
 //! refused as unknown: this sink has no syslog-over-TLS (RFC 5425) transport. A site that
