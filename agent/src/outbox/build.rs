@@ -62,6 +62,8 @@ pub fn build(sink: &SinkConfig, context: &Context) -> Result<Box<dyn Sink>, Buil
         SinkKind::Elasticsearch => Ok(Box::new(
             super::elasticsearch::ElasticsearchSink::from_config(sink)?,
         )),
+        SinkKind::Syslog => Ok(Box::new(super::syslog::SyslogSink::from_config(sink)?)),
+        SinkKind::Email => Ok(Box::new(super::email::EmailSink::from_config(sink)?)),
         kind => Err(BuildError::new(
             sink,
             format!("sinks of type {kind} are not built in this version"),

@@ -61,12 +61,14 @@
 pub mod build;
 pub mod deliver;
 pub mod elasticsearch;
+pub mod email;
 pub mod file;
 pub mod format;
 pub mod http;
 pub mod retry;
 pub mod splunk_hec;
 pub mod stdout;
+pub mod syslog;
 pub mod tls;
 pub mod webhook;
 
