@@ -2,7 +2,8 @@
 //! port with a small handler script the test writes. The handler stores each mail it accepts
 //! as JSON, after taking it apart with Python's own MIME parser (`email.policy.default`):
 //! headers, the parts with their decoded text, the envelope, whether the session was
-//! encrypted. Variants of the script answer `550` to a recipient, refuse every login with
+//! encrypted. The handler refuses a mail holding `REFUSE-THIS-MAIL` with `554 5.6.0`.
+//! Variants of the script answer `550` to a recipient, refuse every login with
 //! `535`, or require STARTTLS with a certificate the test made (rcgen) and, for mTLS, a
 //! client certificate.
 
@@ -43,6 +44,8 @@ class Handler:
         global count
         count += 1
         raw = envelope.original_content
+        if b"REFUSE-THIS-MAIL" in raw:
+            return "554 5.6.0 message content refused"
         mail = message_from_bytes(raw, policy=policy.default)
         parts = []
         for part in mail.walk():
@@ -417,20 +420,36 @@ fn a_server_that_never_greets_is_a_retry_within_the_timeout() {
 }
 
 #[test]
-fn a_refused_recipient_is_a_rejection_and_a_refused_login_gives_up() {
+fn a_refused_mail_is_a_rejection_and_a_refused_address_or_login_gives_up() {
     let server = Smtp::start("plain", &[]);
+    let mut refused = alert(2);
+    refused.summary = "REFUSE-THIS-MAIL".into();
+    let err = deliver(&mut sink(plain(server.port)), &[refused]).unwrap_err();
+    assert_eq!(err.acknowledged, 0);
+    match &err.error {
+        SinkError::Reject { reason } => {
+            assert!(
+                reason.contains("554") && reason.contains("content refused"),
+                "{reason}"
+            );
+        }
+        other => panic!("want a rejection, got {other:?}"),
+    }
+
+    // A wrong recipient refuses every mail alike: the sink stops rather than dead-letter
+    // each alert in turn.
     let mut options = plain(server.port);
     options["to"] = serde_json::json!(["soc@example.org", "bounce@example.org"]);
     let err = deliver(&mut sink(options), &[alert(1), alert(2)]).unwrap_err();
     assert_eq!(err.acknowledged, 0);
     match &err.error {
-        SinkError::Reject { reason } => {
+        SinkError::GiveUp { reason } => {
             assert!(
                 reason.contains("550") && reason.contains("no such user here"),
                 "{reason}"
             );
         }
-        other => panic!("want a rejection, got {other:?}"),
+        other => panic!("want give-up, got {other:?}"),
     }
     assert!(server.mails().is_empty());
 

@@ -43,6 +43,9 @@ const STORE_RETRY: Duration = Duration::from_secs(1);
 /// The name of the sink the agent runs when the configuration names none.
 pub const DEFAULT_SINK: &str = "stdout";
 
+/// Configured sinks, built: each table with its sink.
+pub type Built = Vec<(SinkConfig, Box<dyn Sink>)>;
+
 /// Whether a licensed feature may run now: `Err(why not)`.
 pub type LicenseGate = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
@@ -169,10 +172,7 @@ pub fn configured(config: &Config) -> Vec<SinkConfig> {
 
 /// Builds every sink of `config` without starting anything: the check of each sink's keys
 /// that makes a bad `[[sinks]]` table a configuration error at start-up.
-pub fn build_all(
-    config: &Config,
-    context: &Context,
-) -> Result<Vec<(SinkConfig, Box<dyn Sink>)>, BuildError> {
+pub fn build_all(config: &Config, context: &Context) -> Result<Built, BuildError> {
     configured(config)
         .into_iter()
         .map(|spec| {
@@ -242,21 +242,13 @@ impl Outbox {
     }
 
     /// Starts one loop per sink of `sinks`; they run until [`Outbox::stop`].
-    pub fn start(
-        &self,
-        sinks: Vec<(SinkConfig, Box<dyn Sink>)>,
-        loops: &Loops,
-    ) -> anyhow::Result<()> {
+    pub fn start(&self, sinks: Built, loops: &Loops) -> anyhow::Result<()> {
         self.spawn(sinks, loops, false)
     }
 
     /// `--once`: one delivery attempt per sink (batches until its queue is empty or a batch
     /// fails), all sinks at once, and returns when every one is done.
-    pub fn run_once(
-        &self,
-        sinks: Vec<(SinkConfig, Box<dyn Sink>)>,
-        loops: &Loops,
-    ) -> anyhow::Result<()> {
+    pub fn run_once(&self, sinks: Built, loops: &Loops) -> anyhow::Result<()> {
         self.spawn(sinks, loops, true)?;
         let threads = std::mem::take(&mut *lock(&self.threads));
         for thread in threads {
@@ -265,12 +257,7 @@ impl Outbox {
         Ok(())
     }
 
-    fn spawn(
-        &self,
-        sinks: Vec<(SinkConfig, Box<dyn Sink>)>,
-        loops: &Loops,
-        once: bool,
-    ) -> anyhow::Result<()> {
+    fn spawn(&self, sinks: Built, loops: &Loops, once: bool) -> anyhow::Result<()> {
         for (spec, sink) in sinks {
             let (wake, woken) = std::sync::mpsc::sync_channel(1);
             let live = Arc::new(Mutex::new(Live {

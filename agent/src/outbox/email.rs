@@ -49,12 +49,11 @@
 //! | what | class |
 //! |---|---|
 //! | connection refused or reset, a timeout (`timed out after 10s (…)`), a TLS failure (a certificate that does not verify, no STARTTLS offered), a 4xx reply, any other client error | [`SinkError::Retry`] |
-//! | a 5xx reply to the message or a recipient (`550` no such user, `552` too large, `554` refused) | [`SinkError::Reject`] of the mail's first alert (the loop dead-letters it and sends the rest again) |
+//! | a 5xx reply to the message (`552` too large, `554` refused, a `550` without an addressing code) | [`SinkError::Reject`] of the mail's first alert (the loop dead-letters it and sends the rest again) |
+//! | a 5xx about an address: `551`, `553`, or an enhanced status `5.1.x` (`550 5.1.1` no such user) | [`SinkError::GiveUp`]: a wrong `from` or `to` refuses every mail alike; dead-lettering one alert per attempt would empty the queue into the bounded dead letters, so the sink stops, says why, and keeps its alerts until the address is fixed |
 //! | `530`, `534`, `535` or `538` (authentication required, too weak, refused, needs encryption) | [`SinkError::GiveUp`]: the credentials cannot work as configured |
 //! | a payload that is not an alert | [`SinkError::Reject`], after the alerts before it were mailed |
 //!
-//! A 5xx for a recipient refuses every mail alike; the loop then dead-letters one alert per
-//! attempt, which `outbox status` shows, until the address is fixed.
 //!
 //! # A quirk of lettre 0.11
 //!
@@ -401,7 +400,8 @@ fn classify(target: &str, timeout: Duration, err: &lettre::transport::smtp::Erro
     let reason = format!("{target}: {chain}");
     match err.status().map(|code| code.to_string()) {
         Some(code) if err.is_permanent() => match code.as_str() {
-            "530" | "534" | "535" | "538" => SinkError::give_up(reason),
+            "530" | "534" | "535" | "538" | "551" | "553" => SinkError::give_up(reason),
+            _ if chain.contains(" 5.1.") => SinkError::give_up(reason),
             _ => SinkError::reject(reason),
         },
         _ => SinkError::retry(reason),
