@@ -374,3 +374,100 @@ fn no_alert_is_lost_when_the_agent_is_killed_while_producing_and_delivering() {
         "duplicates ({duplicates}) bounded by the batch in flight at each kill"
     );
 }
+
+/// A SIEM sink without a license does not start, says why, and keeps its alerts; the other
+/// sinks run. A webhook receiver that accepts the connection and never answers occupies only
+/// its own sink: scans go on being processed while the request hangs.
+#[test]
+fn an_unlicensed_sink_waits_and_a_hanging_receiver_never_holds_up_the_scans() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, rules_text(86396)).unwrap();
+    let token = dir.path().join("hec.token");
+    std::fs::write(&token, "00000000-0000-0000-0000-000000000000\n").unwrap();
+    let archive = dir.path().join("archive.jsonl");
+    // Accepts connections, reads nothing, answers nothing; the accepted streams are kept open.
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hang.local_addr().unwrap().port();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let held = std::sync::Arc::clone(&held);
+        std::thread::spawn(move || {
+            for stream in hang.incoming().flatten() {
+                held.lock().unwrap().push(stream);
+            }
+        });
+    }
+    let sinks = format!(
+        "[[sinks]]\nname = \"siem\"\ntype = \"splunk_hec\"\nurl = \"http://127.0.0.1:9\"\n\
+         token_file = {:?}\n\n\
+         [[sinks]]\nname = \"soar\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/alerts\"\n\
+         timeout = \"300s\"\n\n\
+         [[sinks]]\nname = \"archive\"\ntype = \"file\"\npath = {:?}\n",
+        token.display().to_string(),
+        archive.display().to_string()
+    );
+    let config = config(&rules, &sinks, "");
+    let mut sleepers = Sleepers(86396, Vec::new());
+    sleepers.spawn(0);
+    let agent = Agent::start(&config, 0.5);
+    wait_for("the alert in the archive", Duration::from_secs(120), || {
+        alerts_in(&archive)
+            .iter()
+            .any(|alert| marked_pid(alert).is_some())
+            .then_some(())
+    });
+    wait_for(
+        "the webhook request to hang",
+        Duration::from_secs(120),
+        || (!held.lock().unwrap().is_empty()).then_some(()),
+    );
+    let hung_at = agent.logged("scan processed").len();
+    wait_for(
+        "three scans processed while the webhook request hangs",
+        Duration::from_secs(120),
+        || (agent.logged("scan processed").len() >= hung_at + 3).then_some(()),
+    );
+    let status = outbox_status(&agent).unwrap();
+    assert_eq!(
+        status["soar"]["pending"], 1,
+        "still in flight: {:#}",
+        status["soar"]
+    );
+    assert_eq!(
+        status["soar"]["retried"], 0,
+        "the request has not timed out"
+    );
+    let siem = &status["siem"];
+    assert_eq!(siem["state"], "unlicensed", "{siem:#}");
+    assert!(
+        siem["state_reason"]
+            .as_str()
+            .unwrap()
+            .contains("splunk_hec needs a license"),
+        "{siem:#}"
+    );
+    assert_eq!(siem["pending"], 1, "its alert is kept: {siem:#}");
+    assert_eq!(status["archive"]["delivered"], 1);
+    let health = agent.health().unwrap();
+    let siem_health = health["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "sink siem")
+        .cloned()
+        .unwrap();
+    assert_eq!(siem_health["status"], "degraded", "{health:#}");
+    assert!(
+        siem_health["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("not started: splunk_hec needs a license"),
+        "{health:#}"
+    );
+    // SIGTERM while the request still hangs (its timeout is 300 s): the agent stops without
+    // waiting for it; the delivery stays pending for the next start.
+    let mut agent = agent;
+    let status = agent.stop_within(Duration::from_secs(120));
+    assert!(status.success(), "{status:?}");
+}

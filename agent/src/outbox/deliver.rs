@@ -37,6 +37,8 @@ use super::{Delivery, Sink, SinkError};
 pub const IDLE_POLL: Duration = Duration::from_secs(1);
 /// How often a sink waiting for its license looks again.
 pub const GATE_RECHECK: Duration = Duration::from_secs(2);
+/// How long the agent's stop waits for the sinks' loops to finish their batch.
+pub const STOP_WAIT: Duration = Duration::from_secs(5);
 /// How long a loop waits after the store itself failed.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
@@ -342,13 +344,27 @@ impl Outbox {
             .collect()
     }
 
-    /// Stops every loop after the batch it is delivering, and waits for them.
+    /// Stops every loop after the batch it is delivering, and waits for them at most
+    /// [`STOP_WAIT`]: a sink blocked on a receiver that does not answer (until its own
+    /// timeout) must not hold up the agent's stop. What it was sending stays pending and goes
+    /// again after the restart (at least once).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
         self.wake();
         let threads = std::mem::take(&mut *lock(&self.threads));
+        let deadline = std::time::Instant::now() + STOP_WAIT;
         for thread in threads {
-            let _ = thread.join();
+            while !thread.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            } else {
+                tracing::warn!(
+                    thread = thread.thread().name().unwrap_or("sink"),
+                    "a sink is still delivering; its batch stays pending and goes again after the restart"
+                );
+            }
         }
     }
 }
