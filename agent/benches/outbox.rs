@@ -9,7 +9,8 @@
 //!   process columns) enqueued in write units of 100 (a scan that raised 100 alerts) while
 //!   the sink's loop delivers; the time from the first enqueue to the last delivery
 //!   acknowledged gives alerts per second. Sinks: `file` (JSON lines, fdatasync per batch of
-//!   256), and `webhook` / `postgres` when their benches are run (see `docs/sinks/`).
+//!   256) and `webhook` (one POST per alert, HMAC-signed, to a loopback HTTP/1.1 server in
+//!   this binary that reads each request and answers `200` on a kept-alive connection).
 //! - **latency**: 2,000 alerts enqueued one per write unit, 500 per second; for each, the
 //!   time from the enqueue's commit to its sink acknowledging it: p50, p99, max.
 //!
@@ -27,6 +28,7 @@ use daemoneye_agent::outbox::deliver::{Loops, Outbox, Timing};
 use daemoneye_agent::outbox::file::{FileConfig, FileSink};
 use daemoneye_agent::outbox::format::Encoding;
 use daemoneye_agent::outbox::retry::{Backoff, BreakerConfig};
+use daemoneye_agent::outbox::webhook::WebhookSink;
 use daemoneye_agent::outbox::{BatchError, Delivery, Sink};
 use daemoneye_lib::alert::{Alert, Severity};
 use daemoneye_lib::config::{SinkConfig, SinkKind};
@@ -114,6 +116,24 @@ fn rig(kind: &str) -> Rig {
             ),
             acked: Arc::clone(&acked),
         }),
+        "webhook" => {
+            let port = loopback_http_server();
+            let secret = dir.path().join("secret");
+            std::fs::write(&secret, "a webhook signing key of 32 byte").unwrap();
+            let spec = SinkConfig {
+                name: "bench".into(),
+                kind: SinkKind::Webhook,
+                options: serde_json::from_value(serde_json::json!({
+                    "url": format!("http://127.0.0.1:{port}/alerts"),
+                    "hmac_secret_file": secret,
+                }))
+                .unwrap(),
+            };
+            Box::new(Timed {
+                inner: WebhookSink::from_config(&spec).unwrap(),
+                acked: Arc::clone(&acked),
+            })
+        }
         other => panic!("unknown sink {other}"),
     };
     let (notes, mut notes_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -134,7 +154,11 @@ fn rig(kind: &str) -> Rig {
     };
     let spec = SinkConfig {
         name: "bench".into(),
-        kind: SinkKind::File,
+        kind: if kind == "webhook" {
+            SinkKind::Webhook
+        } else {
+            SinkKind::File
+        },
         options: BTreeMap::new(),
     };
     outbox.start(vec![(spec, sink)], &loops).unwrap();
@@ -169,6 +193,45 @@ impl Rig {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
+}
+
+/// A minimal HTTP/1.1 receiver on loopback: each connection on a thread of its own, each
+/// request read whole (headers, then `Content-Length` bytes) and answered `200`.
+fn loopback_http_server() -> u16 {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let lower = line.to_ascii_lowercase();
+                        if let Some(value) = lower.strip_prefix("content-length:") {
+                            length = value.trim().parse().unwrap();
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    writer
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .unwrap();
+                }
+            });
+        }
+    });
+    port
 }
 
 fn throughput(kind: &str) {
@@ -234,6 +297,8 @@ fn main() {
     if !bench {
         return;
     }
-    throughput("file");
-    latency("file");
+    for kind in ["file", "webhook"] {
+        throughput(kind);
+        latency(kind);
+    }
 }

@@ -159,3 +159,71 @@ pub async fn record_store_recovered(
     )
     .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::deliver::Note;
+    use daemoneye_lib::ids::AlertId;
+    use daemoneye_lib::storage::{DropReason, Dropped};
+
+    fn id(n: u32) -> AlertId {
+        AlertId::parse(&format!("{n:032x}")).unwrap()
+    }
+
+    fn dropped(sink: &str, n: u32, reason: DropReason) -> Dropped {
+        Dropped {
+            sink: sink.into(),
+            seq: u64::from(n),
+            alert_id: id(n),
+            enqueued_ms: 0,
+            bytes: 10,
+            reason,
+        }
+    }
+
+    #[test]
+    fn deliveries_are_one_entry_each_and_drops_one_entry_per_run() {
+        let notes = [
+            Note::Delivered {
+                sink: "siem".into(),
+                alerts: vec![id(1), id(2)],
+            },
+            Note::Dropped(vec![
+                dropped("siem", 3, DropReason::Full),
+                dropped("siem", 4, DropReason::Full),
+                dropped("siem", 5, DropReason::TooLarge),
+                dropped("archive", 6, DropReason::Full),
+            ]),
+            Note::Rejected {
+                sink: "siem".into(),
+                alert: id(7),
+                reason: "malformed".into(),
+            },
+        ];
+        let bodies = outbox_bodies(&notes);
+        let delivered = |n: u32| Body::AlertDelivered {
+            alert_id: id(n).to_string(),
+            sink: "siem".into(),
+        };
+        let run =
+            |sink: &str, count: u64, reason: &str, first: u32, last: u32| Body::AlertsDropped {
+                sink: sink.into(),
+                count,
+                reason: reason.into(),
+                first_alert_id: id(first).to_string(),
+                last_alert_id: id(last).to_string(),
+            };
+        assert_eq!(
+            bodies,
+            [
+                delivered(1),
+                delivered(2),
+                run("siem", 2, "full", 3, 4),
+                run("siem", 1, "too_large", 5, 5),
+                run("archive", 1, "full", 6, 6),
+            ]
+        );
+        assert!(bodies.iter().all(|body| body.encode().is_ok()));
+    }
+}

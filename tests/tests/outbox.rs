@@ -471,3 +471,89 @@ fn an_unlicensed_sink_waits_and_a_hanging_receiver_never_holds_up_the_scans() {
     let status = agent.stop_within(Duration::from_secs(120));
     assert!(status.success(), "{status:?}");
 }
+
+/// A full outbox drops the oldest deliveries of the full sink, never blocks scanning, and is
+/// never silent: `outbox status` counts them, health is degraded, and the audit ledger has an
+/// `alerts_dropped` entry; deliveries (`alert_delivered`) are in the ledger too.
+#[test]
+fn a_full_outbox_drops_the_oldest_and_says_so_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, rules_text(86395)).unwrap();
+    let blocked_dir = dir.path().join("blocked");
+    std::fs::write(&blocked_dir, "not a directory").unwrap();
+    let archive = dir.path().join("archive.jsonl");
+    let sinks = format!(
+        "[[sinks]]\nname = \"archive\"\ntype = \"file\"\npath = {:?}\n\n\
+         [[sinks]]\nname = \"blocked\"\ntype = \"file\"\npath = {:?}\n",
+        archive.display().to_string(),
+        blocked_dir.join("alerts.jsonl").display().to_string()
+    );
+    let config = config(&rules, &sinks, "max_alerts = 2");
+    // One marked process at a time, each alert delivered to the archive before the next:
+    // only the blocked sink's queue fills.
+    let mut sleepers = Sleepers(86395, Vec::new());
+    sleepers.spawn(0);
+    let agent = Agent::start(&config, 0.5);
+    for n in 1..=5 {
+        wait_for("the archive to deliver", Duration::from_secs(120), || {
+            outbox_status(&agent).filter(|s| s["archive"]["delivered"] == n)
+        });
+        if n < 5 {
+            sleepers.spawn(usize::try_from(n).unwrap());
+        }
+    }
+    let status = wait_for("three drops", Duration::from_secs(120), || {
+        outbox_status(&agent).filter(|s| s["blocked"]["dropped"] == 3)
+    });
+    assert_eq!(status["blocked"]["pending"], 2, "{:#}", status["blocked"]);
+    assert_eq!(status["archive"]["dropped"], 0);
+    assert_eq!(
+        status["archive"]["delivered"], 5,
+        "the other sink is not affected"
+    );
+    let health = agent.health().unwrap();
+    assert!(
+        health["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "sink blocked" && c["status"] == "degraded"),
+        "{health:#}"
+    );
+    // Scans go on (nothing waits for room in the outbox).
+    let scans = agent.logged("scan processed").len();
+    wait_for("two more scans", Duration::from_secs(120), || {
+        (agent.logged("scan processed").len() >= scans + 2).then_some(())
+    });
+
+    let export = dir.path().join("audit-export");
+    let entries = wait_for("the ledger entries", Duration::from_secs(120), || {
+        let _ = std::fs::remove_dir_all(&export);
+        let output = agent.cli(&["audit", "export", "--out", export.to_str().unwrap()]);
+        assert!(output.status.success(), "{output:?}");
+        let entries: Vec<Value> = std::fs::read_to_string(export.join("entries.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        let delivered = entries
+            .iter()
+            .filter(|e| e["kind"] == "alert_delivered")
+            .count();
+        (delivered >= 5).then_some(entries)
+    });
+    let dropped: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["kind"] == "alerts_dropped")
+        .collect();
+    let total: u64 = dropped
+        .iter()
+        .map(|e| {
+            assert_eq!(e["fields"]["sink"], "blocked", "{e:#}");
+            assert_eq!(e["fields"]["reason"], "full", "{e:#}");
+            e["fields"]["count"].as_u64().unwrap()
+        })
+        .sum();
+    assert_eq!(total, 3, "{dropped:#?}");
+}
