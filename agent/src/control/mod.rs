@@ -12,12 +12,14 @@
 //! | alerts, ack | [`alerts`] | the store |
 //! | rules | [`rules`] | the rule set the pipeline published |
 //! | audit | [`ledger`] | procmond's ledger, through the procmond link |
+//! | alerts export | [`export`] | the outbox, and procmond's ledger (it appends one entry) |
 //!
 //! Nothing here takes the pipeline's lock or waits for a scan: the pipeline runs on its own
 //! thread and publishes what the CLI may read.
 
 pub mod alerts;
 pub mod bundles;
+pub mod export;
 pub mod health;
 pub mod ledger;
 pub mod query;
@@ -206,6 +208,7 @@ pub async fn dispatch(state: &AgentState, request: agent_request::Kind) -> agent
         agent_request::Kind::BundleStatus(_) => bundles::status(state).await,
         agent_request::Kind::BundleHistory(request) => bundles::history(state, request).await,
         agent_request::Kind::BundleRollback(request) => bundles::rollback(state, request).await,
+        agent_request::Kind::AlertsExport(request) => export::export(state, request).await,
     }
 }
 

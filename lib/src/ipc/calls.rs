@@ -91,6 +91,7 @@ calls! {
     BundleStatusRequest => BundleStatus(proto::BundleStatus),
     BundleHistoryRequest => BundleHistory(proto::BundleHistory),
     BundleRollbackRequest => BundleRollback(proto::BundleDecision),
+    AlertsExportRequest => AlertsExport(proto::AlertsExport),
 }
 
 // agent → procmond (a scan, answered in parts, is not a single call: the agent's link reads
