@@ -131,6 +131,53 @@ pub async fn record_alerts(supervisor: &Supervisor, alerts: &[daemoneye_lib::ale
     record_batch(supervisor, &bodies).await;
 }
 
+/// The ledger entries for the outbox's notes: one `alert_delivered` per delivered alert and
+/// one `alerts_dropped` per run of drops of one sink for one reason (each drop is also logged).
+pub fn outbox_bodies(notes: &[crate::outbox::deliver::Note]) -> Vec<Body> {
+    use crate::outbox::deliver::Note;
+    let mut bodies = Vec::new();
+    for note in notes {
+        match note {
+            Note::Delivered { sink, alerts } => {
+                bodies.extend(alerts.iter().map(|alert| Body::AlertDelivered {
+                    alert_id: alert.to_string(),
+                    sink: sink.clone(),
+                }));
+            }
+            Note::Dropped(dropped) => {
+                for gone in dropped {
+                    tracing::warn!(sink = %gone.sink, alert = %gone.alert_id, reason = drop_reason(gone.reason), "delivery dropped unsent");
+                }
+                for run in dropped.chunk_by(|a, b| a.sink == b.sink && a.reason == b.reason) {
+                    if let (Some(first), Some(last)) = (run.first(), run.last()) {
+                        bodies.push(Body::AlertsDropped {
+                            sink: first.sink.clone(),
+                            count: run.len() as u64,
+                            reason: drop_reason(first.reason).to_owned(),
+                            first_alert_id: first.alert_id.to_string(),
+                            last_alert_id: last.alert_id.to_string(),
+                        });
+                    }
+                }
+            }
+            // Logged by the loop and kept as a dead letter; not a ledger entry.
+            Note::Rejected { .. } => {}
+        }
+    }
+    bodies
+}
+
+/// How `alerts_dropped` names a reason.
+pub fn drop_reason(reason: daemoneye_lib::storage::DropReason) -> &'static str {
+    use daemoneye_lib::storage::DropReason;
+    match reason {
+        DropReason::Full => "full",
+        DropReason::TooLarge => "too_large",
+        DropReason::DeadLetterOverflow => "dead_letter_overflow",
+        DropReason::SinkRemoved => "sink_removed",
+    }
+}
+
 /// Records that the event store at `path` was damaged, moved aside and replaced.
 pub async fn record_store_recovered(
     supervisor: &Supervisor,

@@ -100,6 +100,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Each sink checks its own keys (and reads its local files) before anything starts: a
+    // bad [[sinks]] table is a configuration error, like any other key.
+    let sink_context = daemoneye_agent::outbox::build::Context {
+        stdout_format: args.format,
+    };
+    if let Err(err) = daemoneye_agent::outbox::deliver::build_all(&config, &sink_context) {
+        eprintln!("daemoneye-agent: invalid configuration: {err}");
+        return ExitCode::from(2);
+    }
     if let Some(problem) = &config_state.problem {
         tracing::error!(problem = %problem, "the active config bundle is not in use");
     }

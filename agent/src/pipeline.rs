@@ -4,9 +4,12 @@
 //! 2. the tables the rules read are loaded into the [`Detector`]'s sandbox and every rule runs;
 //! 3. each rule's rows become alert candidates, folded against the stored alerts with the
 //!    same id (a repeat within the window is counted, not raised);
-//! 4. alerts and rule states are written in one transaction ([`Store::write`]);
+//! 4. alerts, their deliveries for every sink (the persistent outbox) and rule states are
+//!    written in one transaction ([`Store::write`]): an alert committed is an alert queued
+//!    for delivery; then the sinks' loops are woken ([`Outbox::wake`]);
 //! 5. retention deletes old scans in small transactions of their own;
-//! 6. the raised alerts are handed on through a channel ([`Raised`]: stdout today).
+//! 6. the raised alerts are handed on through a channel ([`Raised`]) to be recorded in the
+//!    audit ledger.
 //!
 //! The pipeline runs on a thread of its own (redb and SQLite are synchronous) and owns its
 //! detector and rule states; the rest of the agent talks to it through a [`PipelineHandle`].
@@ -30,6 +33,7 @@ use daemoneye_lib::storage::{Retention, RuleState, RuleStatus, Store};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::detector::Detector;
+use crate::outbox::deliver::Outbox;
 use crate::tables::Tables;
 
 /// Scans deleted per retention transaction.
@@ -114,6 +118,7 @@ pub struct Pipeline {
     site: Option<String>,
     default_window: Duration,
     retention: Retention,
+    outbox: Option<Arc<Outbox>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -155,9 +160,15 @@ impl Pipeline {
                 max_age: config.storage.retention_age.get(),
                 scans_per_transaction: RETENTION_BATCH,
             },
+            outbox: None,
         };
         pipeline.adopt_rules();
         Ok(pipeline)
+    }
+
+    /// Every alert raised from now on is enqueued in `outbox` with the scan's write.
+    pub fn set_outbox(&mut self, outbox: Arc<Outbox>) {
+        self.outbox = Some(outbox);
     }
 
     /// The store.
@@ -308,13 +319,37 @@ impl Pipeline {
             }
         }
         let rule_states = self.rule_states();
-        // Everything this scan decided, in one transaction: a crash leaves all of it or none.
-        self.store
-            .write("store a scan's alerts and rule states", |w| {
+        // Everything this scan decided, in one transaction: a crash leaves all of it or none,
+        // and never an alert without its deliveries.
+        let outbox = self.outbox.as_deref();
+        let raised = &outcome.raised;
+        let dropped = self
+            .store
+            .write("store a scan's alerts, deliveries and rule states", |w| {
                 w.put_alerts(&folded)?;
-                w.put_rule_states(&rule_states)
+                let mut dropped = Vec::new();
+                if let Some(outbox) = outbox {
+                    let sinks = outbox.sink_names();
+                    for alert in raised {
+                        dropped.extend(w.enqueue(
+                            &sinks,
+                            &alert.id,
+                            &alert.canonical_bytes(),
+                            now_ms,
+                            outbox.limits(),
+                        )?);
+                    }
+                }
+                w.put_rule_states(&rule_states)?;
+                Ok(dropped)
             })
             .context("storing the alerts and rule states")?;
+        if let Some(outbox) = outbox {
+            if !raised.is_empty() {
+                outbox.wake();
+            }
+            outbox.note_dropped(dropped);
+        }
         let expired = self
             .store
             .enforce_retention(&self.retention, now_ms)

@@ -20,6 +20,8 @@ use crate::bundles::{BundleSettings, Bundles};
 use crate::control::health::StoreHealth;
 use crate::control::{self, AgentState};
 use crate::detector;
+use crate::outbox::build::Context as SinkContext;
+use crate::outbox::deliver::{self, Loops, Note, Outbox, Timing};
 use crate::output::{AlertFormat, print_alerts};
 use crate::pidfile::PidFile;
 use crate::pipeline::{Pipeline, PipelineHandle, Raised};
@@ -83,8 +85,11 @@ pub fn find_procmond(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 ///
 /// - the supervisor ([`Supervisor`]) owns procmond and the link to it;
 /// - the pipeline thread ([`PipelineHandle`]) owns the rules and writes the store;
-/// - the delivery task receives the alerts the pipeline raised ([`Raised`]), prints them and
-///   records them in the ledger;
+/// - the pipeline enqueues every alert it raises for every sink in the scan's own write (the
+///   persistent outbox) and wakes the sinks' loops ([`Outbox`], one thread per sink), which
+///   deliver, retry, dead-letter and report deliveries and drops ([`Note`]);
+/// - the ledger tasks record the alerts raised ([`Raised`]) and the outbox's notes, in
+///   batches;
 /// - the control server ([`control`]) answers the CLI from the shared store, the published
 ///   rule set and the supervisor's status;
 /// - this function runs the scan loop: ask procmond, hand the scan to the pipeline.
@@ -119,6 +124,23 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
             None
         }
     };
+    let sink_context = SinkContext {
+        stdout_format: options.format,
+    };
+    let sinks =
+        deliver::build_all(&options.config, &sink_context).context("invalid configuration")?;
+    let printed_once = options.once
+        && !sinks
+            .iter()
+            .any(|(spec, _)| spec.kind == daemoneye_lib::config::SinkKind::Stdout);
+    let (notes_tx, notes_rx) = mpsc::unbounded_channel();
+    let outbox = Arc::new(Outbox::new(
+        sinks.iter().map(|(spec, _)| spec.name.clone()).collect(),
+        deliver::limits(&options.config),
+        notes_tx,
+    ));
+    let mut pipeline = pipeline;
+    pipeline.set_outbox(Arc::clone(&outbox));
     let (raised_tx, raised_rx) = mpsc::channel(RAISED_QUEUE);
     let (pipeline, pipeline_thread) = PipelineHandle::spawn(pipeline, raised_tx)?;
     let limits = Limits {
@@ -177,9 +199,28 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
         pipeline.clone(),
         supervisor.clone(),
     ));
+    let loops = Loops {
+        store: Arc::clone(&store),
+        timing: Timing::from_config(&options.config),
+        gate: {
+            let bundles = Arc::clone(&bundles);
+            Arc::new(move |feature: &str| {
+                let view = bundles.health_view();
+                view.license.allows(feature, view.now)
+            })
+        },
+    };
+    let mut sinks = Some(sinks);
+    if !options.once
+        && let Some(sinks) = sinks.take()
+    {
+        outbox.start(sinks, &loops).context("starting the sinks")?;
+    }
     let state = Arc::new(AgentState::new(control::Parts {
         supervisor: supervisor.clone(),
         limits,
+        outbox: Arc::clone(&outbox),
+        site: options.config.site.id.as_ref().map(ToString::to_string),
         store,
         store_health,
         pipeline: pipeline.clone(),
@@ -192,7 +233,13 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
         Arc::clone(&state),
         stopped(serve_stop_rx),
     ));
-    let delivering = tokio::spawn(deliver(raised_rx, supervisor.clone(), options.format));
+    let (notes_stop_tx, notes_stop_rx) = watch::channel(false);
+    let recording_notes = tokio::spawn(record_notes(notes_rx, supervisor.clone(), notes_stop_rx));
+    let delivering = tokio::spawn(record_raised(
+        raised_rx,
+        supervisor.clone(),
+        printed_once.then_some(options.format),
+    ));
     let watching_inbox = (!options.once).then(|| {
         tokio::spawn(watch_inbox(
             Arc::clone(&bundles),
@@ -241,11 +288,27 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     } else {
         "stopped by a signal"
     };
-    // The pipeline finishes the scan it has, then stops; the delivery task then sees its
-    // queue close once it has printed and recorded every alert raised.
+    // The pipeline finishes the scan it has, then stops; the ledger task then sees its
+    // queue close once it has recorded every alert raised. `--once` makes its one delivery
+    // attempt now; the loops of a running agent finish the batch they hold.
     pipeline.stop().await;
     let _ = delivering.await;
     let _ = tokio::task::spawn_blocking(move || pipeline_thread.join()).await;
+    {
+        let outbox = Arc::clone(&outbox);
+        let once = sinks.take();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(sinks) = once
+                && let Err(err) = outbox.run_once(sinks, &loops)
+            {
+                tracing::error!(error = %err, "cannot start the sinks");
+            }
+            outbox.stop();
+        })
+        .await;
+    }
+    let _ = notes_stop_tx.send(true);
+    let _ = recording_notes.await;
     audit::record(
         &supervisor,
         Body::AgentStopped {
@@ -277,12 +340,44 @@ pub fn scan_deadline(hash_budget: Duration, interval: Duration) -> Duration {
     hash_budget + (interval.saturating_mul(3)).max(Duration::from_secs(30))
 }
 
-/// Hands raised alerts on: printed on stdout (the sink until the outbox arrives), then
-/// recorded in the ledger, one batch per scan.
-async fn deliver(mut raised: mpsc::Receiver<Raised>, supervisor: Supervisor, format: AlertFormat) {
+/// Records raised alerts in the ledger, one batch per scan (their delivery is the outbox's).
+/// `--once` with no stdout sink also prints them, as its contract says.
+async fn record_raised(
+    mut raised: mpsc::Receiver<Raised>,
+    supervisor: Supervisor,
+    print: Option<AlertFormat>,
+) {
     while let Some(batch) = raised.recv().await {
-        print_alerts(&batch.alerts, format);
+        if let Some(format) = print {
+            print_alerts(&batch.alerts, format);
+        }
         audit::record_alerts(&supervisor, &batch.alerts).await;
+    }
+}
+
+/// Records the outbox's deliveries and drops in the ledger, in batches: whatever arrived
+/// while the previous batch was being written goes in the next (procmond takes up to 256
+/// entries with one `fdatasync`). On `stop`, what is queued is recorded, then it ends.
+async fn record_notes(
+    mut notes: mpsc::UnboundedReceiver<Note>,
+    supervisor: Supervisor,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let first = tokio::select! {
+            note = notes.recv() => note,
+            result = stop.wait_for(|stop| *stop) => { drop(result); None }
+        };
+        let mut batch: Vec<Note> = first.into_iter().collect();
+        while batch.len() < 256
+            && let Ok(note) = notes.try_recv()
+        {
+            batch.push(note);
+        }
+        if batch.is_empty() {
+            return;
+        }
+        audit::record_batch(&supervisor, &audit::outbox_bodies(&batch)).await;
     }
 }
 

@@ -1,4 +1,4 @@
-//! `daemoneye-cli alerts list | ack | export`: alerts arrive as protobuf messages, page by
+//! `daemoneye-cli alerts list | ack | send-test | export`: alerts arrive as protobuf messages, page by
 //! page; an export arrives as the text of its file (`daemoneye_lib::ledger::alert_export`),
 //! which this command writes.
 
@@ -53,6 +53,16 @@ pub enum AlertsCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Push a test alert (rule DE-TEST-0000, severity info) through the outbox to every sink,
+    /// or to one, and wait for the deliveries. Exits 1 when one did not arrive in time.
+    SendTest {
+        /// Only this sink.
+        #[arg(long, value_name = "NAME")]
+        sink: Option<String>,
+        /// Wait at most this many seconds for the deliveries (at most 120).
+        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        wait: u32,
+    },
 }
 
 fn parse_severity(text: &str) -> Result<Severity, String> {
@@ -94,6 +104,9 @@ pub fn run(cli: &Cli, command: &AlertsCommand) -> Result<(), CliError> {
                 eprintln!("daemoneye-cli: more alerts match; raise --limit or narrow the filter");
             }
             print_alerts(cli, &alerts)
+        }
+        AlertsCommand::SendTest { sink, wait } => {
+            crate::outbox::send_test(cli, sink.as_deref(), *wait)
         }
         AlertsCommand::Ack { id } => {
             let request = proto::AckRequest { id: id.to_string() };

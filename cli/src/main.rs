@@ -21,6 +21,7 @@ mod audit;
 mod bundle;
 mod error;
 mod health;
+mod outbox;
 mod records;
 mod rules;
 
@@ -113,6 +114,11 @@ enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// The persistent alert outbox: what waits for which sink, and why.
+    Outbox {
+        #[command(subcommand)]
+        command: outbox::OutboxCommand,
+    },
     /// Signed bundles: install one, see what is active, what was applied or refused and
     /// why, go back one version.
     Bundle {
@@ -181,6 +187,7 @@ fn run(cli: &Cli) -> Result<(), CliError> {
         Command::Rules { ref command } => rules::run(cli, command),
         Command::Audit { ref command } => audit::run(cli, command),
         Command::Bundle { ref command } => bundle::run(cli, command),
+        Command::Outbox { ref command } => outbox::run(cli, command),
     }
 }
 

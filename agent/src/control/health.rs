@@ -29,6 +29,10 @@ pub fn report(state: &AgentState) -> proto::AgentHealth {
     let view = state.bundles.health_view();
     components.push(bundles_component(&view));
     components.push(license_component(&view, view.now));
+    let outbox = super::outbox::status_of(&state.store, &state.outbox, when.now_ms);
+    components.extend(super::outbox::health(
+        outbox.as_ref().map_err(String::as_str),
+    ));
     let overall = components
         .iter()
         .map(|c| c.status())

@@ -13,6 +13,7 @@
 //! | rules | [`rules`] | the rule set the pipeline published |
 //! | audit | [`ledger`] | procmond's ledger, through the procmond link |
 //! | alerts export | [`export`] | the outbox, and procmond's ledger (it appends one entry) |
+//! | outbox status, send-test | [`outbox`] | the store's outbox and the sinks' live state |
 //!
 //! Nothing here takes the pipeline's lock or waits for a scan: the pipeline runs on its own
 //! thread and publishes what the CLI may read.
@@ -22,6 +23,7 @@ pub mod bundles;
 pub mod export;
 pub mod health;
 pub mod ledger;
+pub mod outbox;
 pub mod query;
 pub mod rules;
 
@@ -37,6 +39,7 @@ use daemoneye_lib::storage::Store;
 use tokio::sync::Semaphore;
 
 use crate::bundle_service::BundleService;
+use crate::outbox::deliver::Outbox;
 use crate::pipeline::PipelineHandle;
 use crate::supervisor::Supervisor;
 
@@ -77,6 +80,10 @@ pub struct AgentState {
     scans: Mutex<ScanStats>,
     /// Signed bundles: install, status, history, rollback; license and config layer.
     pub bundles: Arc<BundleService>,
+    /// The alert outbox and its sinks' loops.
+    pub outbox: Arc<Outbox>,
+    /// `site.id`, for test alerts.
+    pub site: Option<String>,
 }
 
 /// What [`AgentState::new`] is made of.
@@ -97,6 +104,10 @@ pub struct Parts {
     pub interval: std::time::Duration,
     /// Signed bundles.
     pub bundles: Arc<BundleService>,
+    /// The alert outbox.
+    pub outbox: Arc<Outbox>,
+    /// `site.id`.
+    pub site: Option<String>,
 }
 
 impl AgentState {
@@ -111,6 +122,8 @@ impl AgentState {
             query_limits,
             interval,
             bundles,
+            outbox,
+            site,
         } = parts;
         Self {
             started: Instant::now(),
@@ -124,6 +137,8 @@ impl AgentState {
             interval,
             scans: Mutex::new(ScanStats::default()),
             bundles,
+            outbox,
+            site,
         }
     }
 
@@ -209,6 +224,8 @@ pub async fn dispatch(state: &AgentState, request: agent_request::Kind) -> agent
         agent_request::Kind::BundleHistory(request) => bundles::history(state, request).await,
         agent_request::Kind::BundleRollback(request) => bundles::rollback(state, request).await,
         agent_request::Kind::AlertsExport(request) => export::export(state, request).await,
+        agent_request::Kind::OutboxStatus(_) => outbox::status(state).await,
+        agent_request::Kind::SendTest(request) => outbox::send_test(state, request).await,
     }
 }
 

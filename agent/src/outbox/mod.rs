@@ -59,6 +59,7 @@
 //! sink starts closed, and the persisted backoff still spaces the first attempts.
 
 pub mod build;
+pub mod deliver;
 pub mod file;
 pub mod format;
 pub mod retry;

@@ -148,6 +148,14 @@ impl Breaker {
         }
     }
 
+    /// The probe handed out was not used (there was nothing to deliver): the next
+    /// [`Breaker::allow`] hands it out again.
+    pub fn release_probe(&mut self) {
+        if self.state == (BreakerState::HalfOpen { probing: true }) {
+            self.state = BreakerState::HalfOpen { probing: false };
+        }
+    }
+
     /// The batch was delivered (or rejected by a working receiver).
     pub fn success(&mut self) {
         if !matches!(self.state, BreakerState::Open { .. }) {

@@ -92,6 +92,8 @@ calls! {
     BundleHistoryRequest => BundleHistory(proto::BundleHistory),
     BundleRollbackRequest => BundleRollback(proto::BundleDecision),
     AlertsExportRequest => AlertsExport(proto::AlertsExport),
+    OutboxStatusRequest => OutboxStatus(proto::OutboxStatus),
+    SendTestRequest => SendTest(proto::SendTestResult),
 }
 
 // agent → procmond (a scan, answered in parts, is not a single call: the agent's link reads

@@ -483,6 +483,19 @@ impl Store {
         })
     }
 
+    /// Whether the delivery `seq` of `sink` is still pending (neither delivered, dead-lettered
+    /// nor dropped).
+    pub fn outbox_is_pending(&self, sink: &str, seq: u64) -> Result<bool, StoreError> {
+        const OPERATION: &str = "look up a delivery";
+        self.check_sink(sink)?;
+        let txn = self.read(OPERATION)?;
+        let queue = txn
+            .open_table(codec::OUTBOX)
+            .map_err(self.db_err(OPERATION))?;
+        let key = codec::outbox_key(sink, seq);
+        Ok(queue.get(&key).map_err(self.db_err(OPERATION))?.is_some())
+    }
+
     /// Every sink the outbox has seen, by name, with its queue, head and counters at `now_ms`.
     pub fn outbox_status(&self, now_ms: i64) -> Result<Vec<SinkOutbox>, StoreError> {
         const OPERATION: &str = "read outbox status";

@@ -93,6 +93,14 @@ impl Writer<'_> {
         })
     }
 
+    /// The `seq` the next delivery enqueued for `sink` in this unit will take (to ask
+    /// [`Store::outbox_is_pending`](crate::storage::Store::outbox_is_pending) about it later).
+    pub fn outbox_next_seq(&mut self, sink: &str) -> Result<u64, StoreError> {
+        self.store.check_sink(sink)?;
+        let t = self.tables()?;
+        Ok(self.meta(&t, sink)?.next_seq)
+    }
+
     /// The meta of `sink`, or a new sink's.
     pub(super) fn meta(&self, t: &Tables<'_>, sink: &str) -> Result<SinkMeta, StoreError> {
         let store = self.store;
