@@ -1,6 +1,6 @@
 //! `daemoneye-cli audit key | checkpoint | prove | consistency | verify | export`.
 //!
-//! `verify` also takes the file of `alerts export` (told apart by its first bytes, read up to
+//! `verify` also takes the file of `alerts export` (told apart by its first byte, `{`; read up to
 //! 64 MiB): every alert in it checked against its ledger entry, proof and checkpoint.
 //!
 //! All but `verify` ask the agent, which forwards to procmond, the ledger's only writer.
@@ -160,15 +160,15 @@ fn read_to_verify(path: &Path) -> Result<String, CliError> {
     read_to_verify_within(path, MAX_FILE_BYTES as u64)
 }
 
-/// Whether `path` starts as an alert export does (`alerts export`'s file). Anything that
+/// Whether `path` starts as an alert export does (`alerts export`'s file: a JSON object). Anything that
 /// cannot be opened as a regular file is left to the reading that follows to report.
 fn is_alert_export_file(path: &Path) -> Result<bool, CliError> {
     use std::io::Read as _;
     let Ok((file, _)) = fsutil::open_regular(path) else {
         return Ok(false);
     };
-    let mut start = Vec::with_capacity(alert_export::PREFIX.len());
-    file.take(alert_export::PREFIX.len() as u64)
+    let mut start = Vec::with_capacity(alert_export::SNIFF_BYTES);
+    file.take(alert_export::SNIFF_BYTES as u64)
         .read_to_end(&mut start)
         .map_err(|err| CliError::reading(path, &err))?;
     Ok(alert_export::is_alert_export(&start))
