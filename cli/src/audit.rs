@@ -192,7 +192,7 @@ fn describe_alert_export(
     if !report.not_carried.is_empty() {
         writeln!(
             out,
-            "{} alerts of the range are not in the export (delivered to a sink before it): check them in the SIEM",
+            "{} alerts of the range are not in the export (delivered to a sink before it, or raised after it was made): check them in the SIEM",
             report.not_carried.len()
         )?;
     }

@@ -65,7 +65,8 @@
 //!    carried alert must sit beside an `alert_recorded` entry, and H(alert bytes) must be that
 //!    entry's `alert_hash`.
 //! 4. The records reach `size - 1` (none missing at the end) and nothing follows them.
-//! 5. Entry `export_entry` is an `alerts_exported` entry whose `first_index`, `last_index`,
+//! 5. Entry `export_entry` is the last `alerts_exported` entry of the range (an older export's
+//!    entry would vouch for an older set of alerts), and its `first_index`, `last_index`,
 //!    `count` and `alerts_hash` are those of the alerts carried; the header's list of alerts
 //!    is exactly the carried alerts and their ids.
 //!
@@ -340,8 +341,26 @@ impl ExportBuilder {
             checkpoint: checkpoint_note.to_owned(),
         };
         let mut text = json_line(&header);
+        if text.len() > MAX_LINE_BYTES {
+            return Err(AlertExportError::TooLarge {
+                len: text.len(),
+                max: MAX_LINE_BYTES,
+            });
+        }
         for (offset, bytes) in self.retained.iter().enumerate() {
             let index = first + offset as u64;
+            if index > export_entry
+                && matches!(
+                    Entry::decode(bytes).map(|entry| entry.body),
+                    Ok(Body::AlertsExported { .. })
+                )
+            {
+                // The verifier takes the last export entry of the range as the file's: another
+                // export ran at the same time.
+                return Err(AlertExportError::Usage(
+                    "another export was recorded at the same time: run it again",
+                ));
+            }
             let proof = match merkle::inclusion_proof(self.alg, &self.tree, index, size) {
                 Ok(proof) => proof,
                 Err(never) => {
@@ -361,7 +380,14 @@ impl ExportBuilder {
                 proof: proof.iter().map(|hash| BASE64.encode(hash)).collect(),
                 alert,
             };
-            text.push_str(&json_line(&record));
+            let line = json_line(&record);
+            if line.len() > MAX_LINE_BYTES {
+                return Err(AlertExportError::TooLarge {
+                    len: line.len(),
+                    max: MAX_LINE_BYTES,
+                });
+            }
+            text.push_str(&line);
             if text.len() > max {
                 return Err(AlertExportError::TooLarge {
                     len: text.len(),
@@ -499,6 +525,7 @@ pub fn verify_alert_export(
     let mut carried: Vec<(u64, String, Hash)> = Vec::new();
     let mut not_carried = Vec::new();
     let mut export = None;
+    let mut last_export = first;
     for (line, raw) in lines {
         if raw.len() > MAX_LINE_BYTES {
             return fail(format!(
@@ -586,6 +613,9 @@ pub fn verify_alert_export(
             }
             (_, None) => {}
         }
+        if matches!(entry.body, Body::AlertsExported { .. }) {
+            last_export = index;
+        }
         if index == header.export_entry {
             export = Some(entry.body);
         }
@@ -599,7 +629,14 @@ pub fn verify_alert_export(
         ));
     }
 
-    // Step 5: the export's own entry signs the range and the set of alerts.
+    // Step 5: the export's own entry signs the range and the set of alerts. It is the last
+    // export entry of the range: an older export's entry would vouch for an older set.
+    if last_export != header.export_entry {
+        return fail(format!(
+            "the header names entry {} as the export's, but entry {last_export} records a later export: the header was changed",
+            header.export_entry
+        ));
+    }
     let Some(Body::AlertsExported {
         count,
         first_index,

@@ -283,6 +283,38 @@ fn ledger_key(dir: &Path) -> NoteVerifier {
 }
 
 #[test]
+fn an_older_exports_entry_does_not_vouch_for_a_newer_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut ledger = ledger(dir.path(), HashAlg::Blake3, 6);
+    let key = ledger.verifier();
+    // The first export carries alerts 0 and 1; the second 0, 1 and 2.
+    let (older, older_summary) = export(&mut ledger, vec![alert(0), alert(1)]).expect("exports");
+    verify_alert_export(&older, &key).expect("verifies");
+    let (newer, _) = export(&mut ledger, vec![alert(0), alert(1), alert(2)]).expect("exports");
+    let report = verify_alert_export(&newer, &key).expect("verifies");
+    assert_eq!(report.verified.len(), 3);
+    // Alert 2 taken out and the header pointed at the first export's entry, whose count and
+    // digest match alerts 0 and 1.
+    let mut all = lines(&newer);
+    let at = record_of(&all, 3 + 2);
+    all[at] = edit(&all[at], |value| {
+        value.as_object_mut().expect("object").remove("alert");
+    });
+    all[0] = edit(&all[0], |value| {
+        value["export_entry"] = older_summary.export_entry.into();
+        value["alerts"].as_array_mut().expect("list").pop();
+    });
+    let err = failure(&join(&all), &key);
+    assert!(
+        err.starts_with(&format!(
+            "the header names entry {} as the export's, but entry",
+            older_summary.export_entry
+        )),
+        "{err}"
+    );
+}
+
+#[test]
 fn delivered_alerts_are_listed_not_carried_and_unrecorded_ones_counted() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut ledger = ledger(dir.path(), HashAlg::Sha256, 10);
