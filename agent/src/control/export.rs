@@ -181,9 +181,9 @@ fn unavailable(err: Unavailable) -> agent_response::Kind {
 
 fn refused(err: AlertExportError) -> agent_response::Kind {
     let code = match err {
-        AlertExportError::NothingRecorded { .. } | AlertExportError::TooLarge { .. } => {
-            ErrorCode::BadRequest
-        }
+        AlertExportError::NothingRecorded { .. }
+        | AlertExportError::TooLarge { .. }
+        | AlertExportError::Concurrent { .. } => ErrorCode::BadRequest,
         _ => ErrorCode::Internal,
     };
     error(code, format!("alerts export: {err}"))

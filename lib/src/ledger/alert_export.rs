@@ -77,7 +77,7 @@
 //! What an export does not prove: that no alert was raised after the checkpoint, and the
 //! contents of alerts older than `first` (their entries are outside the range).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -176,6 +176,12 @@ pub enum AlertExportError {
         /// The bound.
         max: usize,
     },
+    /// Another export's entry landed between this one's and the checkpoint.
+    #[error("another export was recorded at the same time (entry {other}): run it again")]
+    Concurrent {
+        /// The other export's entry.
+        other: u64,
+    },
     /// Used out of order.
     #[error("{0}")]
     Usage(&'static str),
@@ -208,11 +214,11 @@ pub struct ExportSummary {
 pub struct ExportBuilder {
     alg: HashAlg,
     tree: MemoryTree,
-    /// Pending alerts not yet matched or matched, by `alert_hash`.
+    /// The pending alerts' canonical bytes, by `alert_hash`.
     pending: HashMap<Hash, Vec<u8>>,
-    /// The `alert_hash`es matched so far.
-    matched: std::collections::HashSet<Hash>,
-    /// Entry index to alert bytes, for the alerts carried.
+    /// The `alert_hash`es an `alert_recorded` entry matched.
+    matched: HashSet<Hash>,
+    /// The alerts carried: entry index to alert id and `alert_hash`.
     carried: BTreeMap<u64, (String, Hash)>,
     /// The bytes of every entry from the first carried one on.
     retained: Vec<Vec<u8>>,
@@ -231,7 +237,7 @@ impl ExportBuilder {
             alg,
             tree: MemoryTree::new(alg),
             pending,
-            matched: std::collections::HashSet::new(),
+            matched: HashSet::new(),
             carried: BTreeMap::new(),
             retained: Vec::new(),
             frozen: false,
@@ -357,9 +363,7 @@ impl ExportBuilder {
             {
                 // The verifier takes the last export entry of the range as the file's: another
                 // export ran at the same time.
-                return Err(AlertExportError::Usage(
-                    "another export was recorded at the same time: run it again",
-                ));
+                return Err(AlertExportError::Concurrent { other: index });
             }
             let proof = match merkle::inclusion_proof(self.alg, &self.tree, index, size) {
                 Ok(proof) => proof,

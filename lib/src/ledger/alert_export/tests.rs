@@ -411,3 +411,33 @@ fn a_malformed_file_is_refused_with_a_reason() {
     let huge = format!("{}{}\n", all[0], "x".repeat(MAX_LINE_BYTES + 1));
     assert!(failure(&huge, &key).contains("allowed"));
 }
+
+#[test]
+fn an_export_whose_range_holds_a_later_export_refuses_to_write() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut ledger = ledger(dir.path(), HashAlg::Sha256, 3);
+    let mut builder = ExportBuilder::new(ledger.hash(), vec![alert(1)]);
+    for bytes in ledger.entries(0, ledger.size(), usize::MAX).expect("reads") {
+        builder.push(&bytes).expect("pushes");
+    }
+    let body = builder.freeze().expect("freezes");
+    let export_entry = ledger
+        .append(&[agent(body.clone())])
+        .expect("appends")
+        .start;
+    // Another export, made at the same moment, lands before the checkpoint.
+    let other = ledger.append(&[agent(body)]).expect("appends").start;
+    let note = ledger.checkpoint(5).expect("signs").note.clone();
+    for bytes in ledger
+        .entries(builder.size(), ledger.size(), usize::MAX)
+        .expect("reads")
+    {
+        builder.push(&bytes).expect("pushes");
+    }
+    assert_eq!(
+        builder
+            .finish(&note, &ledger.verifier(), export_entry, MAX_EXPORT_BYTES)
+            .unwrap_err(),
+        AlertExportError::Concurrent { other }
+    );
+}
