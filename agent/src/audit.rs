@@ -6,7 +6,9 @@ use std::path::Path;
 
 use daemoneye_lib::config::Config;
 use daemoneye_lib::fsutil;
+use daemoneye_lib::ipc::proto;
 use daemoneye_lib::ledger::HashAlg;
+use daemoneye_lib::ledger::alert_export;
 use daemoneye_lib::ledger::entry::{Body, fit_str};
 use daemoneye_lib::text;
 
@@ -79,18 +81,51 @@ pub async fn record_start(supervisor: &Supervisor, config: &Config, data_dir: &P
     }
 }
 
-/// Records each alert raised by a scan, in one batch.
+/// The ledger's hash function, asked of procmond once: it is fixed when the ledger is created,
+/// and a restarted procmond opens the same ledger.
+static LEDGER_HASH: std::sync::OnceLock<HashAlg> = std::sync::OnceLock::new();
+
+async fn ledger_hash(supervisor: &Supervisor) -> Option<HashAlg> {
+    if let Some(alg) = LEDGER_HASH.get() {
+        return Some(*alg);
+    }
+    let request = proto::AuditRequest {
+        kind: Some(proto::audit_request::Kind::Key(proto::AuditKey {})),
+    };
+    match supervisor.audit(request).await {
+        Ok(answer) => {
+            let alg = HashAlg::from_name(&answer.hash)?;
+            Some(*LEDGER_HASH.get_or_init(|| alg))
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot learn the audit ledger's hash function");
+            None
+        }
+    }
+}
+
+/// Records each alert raised by a scan, in one batch: an `alert_recorded` entry with the
+/// ledger's hash of the alert's canonical bytes (what the outbox holds and the sinks receive),
+/// so that an alert carried out by hand (`alerts export`) proves itself.
 pub async fn record_alerts(supervisor: &Supervisor, alerts: &[daemoneye_lib::alert::Alert]) {
     if alerts.is_empty() {
         return;
     }
+    let Some(alg) = ledger_hash(supervisor).await else {
+        tracing::warn!(
+            alerts = alerts.len(),
+            "alerts not recorded in the audit ledger"
+        );
+        return;
+    };
     let bodies: Vec<Body> = alerts
         .iter()
-        .map(|alert| Body::AlertRaised {
+        .map(|alert| Body::AlertRecorded {
             alert_id: alert.id.to_string(),
             rule_id: alert.rule_id.clone(),
             severity: alert.severity.to_string(),
             host: alert.host.clone(),
+            alert_hash: alert_export::alert_hash(alg, &alert.canonical_bytes()),
         })
         .collect();
     record_batch(supervisor, &bodies).await;

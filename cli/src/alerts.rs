@@ -1,6 +1,10 @@
-//! `daemoneye-cli alerts list | ack`: alerts arrive as protobuf messages, page by page.
+//! `daemoneye-cli alerts list | ack | send-test | export`: alerts arrive as protobuf messages, page by
+//! page; an export arrives as the text of its file (`daemoneye_lib::ledger::alert_export`),
+//! which this command writes.
 
 use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::Subcommand;
 use daemoneye_lib::alert::{Alert, Severity};
@@ -11,7 +15,7 @@ use serde_json::Value;
 use crate::agent_client::{AgentClient, ClientError};
 use crate::error::CliError;
 use crate::records;
-use crate::{Cli, Format, ask_agent, print_or_fail};
+use crate::{Cli, Format, ask_agent, ask_agent_within, print_or_fail};
 
 #[derive(Debug, Subcommand)]
 pub enum AlertsCommand {
@@ -36,6 +40,19 @@ pub enum AlertsCommand {
         #[arg(value_parser = AlertId::parse)]
         id: AlertId,
     },
+    /// Write undelivered alerts to a file for carrying out by hand, each beside its ledger
+    /// entry and inclusion proof (`audit verify FILE --key KEY` checks it offline).
+    ///
+    /// The alerts stay pending: the sinks still deliver them when they can (receivers
+    /// deduplicate by alert id). The export is recorded in the ledger (`alerts_exported`).
+    Export {
+        /// The file to write (mode 0600, written whole or not at all).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Push a test alert (rule DE-TEST-0000, severity info) through the outbox to every sink,
     /// or to one, and wait for the deliveries. Exits 1 when one did not arrive in time.
     SendTest {
@@ -54,6 +71,8 @@ fn parse_severity(text: &str) -> Result<Severity, String> {
 
 /// Alerts asked for per page.
 const PAGE: u32 = 500;
+/// How long an export may take: the agent reads the whole ledger.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(600);
 
 pub fn run(cli: &Cli, command: &AlertsCommand) -> Result<(), CliError> {
     match command {
@@ -101,7 +120,48 @@ pub fn run(cli: &Cli, command: &AlertsCommand) -> Result<(), CliError> {
             }
             Ok(())
         }
+        AlertsCommand::Export { out, force } => export(cli, out, *force),
     }
+}
+
+/// Refuses to overwrite without `--force`. Checked before asking (an export appends to the
+/// ledger) and again before writing; a file created between the two is replaced.
+fn refuse_existing(out: &Path, force: bool) -> Result<(), CliError> {
+    if !force && std::fs::symlink_metadata(out).is_ok() {
+        return Err(CliError::Usage(format!(
+            "alerts export: {} exists; --force replaces it",
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
+fn export(cli: &Cli, out: &Path, force: bool) -> Result<(), CliError> {
+    refuse_existing(out, force)?;
+    let request = proto::AlertsExportRequest { max_bytes: 0 };
+    let export = ask_agent_within(cli, EXPORT_TIMEOUT, |client| async move {
+        client.ask(request).await
+    })?;
+    refuse_existing(out, force)?;
+    daemoneye_lib::fsutil::atomic_replace(out, export.text.as_bytes())
+        .map_err(|err| CliError::Failed(format!("alerts export: {err}")))?;
+    if !cli.quiet {
+        println!(
+            "exported {} alerts to {} (ledger entries {} to {}, export entry {}); they stay pending for their sinks",
+            export.alerts,
+            out.display(),
+            export.first_index,
+            export.size.saturating_sub(1),
+            export.export_entry
+        );
+    }
+    if export.unrecorded > 0 {
+        eprintln!(
+            "daemoneye-cli: {} undelivered alerts have no alert_recorded ledger entry and are not in the export",
+            export.unrecorded
+        );
+    }
+    Ok(())
 }
 
 /// Up to `limit` alerts matching `filter`, page by page, and whether more match.

@@ -1,5 +1,8 @@
 //! `daemoneye-cli audit key | checkpoint | prove | consistency | verify | export`.
 //!
+//! `verify` also takes the file of `alerts export` (told apart by its first byte, `{`; read up to
+//! 64 MiB): every alert in it checked against its ledger entry, proof and checkpoint.
+//!
 //! All but `verify` ask the agent, which forwards to procmond, the ledger's only writer.
 //! `verify` is offline: it needs the file (or directory) and the ledger's public key, nothing
 //! from the host. It exits 3 when something does not verify, with the reason on stderr.
@@ -22,6 +25,7 @@ use clap::Subcommand;
 use daemoneye_lib::fsutil::{self, BoundedReadError};
 use daemoneye_lib::ipc::calls;
 use daemoneye_lib::ipc::proto::{self, audit_request::Kind};
+use daemoneye_lib::ledger::alert_export::{self, MAX_EXPORT_BYTES};
 use daemoneye_lib::ledger::export::{ExportError, ExportSummary, ExportWriter, MAX_PROOF_FILES};
 use daemoneye_lib::ledger::note::{
     Checkpoint, MAX_FILE_BYTES, MAX_KEY_TEXT_BYTES, NoteFile, NoteVerifier,
@@ -75,7 +79,8 @@ pub enum AuditCommand {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
-    /// Verify a checkpoint, a proof, an export directory or a ledger directory offline.
+    /// Verify a checkpoint, a proof, an alert export, an export directory or a ledger
+    /// directory offline.
     ///
     /// Exits 0 when it verifies; 3 when it does not, which includes a file (or a file in the
     /// directory) that is not a regular file (a FIFO, a device), is larger than its limit
@@ -152,12 +157,57 @@ fn read(path: &Path) -> Result<String, CliError> {
 /// A file to verify: one that cannot be opened at all is a usage error; one that is not a
 /// regular file, is over the limit of the largest proof file or is not UTF-8 does not verify.
 fn read_to_verify(path: &Path) -> Result<String, CliError> {
+    read_to_verify_within(path, MAX_FILE_BYTES as u64)
+}
+
+/// Whether `path` starts as an alert export does (`alerts export`'s file: a JSON object). Anything that
+/// cannot be opened as a regular file is left to the reading that follows to report.
+fn is_alert_export_file(path: &Path) -> Result<bool, CliError> {
+    use std::io::Read as _;
+    let Ok((file, _)) = fsutil::open_regular(path) else {
+        return Ok(false);
+    };
+    let mut start = Vec::with_capacity(alert_export::SNIFF_BYTES);
+    file.take(alert_export::SNIFF_BYTES as u64)
+        .read_to_end(&mut start)
+        .map_err(|err| CliError::reading(path, &err))?;
+    Ok(alert_export::is_alert_export(&start))
+}
+
+fn describe_alert_export(
+    report: &alert_export::AlertExportReport,
+    out: &mut impl io::Write,
+) -> io::Result<()> {
+    writeln!(
+        out,
+        "verified: {} alerts exactly as the host recorded them, ledger entries {} to {} against checkpoint {}",
+        report.verified.len(),
+        report.first,
+        report.checkpoint.size.saturating_sub(1),
+        describe_checkpoint(&report.checkpoint)
+    )?;
+    for (index, id) in &report.verified {
+        writeln!(out, "alert {} entry {index}: verified", text::escape(id))?;
+    }
+    if !report.not_carried.is_empty() {
+        writeln!(
+            out,
+            "{} alerts of the range are not in the export (delivered to a sink before it, or raised after it was made): check them in the SIEM",
+            report.not_carried.len()
+        )?;
+    }
+    for (index, id) in &report.not_carried {
+        writeln!(out, "alert {} entry {index}: not carried", text::escape(id))?;
+    }
+    Ok(())
+}
+
+fn read_to_verify_within(path: &Path, limit: u64) -> Result<String, CliError> {
     let failed = |reason: String| CliError::Verification(format!("audit verify: FAILED: {reason}"));
-    let bytes =
-        fsutil::read_regular_bounded(path, MAX_FILE_BYTES as u64).map_err(|err| match err {
-            BoundedReadError::Io { path, source } => CliError::reading(&path, &source),
-            other => failed(other.to_string()),
-        })?;
+    let bytes = fsutil::read_regular_bounded(path, limit).map_err(|err| match err {
+        BoundedReadError::Io { path, source } => CliError::reading(&path, &source),
+        other => failed(other.to_string()),
+    })?;
     String::from_utf8(bytes).map_err(|_| failed(format!("{} is not UTF-8 text", path.display())))
 }
 
@@ -213,6 +263,14 @@ fn verify_offline(file: &Path, key: &str, old: Option<&Path>) -> Result<(), CliE
     let meta = fs::metadata(file).map_err(|err| CliError::reading(file, &err))?;
     let outcome = if meta.is_dir() {
         verify::verify_dir(file, &key)
+    } else if is_alert_export_file(file)? {
+        let text = read_to_verify_within(file, MAX_EXPORT_BYTES as u64)?;
+        return match alert_export::verify_alert_export(&text, &key) {
+            Ok(report) => print_or_fail(|out| describe_alert_export(&report, out)),
+            Err(failure) => Err(CliError::Verification(format!(
+                "audit verify: FAILED: {failure}"
+            ))),
+        };
     } else {
         let text = read_to_verify(file)?;
         if old.is_none() && matches!(NoteFile::parse(&text), Ok(NoteFile::Consistency(_))) {

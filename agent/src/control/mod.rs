@@ -12,6 +12,7 @@
 //! | alerts, ack | [`alerts`] | the store |
 //! | rules | [`rules`] | the rule set the pipeline published |
 //! | audit | [`ledger`] | procmond's ledger, through the procmond link |
+//! | alerts export | [`export`] | the outbox, and procmond's ledger (it appends one entry) |
 //! | outbox status, send-test | [`outbox`] | the store's outbox and the sinks' live state |
 //!
 //! Nothing here takes the pipeline's lock or waits for a scan: the pipeline runs on its own
@@ -19,6 +20,7 @@
 
 pub mod alerts;
 pub mod bundles;
+pub mod export;
 pub mod health;
 pub mod ledger;
 pub mod outbox;
@@ -221,6 +223,7 @@ pub async fn dispatch(state: &AgentState, request: agent_request::Kind) -> agent
         agent_request::Kind::BundleStatus(_) => bundles::status(state).await,
         agent_request::Kind::BundleHistory(request) => bundles::history(state, request).await,
         agent_request::Kind::BundleRollback(request) => bundles::rollback(state, request).await,
+        agent_request::Kind::AlertsExport(request) => export::export(state, request).await,
         agent_request::Kind::OutboxStatus(_) => outbox::status(state).await,
         agent_request::Kind::SendTest(request) => outbox::send_test(state, request).await,
     }

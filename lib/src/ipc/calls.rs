@@ -91,6 +91,7 @@ calls! {
     BundleStatusRequest => BundleStatus(proto::BundleStatus),
     BundleHistoryRequest => BundleHistory(proto::BundleHistory),
     BundleRollbackRequest => BundleRollback(proto::BundleDecision),
+    AlertsExportRequest => AlertsExport(proto::AlertsExport),
     OutboxStatusRequest => OutboxStatus(proto::OutboxStatus),
     SendTestRequest => SendTest(proto::SendTestResult),
 }

@@ -14,7 +14,7 @@
 //! ```text
 //! offset  size  field
 //! 0       1     version   always 1 (VERSION); any other value is refused
-//! 1       1     kind      1..=16, see the table below
+//! 1       1     kind      1..=18, see the table below
 //! 2       1     source    1 = procmond, 2 = agent (who asked for the entry)
 //! 3       8     time_ms   i64: milliseconds since 1970-01-01T00:00:00Z (UTC, no leap seconds)
 //! 11      ...   body      the kind's fields, in the order of the table, nothing after them
@@ -57,6 +57,10 @@
 //! 15    procmond_restarted   pid: u32 (0: not known), reason: str                agent
 //! 16    alerts_dropped       sink: str, count: u64, reason: str,                 agent
 //!                            first_alert_id: str, last_alert_id: str
+//! 17    alert_recorded       alert_id: str, rule_id: str, severity: str,         agent
+//!                            host: str, alert_hash: hash
+//! 18    alerts_exported      count: u64, first_index: u64, last_index: u64,      agent
+//!                            alerts_hash: hash
 //! ```
 //!
 //! `store_recovered` says that the agent found its event store damaged at start-up, moved
@@ -65,9 +69,21 @@
 //! procmond (it stalled, stopped answering or exited), with the replaced one's pid; it is
 //! written through the new procmond. `alerts_dropped` says that the outbox dropped `count`
 //! deliveries for `sink` unsent (`reason`: `full`, `too_large`, `dead_letter_overflow`,
-//! `sink_removed`), the first and last of them naming their alerts. Kinds 14 to 16 were added after the first release of
-//! version 1: a reader that knows only kinds 1 to 13 refuses such an entry as an unknown kind
-//! rather than misreading it.
+//! `sink_removed`), the first and last of them naming their alerts. Kinds 14 to 18 were added
+//! after the first release of version 1: a reader that knows only kinds 1 to 13 refuses such
+//! an entry as an unknown kind rather than misreading it.
+//!
+//! `alert_recorded` replaces `alert_raised` for every alert the agent raises: the same fields
+//! and `alert_hash`, the ledger's hash function over the alert's canonical bytes
+//! (`Alert::canonical_bytes`, exactly the bytes the outbox holds and the sinks receive), so
+//! that an alert carried out by hand proves itself against the ledger
+//! ([`super::alert_export`]). A new kind rather than a new entry version: the version byte
+//! versions the whole encoding, a kind its body, and old ledgers' `alert_raised` entries stay
+//! readable as they are. `alerts_exported` records an `alerts export`: `count` alerts carried,
+//! the ledger indexes of the first and last of their `alert_recorded` entries, and
+//! `alerts_hash`, the digest of what was carried (specified in [`super::alert_export`]). It is
+//! appended before the checkpoint the export proves against, so the export's range and its
+//! content are signed.
 //!
 //! A `scan`'s `records_hash` is [`records_hash`] of the scan's records: the ledger's hash
 //! function over their canonical encoding, specified byte by byte in `entry/records.rs`.
@@ -118,8 +134,10 @@ use super::Hash;
 mod decode;
 mod error;
 mod records;
+mod source;
 
 pub use error::EntryError;
+pub use source::Source;
 
 use decode::{Reader, decode_fields};
 
@@ -151,7 +169,7 @@ pub const HEADER_BYTES: usize = 11;
 pub const MAX_BODY_BYTES: usize = MAX_ENTRY_BYTES - HEADER_BYTES;
 
 /// The kind names, indexed by kind number minus one.
-pub const KIND_NAMES: [&str; 16] = [
+pub const KIND_NAMES: [&str; 18] = [
     "ledger_created",
     "procmond_started",
     "procmond_stopped",
@@ -168,58 +186,9 @@ pub const KIND_NAMES: [&str; 16] = [
     "store_recovered",
     "procmond_restarted",
     "alerts_dropped",
+    "alert_recorded",
+    "alerts_exported",
 ];
-
-/// Who asked for an entry: procmond itself or the agent (through `AppendAudit`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Source {
-    /// The collector, which owns the ledger (byte 1).
-    Procmond,
-    /// The agent (byte 2).
-    Agent,
-}
-
-impl Source {
-    /// The byte that encodes this source.
-    pub const fn code(self) -> u8 {
-        match self {
-            Self::Procmond => 1,
-            Self::Agent => 2,
-        }
-    }
-
-    /// The source encoded by `code`, if any.
-    pub const fn from_code(code: u8) -> Option<Self> {
-        match code {
-            1 => Some(Self::Procmond),
-            2 => Some(Self::Agent),
-            _ => None,
-        }
-    }
-
-    /// The name in text output: `procmond` or `agent`.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Procmond => "procmond",
-            Self::Agent => "agent",
-        }
-    }
-
-    /// The source called `name`, if any.
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "procmond" => Some(Self::Procmond),
-            "agent" => Some(Self::Agent),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// What an entry says: one variant per kind, with the kind's fields in encoding order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,7 +248,7 @@ pub enum Body {
         /// Why.
         reason: String,
     },
-    /// Kind 8: a rule raised an alert.
+    /// Kind 8: a rule raised an alert (written before `alert_recorded` existed; still read).
     AlertRaised {
         /// The alert's id.
         alert_id: String,
@@ -363,6 +332,31 @@ pub enum Body {
         /// The alert of the last one dropped.
         last_alert_id: String,
     },
+    /// Kind 17: a rule raised an alert, with the hash of its canonical bytes.
+    AlertRecorded {
+        /// The alert's id.
+        alert_id: String,
+        /// The rule that raised it.
+        rule_id: String,
+        /// Its severity (`info` … `critical`).
+        severity: String,
+        /// The host it is about.
+        host: String,
+        /// The ledger's hash function over `Alert::canonical_bytes` at raise time.
+        alert_hash: Hash,
+    },
+    /// Kind 18: undelivered alerts were exported for carrying out by hand (they stay pending).
+    AlertsExported {
+        /// How many alerts the export carries.
+        count: u64,
+        /// The index of the first carried alert's `alert_recorded` entry: the export's range
+        /// starts there.
+        first_index: u64,
+        /// The index of the last carried alert's `alert_recorded` entry.
+        last_index: u64,
+        /// The digest of what was carried (see `ledger::alert_export`).
+        alerts_hash: Hash,
+    },
 }
 
 /// One record of the audit ledger.
@@ -387,7 +381,7 @@ enum Field<'a> {
 }
 
 impl Body {
-    /// The kind's number (1 to 16), the second byte of the entry.
+    /// The kind's number (1 to 18), the second byte of the entry.
     pub const fn kind_code(&self) -> u8 {
         match self {
             Self::LedgerCreated { .. } => 1,
@@ -406,6 +400,8 @@ impl Body {
             Self::StoreRecovered { .. } => 14,
             Self::ProcmondRestarted { .. } => 15,
             Self::AlertsDropped { .. } => 16,
+            Self::AlertRecorded { .. } => 17,
+            Self::AlertsExported { .. } => 18,
         }
     }
 
@@ -577,6 +573,30 @@ impl Body {
                 ("reason", Str(reason)),
                 ("first_alert_id", Str(first_alert_id)),
                 ("last_alert_id", Str(last_alert_id)),
+            ],
+            Self::AlertRecorded {
+                alert_id,
+                rule_id,
+                severity,
+                host,
+                alert_hash,
+            } => vec![
+                ("alert_id", Str(alert_id)),
+                ("rule_id", Str(rule_id)),
+                ("severity", Str(severity)),
+                ("host", Str(host)),
+                ("alert_hash", H(alert_hash)),
+            ],
+            Self::AlertsExported {
+                count,
+                first_index,
+                last_index,
+                alerts_hash,
+            } => vec![
+                ("count", U64(*count)),
+                ("first_index", U64(*first_index)),
+                ("last_index", U64(*last_index)),
+                ("alerts_hash", H(alerts_hash)),
             ],
         }
     }

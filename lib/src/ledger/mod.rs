@@ -12,7 +12,10 @@
 //! - [`atomic`]: whole files written through a synced temporary file and a rename.
 //! - [`export`]: the audit export directory an auditor receives, written and read.
 //! - [`verify`]: offline verification of checkpoints, proofs, exports and ledger directories.
+//! - [`alert_export`]: undelivered alerts carried out by hand, each beside its ledger entry and
+//!   inclusion proof, and their offline verification.
 
+pub mod alert_export;
 pub mod atomic;
 pub mod entry;
 pub mod export;

@@ -85,6 +85,19 @@ pub(super) fn decode_fields(code: u8, r: &mut Reader<'_>) -> Result<Body, EntryE
             first_alert_id: r.str("first_alert_id")?,
             last_alert_id: r.str("last_alert_id")?,
         },
+        17 => Body::AlertRecorded {
+            alert_id: r.str("alert_id")?,
+            rule_id: r.str("rule_id")?,
+            severity: r.str("severity")?,
+            host: r.str("host")?,
+            alert_hash: r.hash("alert_hash")?,
+        },
+        18 => Body::AlertsExported {
+            count: r.u64("count")?,
+            first_index: r.u64("first_index")?,
+            last_index: r.u64("last_index")?,
+            alerts_hash: r.hash("alerts_hash")?,
+        },
         _ => return Err(EntryError::UnknownKind(code)),
     })
 }

@@ -10,7 +10,7 @@ pub enum EntryError {
     /// The version byte is not [`VERSION`](super::VERSION).
     #[error("unknown entry version {0}")]
     UnknownVersion(u8),
-    /// The kind byte is not 1 to 15.
+    /// The kind byte is not 1 to 18.
     #[error("unknown entry kind {0}")]
     UnknownKind(u8),
     /// The kind name is not one of ours (escaped and cut to 64 characters).

@@ -93,6 +93,19 @@ fn samples() -> Vec<Body> {
             first_alert_id: "0123456789abcdef0123456789abcdef".into(),
             last_alert_id: "fedcba9876543210fedcba9876543210".into(),
         },
+        Body::AlertRecorded {
+            alert_id: "0123456789abcdef0123456789abcdef".into(),
+            rule_id: "DE-LNX-0001".into(),
+            severity: "high".into(),
+            host: "plant-7-hmi".into(),
+            alert_hash: h(0x20),
+        },
+        Body::AlertsExported {
+            count: 1000,
+            first_index: 17,
+            last_index: 4242,
+            alerts_hash: h(0x60),
+        },
     ]
 }
 
@@ -162,7 +175,7 @@ fn bad_version_kind_and_source_fail() {
         EntryError::UnknownVersion(2).to_string(),
         "unknown entry version 2"
     );
-    for kind in [0u8, 16, 99, 0xff] {
+    for kind in [0u8, 19, 99, 0xff] {
         let mut bytes = good.clone();
         bytes[1] = kind;
         assert_eq!(Entry::decode(&bytes), Err(EntryError::UnknownKind(kind)));
@@ -427,7 +440,7 @@ fn display_never_breaks_the_line() {
 fn every_kind_round_trips() {
     let bodies = samples();
     let codes: Vec<u8> = bodies.iter().map(Body::kind_code).collect();
-    assert_eq!(codes, (1..=15).collect::<Vec<u8>>());
+    assert_eq!(codes, (1..=18).collect::<Vec<u8>>());
     for body in bodies {
         for source in [Source::Procmond, Source::Agent] {
             if source == Source::Agent && !body.agent_may_append() {
@@ -802,6 +815,23 @@ fn body() -> impl Strategy<Value = Body> {
                 last_alert_id
             }
         ),
+        (text(), text(), text(), text(), hash()).prop_map(
+            |(alert_id, rule_id, severity, host, alert_hash)| Body::AlertRecorded {
+                alert_id,
+                rule_id,
+                severity,
+                host,
+                alert_hash
+            }
+        ),
+        (any::<u64>(), any::<u64>(), any::<u64>(), hash()).prop_map(
+            |(count, first_index, last_index, alerts_hash)| Body::AlertsExported {
+                count,
+                first_index,
+                last_index,
+                alerts_hash
+            }
+        ),
     ]
 }
 
@@ -900,4 +930,58 @@ proptest! {
         let breaks = ['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}'];
         prop_assert!(!line.contains(breaks), "line break in {}", line);
     }
+}
+
+/// Kinds 17 and 18 byte by byte, written from the module doc's tables, not from the encoder.
+#[test]
+fn the_alert_proof_kinds_encode_as_specified() {
+    let recorded = Entry {
+        source: Source::Agent,
+        time_ms: 1_763_719_200_123,
+        body: Body::AlertRecorded {
+            alert_id: "a1".into(),
+            rule_id: "r".into(),
+            severity: "high".into(),
+            host: "h".into(),
+            alert_hash: [0xab; 32],
+        },
+    };
+    let mut expected = vec![1, 17, 2, 0x00, 0x00, 0x01, 0x9a, 0xa5, 0xdb, 0x3d, 0x7b];
+    expected.extend_from_slice(&[0, 2, b'a', b'1', 0, 1, b'r']);
+    expected.extend_from_slice(&[0, 4, b'h', b'i', b'g', b'h', 0, 1, b'h']);
+    expected.extend_from_slice(&[0xab; 32]);
+    assert_eq!(recorded.encode().unwrap(), expected);
+    assert_eq!(Entry::decode(&expected).unwrap(), recorded);
+    assert_eq!(recorded.body.kind(), "alert_recorded");
+    assert!(recorded.to_string().ends_with(&format!(
+        "agent alert_recorded alert_id=\"a1\" rule_id=\"r\" severity=\"high\" host=\"h\" alert_hash={}",
+        "ab".repeat(32)
+    )));
+
+    let exported = Entry {
+        source: Source::Agent,
+        time_ms: 1_763_719_200_123,
+        body: Body::AlertsExported {
+            count: 3,
+            first_index: 0x0102,
+            last_index: 0x0a0b,
+            alerts_hash: [0xcd; 32],
+        },
+    };
+    let mut expected = vec![1, 18, 2, 0x00, 0x00, 0x01, 0x9a, 0xa5, 0xdb, 0x3d, 0x7b];
+    expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 3]);
+    expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0x01, 0x02]);
+    expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0x0a, 0x0b]);
+    expected.extend_from_slice(&[0xcd; 32]);
+    assert_eq!(exported.encode().unwrap(), expected);
+    assert_eq!(Entry::decode(&expected).unwrap(), exported);
+    assert_eq!(exported.to_json()["fields"]["first_index"], 0x0102);
+    // A short hash is refused, as every field is.
+    assert!(matches!(
+        Entry::decode(&expected[..expected.len() - 1]),
+        Err(EntryError::Truncated {
+            field: "alerts_hash",
+            ..
+        })
+    ));
 }
