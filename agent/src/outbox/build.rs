@@ -55,6 +55,7 @@ pub fn build(sink: &SinkConfig, context: &Context) -> Result<Box<dyn Sink>, Buil
             sink, context,
         )?)),
         SinkKind::File => Ok(Box::new(super::file::FileSink::from_config(sink)?)),
+        SinkKind::Postgres => Ok(Box::new(super::postgres::PostgresSink::from_config(sink)?)),
         kind => Err(BuildError::new(
             sink,
             format!("sinks of type {kind} are not built in this version"),

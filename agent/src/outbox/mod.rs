@@ -61,6 +61,7 @@
 pub mod build;
 pub mod file;
 pub mod format;
+pub mod postgres;
 pub mod retry;
 pub mod stdout;
 pub mod tls;
