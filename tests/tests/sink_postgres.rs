@@ -26,6 +26,16 @@ struct Queued {
 
 /// Alert `n` of host `host` (index `h`): distinct ids and times per host and number.
 fn queued(h: u64, n: u64, severity: Severity) -> Queued {
+    queued_at(
+        h,
+        n,
+        severity,
+        1_796_000_000_000 + i64::try_from(n).unwrap() * 1000,
+    )
+}
+
+/// [`queued`] detected at `time_ms`.
+fn queued_at(h: u64, n: u64, severity: Severity, time_ms: i64) -> Queued {
     let id = AlertId::parse(&format!("{h:016x}{n:016x}")).unwrap();
     let alert = Alert {
         id: id.clone(),
@@ -36,9 +46,7 @@ fn queued(h: u64, n: u64, severity: Severity) -> Queued {
         host: format!("host-{h}"),
         site: (h % 2 == 0).then(|| "plant-7".to_owned()),
         scan_id: i64::try_from(n).unwrap(),
-        detected_at: daemoneye_lib::text::format_time_ms(
-            1_796_000_000_000 + i64::try_from(n).unwrap() * 1000,
-        ),
+        detected_at: daemoneye_lib::text::format_time_ms(time_ms),
         dedup_key: format!("[{n}]"),
         suppressed: 0,
         rows: vec![serde_json::Map::from_iter([("pid".to_owned(), n.into())])],
@@ -464,4 +472,99 @@ fn a_row_the_server_refuses_is_the_only_one_rejected() {
         .map(|&i| alerts[i].id.as_str().to_owned())
         .collect();
     assert_eq!(ids, want);
+}
+
+/// The `sql` blocks of the documentation's section `## Queries for the SOC`, one statement each.
+fn documented_queries() -> Vec<String> {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/sinks/postgres.md"),
+    )
+    .unwrap();
+    let section = doc
+        .split("## Queries for the SOC")
+        .nth(1)
+        .unwrap()
+        .split("\n## ")
+        .next()
+        .unwrap();
+    section
+        .split("```sql\n")
+        .skip(1)
+        .flat_map(|block| {
+            block
+                .split("```")
+                .next()
+                .unwrap()
+                .split(";\n")
+                .map(str::trim)
+                .filter(|statement| !statement.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn the_documented_soc_queries_run_and_the_first_counts_by_severity_and_host() {
+    let server = TempPostgres::start();
+    let mut sink = plain_sink(&server, "central");
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    // Hosts 2 and 4 are of the site plant-7, host 3 of none; the last alert of each host
+    // is two days old.
+    let mut want: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for h in [2_u64, 3, 4] {
+        let alerts: Vec<Queued> = (0..20_u64)
+            .map(|n| {
+                let severity = Severity::ALL[usize::try_from((n + h) % 5).unwrap()];
+                let age_ms = if n == 19 {
+                    2 * 86_400_000
+                } else {
+                    i64::try_from(n).unwrap() * 60_000
+                };
+                if h != 3 && n != 19 {
+                    *want
+                        .entry((severity.as_str().to_owned(), format!("host-{h}")))
+                        .or_default() += 1;
+                }
+                queued_at(h, n, severity, now_ms - age_ms)
+            })
+            .collect();
+        deliver(&mut sink, &alerts).unwrap();
+    }
+    let queries = documented_queries();
+    assert_eq!(queries.len(), 5, "{queries:#?}");
+    let mut client = server.client();
+    for query in &queries {
+        client
+            .query(query.as_str(), &[])
+            .unwrap_or_else(|err| panic!("{query}: {err}"));
+    }
+    let rows = client.query(queries[0].as_str(), &[]).unwrap();
+    let got: Vec<(String, String, i64)> = rows
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    let order = |severity: &str| {
+        ["critical", "high", "medium", "low", "info"]
+            .iter()
+            .position(|s| *s == severity)
+            .unwrap()
+    };
+    let mut expected: Vec<(String, String, i64)> = want
+        .into_iter()
+        .map(|((severity, host), count)| (severity, host, count))
+        .collect();
+    expected.sort_by(|a, b| {
+        order(&a.0)
+            .cmp(&order(&b.0))
+            .then(b.2.cmp(&a.2))
+            .then(a.1.cmp(&b.1))
+    });
+    assert_eq!(got, expected);
 }

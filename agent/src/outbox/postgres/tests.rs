@@ -9,6 +9,7 @@ use std::time::Duration;
 use daemoneye_lib::config::SinkKind;
 use daemoneye_lib::ids::AlertId;
 
+use super::schema::{create_sql, insert_sql};
 use super::*;
 
 fn sink_config(options: serde_json::Value) -> SinkConfig {
@@ -293,4 +294,23 @@ fn nothing_listening_is_a_retry_naming_the_server() {
         }
         other => panic!("want a retry, got {other:?}"),
     }
+}
+
+#[test]
+fn the_documentation_shows_the_ddl_and_the_insert_the_code_runs() {
+    let doc = include_str!("../../../../docs/sinks/postgres.md");
+    assert!(
+        doc.contains(&create_sql(DEFAULT_TABLE)),
+        "the alerts table DDL"
+    );
+    assert!(
+        doc.contains(&super::schema::create_schema_table_sql()),
+        "the version table DDL"
+    );
+    let words = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        words(doc).contains(&words(&insert_sql(DEFAULT_TABLE))),
+        "the insert"
+    );
+    assert!(doc.contains(&format!("pg_advisory_xact_lock({SCHEMA_LOCK})")));
 }
