@@ -44,7 +44,7 @@ fn queued_at(h: u64, n: u64, severity: Severity, time_ms: i64) -> Queued {
         severity,
         mitre: vec!["T1070.004".into()],
         host: format!("host-{h}"),
-        site: (h % 2 == 0).then(|| "plant-7".to_owned()),
+        site: h.is_multiple_of(2).then(|| "plant-7".to_owned()),
         scan_id: i64::try_from(n).unwrap(),
         detected_at: daemoneye_lib::text::format_time_ms(time_ms),
         dedup_key: format!("[{n}]"),
@@ -347,6 +347,22 @@ fn a_database_killed_during_delivery_is_retried_and_every_alert_lands_once() {
         ),
         total
     );
+}
+
+#[test]
+fn a_server_restarted_between_batches_costs_no_retry() {
+    let mut server = TempPostgres::start();
+    let mut sink = plain_sink(&server, "central");
+    let alerts = host_alerts(1, 30);
+    deliver(&mut sink, &alerts[..10]).unwrap();
+    // The sink still holds the connection of the first batch: the server ended it.
+    server.stop(StopMode::Fast);
+    server.restart();
+    deliver(&mut sink, &alerts[10..20]).unwrap();
+    server.stop(StopMode::Immediate);
+    server.restart();
+    deliver(&mut sink, &alerts[20..]).unwrap();
+    assert_eq!(count(&server, "SELECT count(*) FROM daemoneye_alerts"), 30);
 }
 
 #[test]

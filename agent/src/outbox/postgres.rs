@@ -28,7 +28,8 @@
 //! On the first delivery, and again after any failure that is not one row's, the sink
 //! connects, sets its timeouts, makes sure of the table (under `pg_advisory_xact_lock`, so
 //! that agents starting together create it once; see `schema::ensure_schema`) and prepares the
-//! insert. The connection then stays open between batches.
+//! insert. The connection then stays open between batches; when a batch finds it closed
+//! meanwhile (the server restarted), the sink connects again and sends the batch at once.
 //!
 //! # Delivering
 //!
@@ -357,7 +358,21 @@ impl PostgresSink {
 
     /// Inserts `rows` in one statement, connecting first when needed. Drops the connection
     /// after any failure but a row's.
+    ///
+    /// A connection kept from an earlier batch may have been closed meanwhile (the server
+    /// restarted, an idle session ended): when the statement finds it closed, the sink
+    /// connects again and sends it once more at once, rather than waiting out a retry. The
+    /// statement may have been applied before the connection went; the unique key makes the
+    /// second sending harmless.
     fn insert(&mut self, rows: &[Row]) -> Result<(), Failed> {
+        let reused = self.open.is_some();
+        match self.insert_once(rows) {
+            Err(failed) if reused && failed.is_stale_connection() => self.insert_once(rows),
+            result => result,
+        }
+    }
+
+    fn insert_once(&mut self, rows: &[Row]) -> Result<(), Failed> {
         if self.open.is_none() {
             self.connect()?;
         }
@@ -534,6 +549,24 @@ impl Failed {
                 .map_or(Class::Retry, |code| class_of(code.code())),
             Self::TimedOut { .. } | Self::Closed => Class::Retry,
             Self::Schema(_) => Class::GiveUp,
+        }
+    }
+
+    /// Whether the connection was found closed or closing: by the server going away (an
+    /// I/O error, "connection closed", or its notice that it is shutting down).
+    fn is_stale_connection(&self) -> bool {
+        use std::error::Error as _;
+        match self {
+            Self::Pg { err, .. } => {
+                err.is_closed()
+                    || err
+                        .code()
+                        .is_some_and(|code| code.code().starts_with("57P0"))
+                    || err
+                        .source()
+                        .is_some_and(|source| source.is::<std::io::Error>())
+            }
+            _ => false,
         }
     }
 
