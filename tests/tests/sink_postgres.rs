@@ -584,3 +584,49 @@ fn the_documented_soc_queries_run_and_the_first_counts_by_severity_and_host() {
     });
     assert_eq!(got, expected);
 }
+
+#[test]
+fn a_table_the_dba_created_needs_only_insert_and_select_on_the_key_and_without_them_the_sink_gives_up()
+ {
+    use daemoneye_agent::outbox::postgres::schema::{create_schema_table_sql, create_sql};
+    let server = TempPostgres::start();
+    // The documentation's way without CREATE for the agents: the DBA runs the DDL, writes
+    // the version row and grants SELECT on the versions; INSERT (and SELECT on the
+    // key's columns, which ON CONFLICT reads) comes later.
+    let mut admin = server.client();
+    admin
+        .batch_execute(&format!(
+            "{}\n{}\n\
+             INSERT INTO daemoneye_schema (component, version) VALUES ('daemoneye_alerts', 1);\n\
+             REVOKE CREATE ON SCHEMA public FROM {PASSWORD_ROLE};\n\
+             GRANT SELECT ON daemoneye_schema TO {PASSWORD_ROLE};",
+            create_schema_table_sql(),
+            create_sql("daemoneye_alerts")
+        ))
+        .unwrap();
+    let password_file = server.dir().join("password");
+    std::fs::write(&password_file, PASSWORD).unwrap();
+    let mut sink = sink(
+        "central",
+        serde_json::json!({
+            "url": server.url(PASSWORD_ROLE, "daemoneye"),
+            "tls": "disable",
+            "password_file": &password_file,
+        }),
+    );
+    let alerts = host_alerts(1, 3);
+    let err = deliver(&mut sink, &alerts).unwrap_err();
+    assert_eq!(err.acknowledged, 0);
+    match err.error {
+        SinkError::GiveUp { reason } => assert!(reason.contains("42501"), "{reason}"),
+        other => panic!("want to give up with 42501, got {other:?}"),
+    }
+    admin
+        .batch_execute(&format!(
+            "GRANT INSERT, SELECT (id, detected_at) ON daemoneye_alerts TO {PASSWORD_ROLE}"
+        ))
+        .unwrap();
+    deliver(&mut sink, &alerts).unwrap();
+    deliver(&mut sink, &alerts).unwrap();
+    assert_eq!(count(&server, "SELECT count(*) FROM daemoneye_alerts"), 3);
+}
