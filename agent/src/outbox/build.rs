@@ -64,10 +64,7 @@ pub fn build(sink: &SinkConfig, context: &Context) -> Result<Box<dyn Sink>, Buil
         )),
         SinkKind::Syslog => Ok(Box::new(super::syslog::SyslogSink::from_config(sink)?)),
         SinkKind::Email => Ok(Box::new(super::email::EmailSink::from_config(sink)?)),
-        kind => Err(BuildError::new(
-            sink,
-            format!("sinks of type {kind} are not built in this version"),
-        )),
+        SinkKind::Postgres => Ok(Box::new(super::postgres::PostgresSink::from_config(sink)?)),
     }
 }
 

@@ -65,6 +65,7 @@ pub mod email;
 pub mod file;
 pub mod format;
 pub mod http;
+pub mod postgres;
 pub mod retry;
 pub mod splunk_hec;
 pub mod stdout;
