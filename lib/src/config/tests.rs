@@ -2,6 +2,7 @@
 
 use super::*;
 use figment::Jail;
+use figment::value::Value;
 pub(super) use std::time::Duration;
 
 mod bundles;
