@@ -125,9 +125,11 @@ fn two_agents_deliver_every_alert_exactly_once_through_crashes_of_both_and_of_th
 
     // No license yet: the sink waits and keeps what it has.
     for agent in &agents {
-        let status = wait_for("ten alerts kept for the sink", Duration::from_secs(120), || {
-            sink_status(agent).filter(|s| s["pending"] == 10)
-        });
+        let status = wait_for(
+            "ten alerts kept for the sink",
+            Duration::from_secs(120),
+            || sink_status(agent).filter(|s| s["pending"] == 10),
+        );
         assert_eq!(status["state"], "unlicensed", "{status:#}");
     }
     for agent in &agents {
@@ -160,9 +162,8 @@ fn two_agents_deliver_every_alert_exactly_once_through_crashes_of_both_and_of_th
 
     for agent in &agents {
         wait_for("every alert delivered", Duration::from_secs(300), || {
-            sink_status(agent).filter(|s| {
-                s["pending"] == 0 && s["state"] == "running" && s["enqueued"] == ALERTS
-            })
+            sink_status(agent)
+                .filter(|s| s["pending"] == 0 && s["state"] == "running" && s["enqueued"] == ALERTS)
         });
     }
     let mut client = db.client();
@@ -180,7 +181,11 @@ fn two_agents_deliver_every_alert_exactly_once_through_crashes_of_both_and_of_th
             .iter()
             .map(|row| u64::try_from(row.get::<_, i64>(1)).unwrap())
             .collect();
-        assert_eq!(rows.len(), ALERTS, "{rule}: one row per alert, no duplicate");
+        assert_eq!(
+            rows.len(),
+            ALERTS,
+            "{rule}: one row per alert, no duplicate"
+        );
         assert_eq!(ids.len(), ALERTS, "{rule}: distinct alert ids");
         assert_eq!(got, pids[index], "{rule}: every process's alert");
         for row in &rows {

@@ -126,8 +126,8 @@ pub use data_dir::{DATA_DIR_ENV, DataDirInputs, resolve_data_dir};
 pub use detection::{DetectionConfig, StorageConfig};
 pub use ipc::{IpcConfig, MIN_FRAME_BYTES};
 pub use ledger::{LedgerConfig, LedgerHash};
-pub use overrides::Overrides;
 pub use outbox::{MAX_SINKS, OutboxConfig, SinkConfig, SinkKind};
+pub use overrides::Overrides;
 pub use values::HumanDuration;
 use values::{USER_NAME_RULE, is_valid_user_name};
 
