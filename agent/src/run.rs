@@ -139,6 +139,20 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
         deliver::limits(&options.config),
         notes_tx,
     ));
+    {
+        let store = Arc::clone(&store);
+        let names: Vec<String> = outbox
+            .sink_names()
+            .into_iter()
+            .map(ToOwned::to_owned)
+            .collect();
+        let forgotten =
+            tokio::task::spawn_blocking(move || deliver::forget_removed(&store, &names, now_ms()))
+                .await
+                .context("reading the outbox")?
+                .context("dropping the deliveries of removed sinks")?;
+        outbox.note_dropped(forgotten);
+    }
     let mut pipeline = pipeline;
     pipeline.set_outbox(Arc::clone(&outbox));
     let (raised_tx, raised_rx) = mpsc::channel(RAISED_QUEUE);

@@ -135,7 +135,8 @@ fn status(cli: &Cli) -> Result<(), CliError> {
         .sinks
         .iter()
         .filter(|sink| {
-            sink.state != "running"
+            // A sink no longer configured only counts while it holds deliveries.
+            (sink.state != "running" && !(sink.kind.is_empty() && sink.pending == 0))
                 || sink.breaker != "closed"
                 || sink.head_attempts > 0
                 || sink.dropped_since_start > 0

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod bundles;
+pub mod marked;
 pub mod postgres;
 
 /// The directory holding the workspace's built binaries (`target/debug`).

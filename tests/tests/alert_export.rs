@@ -7,27 +7,16 @@
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use daemoneye_e2e::marked::Marked;
 use daemoneye_e2e::{Agent, bin, wait_for};
 use serde_json::Value;
 
 const MARK: u32 = 86_391;
-
-/// Marked processes, killed on drop.
-struct Sleepers(Vec<Child>);
-
-impl Drop for Sleepers {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -75,20 +64,8 @@ fn pending(agent: &Agent) -> Option<u64> {
 fn an_export_of_pending_alerts_verifies_offline_and_tampering_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.toml");
-    std::fs::write(
-        &rules,
-        format!(
-            r#"
-[[rule]]
-id = "TEST-EXPORT"
-name = "A marked sleeper"
-severity = "high"
-sql = "SELECT pid, cmdline FROM processes WHERE name = 'sleep' AND cmdline LIKE 'sleep {MARK}.%' ORDER BY pid"
-dedup = {{ key = ["pid"], window = "1d" }}
-"#
-        ),
-    )
-    .unwrap();
+    let mut sleepers = Marked::new(MARK);
+    std::fs::write(&rules, sleepers.rule("TEST-EXPORT", "high")).unwrap();
     // The sink's directory is a regular file: every delivery fails, the alerts stay pending.
     let blocked_dir = dir.path().join("blocked");
     std::fs::write(&blocked_dir, "not a directory").unwrap();
@@ -99,16 +76,8 @@ dedup = {{ key = ["pid"], window = "1d" }}
         rules.display().to_string(),
         blocked_dir.join("alerts.jsonl").display().to_string()
     );
-    let mut sleepers = Sleepers(Vec::new());
     for n in 0..4 {
-        let child = Command::new("sleep")
-            .arg(format!("{MARK}.{n:04}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        sleepers.0.push(child);
+        sleepers.spawn(n);
     }
     let agent = Agent::start(&config, 0.5);
     wait_for("four pending alerts", Duration::from_secs(120), || {

@@ -6,56 +6,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use daemoneye_e2e::marked::Marked;
 use daemoneye_e2e::{Agent, bin, wait_for};
 use serde_json::Value;
-
-/// One alert per process marked `sleep MARK.N`, deduplicated by pid (each test has its own
-/// mark, so that tests running at once do not see each other's processes).
-fn rules_text(mark: u32) -> String {
-    format!(
-        r#"
-[[rule]]
-id = "TEST-MARK"
-name = "A marked sleeper"
-severity = "high"
-mitre = ["T1059"]
-sql = "SELECT pid, cmdline FROM processes WHERE name = 'sleep' AND cmdline LIKE 'sleep {mark}.%' ORDER BY pid"
-dedup = {{ key = ["pid"], window = "1d" }}
-"#
-    )
-}
-
-/// Marked processes, killed on drop.
-struct Sleepers(u32, Vec<Child>);
-
-impl Sleepers {
-    fn spawn(&mut self, n: usize) {
-        let child = Command::new("sleep")
-            .arg(format!("{}.{n:04}", self.0))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawning sleep");
-        self.1.push(child);
-    }
-
-    fn pids(&self) -> BTreeSet<u64> {
-        self.1.iter().map(|child| u64::from(child.id())).collect()
-    }
-}
-
-impl Drop for Sleepers {
-    fn drop(&mut self) {
-        for child in &mut self.1 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 fn config(rules: &Path, sinks: &str, outbox: &str) -> String {
     format!(
@@ -93,7 +49,8 @@ fn marked_pid(alert: &Value) -> Option<u64> {
 fn a_sink_that_cannot_take_alerts_keeps_them_says_why_and_delivers_them_later() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.toml");
-    std::fs::write(&rules, rules_text(86398)).unwrap();
+    let mut sleepers = Marked::new(86398);
+    std::fs::write(&rules, sleepers.rule("TEST-MARK", "high")).unwrap();
     let archive = dir.path().join("archive.jsonl");
     // The second sink's directory is a regular file: every delivery fails until it is a
     // directory.
@@ -111,7 +68,6 @@ fn a_sink_that_cannot_take_alerts_keeps_them_says_why_and_delivers_them_later() 
         &sinks,
         "retry_min = \"100ms\"\nretry_max = \"200ms\"\nbreaker_failures = 1000",
     );
-    let mut sleepers = Sleepers(86398, Vec::new());
     for n in 0..5 {
         sleepers.spawn(n);
     }
@@ -282,7 +238,8 @@ fn no_alert_is_lost_when_the_agent_is_killed_while_producing_and_delivering() {
     const BATCH: usize = 10;
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.toml");
-    std::fs::write(&rules, rules_text(86397)).unwrap();
+    let mut sleepers = Marked::new(86397);
+    std::fs::write(&rules, sleepers.rule("TEST-MARK", "high")).unwrap();
     let down = dir.path().join("down");
     std::fs::write(&down, "a file where the sink's directory should be").unwrap();
     let file = down.join("alerts.jsonl");
@@ -299,7 +256,6 @@ fn no_alert_is_lost_when_the_agent_is_killed_while_producing_and_delivering() {
     );
     let agent_dir = tempfile::tempdir().unwrap();
     let mut agent = Agent::start_in(agent_dir, &config, 0.3, &[]);
-    let mut sleepers = Sleepers(86397, Vec::new());
     let mut rng = fastrand::Rng::with_seed(0x0b0c5);
 
     // Production, sink down: sleepers appear in steps between random kills.
@@ -382,7 +338,8 @@ fn no_alert_is_lost_when_the_agent_is_killed_while_producing_and_delivering() {
 fn an_unlicensed_sink_waits_and_a_hanging_receiver_never_holds_up_the_scans() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.toml");
-    std::fs::write(&rules, rules_text(86396)).unwrap();
+    let mut sleepers = Marked::new(86396);
+    std::fs::write(&rules, sleepers.rule("TEST-MARK", "high")).unwrap();
     let token = dir.path().join("hec.token");
     std::fs::write(&token, "00000000-0000-0000-0000-000000000000\n").unwrap();
     let archive = dir.path().join("archive.jsonl");
@@ -408,7 +365,6 @@ fn an_unlicensed_sink_waits_and_a_hanging_receiver_never_holds_up_the_scans() {
         archive.display().to_string()
     );
     let config = config(&rules, &sinks, "");
-    let mut sleepers = Sleepers(86396, Vec::new());
     sleepers.spawn(0);
     let agent = Agent::start(&config, 0.5);
     wait_for("the alert in the archive", Duration::from_secs(120), || {
@@ -479,7 +435,8 @@ fn an_unlicensed_sink_waits_and_a_hanging_receiver_never_holds_up_the_scans() {
 fn a_full_outbox_drops_the_oldest_and_says_so_everywhere() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.toml");
-    std::fs::write(&rules, rules_text(86395)).unwrap();
+    let mut sleepers = Marked::new(86395);
+    std::fs::write(&rules, sleepers.rule("TEST-MARK", "high")).unwrap();
     let blocked_dir = dir.path().join("blocked");
     std::fs::write(&blocked_dir, "not a directory").unwrap();
     let archive = dir.path().join("archive.jsonl");
@@ -492,7 +449,6 @@ fn a_full_outbox_drops_the_oldest_and_says_so_everywhere() {
     let config = config(&rules, &sinks, "max_alerts = 2");
     // One marked process at a time, each alert delivered to the archive before the next:
     // only the blocked sink's queue fills.
-    let mut sleepers = Sleepers(86395, Vec::new());
     sleepers.spawn(0);
     let agent = Agent::start(&config, 0.5);
     for n in 1..=5 {

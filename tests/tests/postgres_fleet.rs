@@ -7,10 +7,10 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use daemoneye_e2e::bundles::{KeyPair, build, bundler_ok, path, shown};
+use daemoneye_e2e::marked::Marked;
 use daemoneye_e2e::postgres::{StopMode, TempPostgres};
 use daemoneye_e2e::{Agent, wait_for};
 use serde_json::Value;
@@ -18,46 +18,11 @@ use serde_json::Value;
 /// Processes per agent.
 const ALERTS: usize = 160;
 
-/// Marked processes, killed on drop.
-struct Sleepers(Vec<Child>);
-
-impl Drop for Sleepers {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn spawn(mark: u32, n: usize) -> Child {
-    Command::new("sleep")
-        .arg(format!("{mark}.{n:04}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawning sleep")
-}
-
 /// An agent's configuration: its own rule (one alert per process marked `sleep MARK.N`), the
 /// site, the license key, and the postgres sink.
-fn config(dir: &Path, name: &str, mark: u32, license_pub: &Path, url: &str) -> String {
+fn config(dir: &Path, name: &str, marked: &Marked, license_pub: &Path, url: &str) -> String {
     let rules = dir.join(format!("{name}-rules.toml"));
-    std::fs::write(
-        &rules,
-        format!(
-            r#"[[rule]]
-id = "TEST-{name}"
-name = "A sleeper of agent {name}"
-severity = "medium"
-mitre = ["T1059"]
-sql = "SELECT pid, cmdline FROM processes WHERE name = 'sleep' AND cmdline LIKE 'sleep {mark}.%' ORDER BY pid"
-dedup = {{ key = ["pid"], window = "1d" }}
-"#
-        ),
-    )
-    .unwrap();
+    std::fs::write(&rules, marked.rule(&format!("TEST-{name}"), "medium")).unwrap();
     format!(
         "[site]\nid = \"plant-7\"\n\n[collector]\nuser = \"daemon\"\n\n\
          [detection]\nbuiltin_rules = false\nrules = [{:?}]\n\n\
@@ -97,15 +62,17 @@ fn two_agents_deliver_every_alert_exactly_once_through_crashes_of_both_and_of_th
     ]);
     let license = build(&src, &license_key, office.path());
 
-    let marks = [("a", 86390_u32), ("b", 86391_u32)];
-    let mut agents: Vec<Agent> = marks
+    let names = ["a", "b"];
+    let mut marked = [Marked::new(86380), Marked::new(86381)];
+    let mut agents: Vec<Agent> = names
         .iter()
-        .map(|(name, mark)| {
+        .zip(&marked)
+        .map(|(name, marked)| {
             Agent::start(
                 &config(
                     office.path(),
                     name,
-                    *mark,
+                    marked,
                     &license_key.public(),
                     &db.sink_url(),
                 ),
@@ -113,13 +80,9 @@ fn two_agents_deliver_every_alert_exactly_once_through_crashes_of_both_and_of_th
             )
         })
         .collect();
-    let mut sleepers = Sleepers(Vec::new());
-    let mut pids: Vec<BTreeSet<u64>> = vec![BTreeSet::new(), BTreeSet::new()];
     for n in 0..10 {
-        for (index, (_, mark)) in marks.iter().enumerate() {
-            let child = spawn(*mark, n);
-            pids[index].insert(u64::from(child.id()));
-            sleepers.0.push(child);
+        for processes in &mut marked {
+            processes.spawn(n);
         }
     }
 
@@ -142,10 +105,8 @@ fn two_agents_deliver_every_alert_exactly_once_through_crashes_of_both_and_of_th
     let mut rng = fastrand::Rng::with_seed(0xdb_f1ee7);
     for round in 0..6 {
         for n in 10 + round * 25..10 + (round + 1) * 25 {
-            for (index, (_, mark)) in marks.iter().enumerate() {
-                let child = spawn(*mark, n);
-                pids[index].insert(u64::from(child.id()));
-                sleepers.0.push(child);
+            for processes in &mut marked {
+                processes.spawn(n);
             }
         }
         std::thread::sleep(Duration::from_millis(rng.u64(200..1200)));
@@ -158,6 +119,7 @@ fn two_agents_deliver_every_alert_exactly_once_through_crashes_of_both_and_of_th
         agents[victim].kill();
         agents[victim].restart();
     }
+    let pids: Vec<BTreeSet<u64>> = marked.iter().map(Marked::pids).collect();
     assert!(pids.iter().all(|set| set.len() == ALERTS));
 
     for agent in &agents {
@@ -167,7 +129,7 @@ fn two_agents_deliver_every_alert_exactly_once_through_crashes_of_both_and_of_th
         });
     }
     let mut client = db.client();
-    for (index, (name, _)) in marks.iter().enumerate() {
+    for (index, name) in names.iter().enumerate() {
         let rule = format!("TEST-{name}");
         let rows = client
             .query(

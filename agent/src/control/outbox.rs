@@ -3,9 +3,10 @@
 //!
 //! Status joins two sources: the store's per-sink counters and queue (persisted, so they
 //! survive restarts) and each loop's live state (running, unlicensed or stopped; the breaker,
-//! which is not persisted). A sink the outbox still holds deliveries for but the configuration
-//! no longer names is listed as `not configured`: its deliveries stay until `alerts export`
-//! carries them out or the sink comes back.
+//! which is not persisted). A sink the store knows but the configuration no longer names is
+//! listed as `not configured`, with its counters; the deliveries it still held were dropped
+//! (counted, logged, ledgered) when the agent started without it
+//! ([`crate::outbox::deliver::forget_removed`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,7 +52,7 @@ pub fn sink_status(
         None => (
             String::new(),
             "not configured".to_owned(),
-            "the configuration no longer names this sink; its deliveries are kept".to_owned(),
+            "the configuration no longer names this sink".to_owned(),
             "closed".to_owned(),
             None,
         ),
@@ -156,7 +157,7 @@ pub fn health(status: Result<&proto::OutboxStatus, &str>) -> Vec<proto::Componen
             "outbox".to_owned(),
             Level::Degraded,
             format!(
-                "sinks no longer configured hold deliveries: {}; carry them out with alerts export",
+                "sinks no longer configured hold deliveries: {}; they are dropped at the next start (carry them out first with alerts export)",
                 orphans.join(", ")
             ),
         )
@@ -329,7 +330,20 @@ pub async fn send_test(
     let sinks = targets
         .iter()
         .zip(&pending)
-        .map(|(name, &still)| {
+        .zip(&seqs)
+        .map(|((name, &still), &seq)| {
+            // Gone from the queue: delivered, unless the sink dead-lettered it.
+            let rejected = (!still)
+                .then(|| state.store.outbox_dead_letters(name, usize::MAX).ok())
+                .flatten()
+                .and_then(|dead| dead.into_iter().find(|letter| letter.seq == seq));
+            if let Some(letter) = rejected {
+                return proto::SendTestSink {
+                    name: name.clone(),
+                    delivered: false,
+                    detail: format!("rejected by the receiver: {}", letter.reason),
+                };
+            }
             let detail = if !still {
                 String::new()
             } else {

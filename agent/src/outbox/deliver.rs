@@ -184,6 +184,29 @@ pub fn build_all(config: &Config, context: &Context) -> Result<Built, BuildError
         .collect()
 }
 
+/// At start-up: the deliveries still pending for sinks the configuration no longer names are
+/// dropped (reason `sink_removed`), so that they neither wait for ever nor fill the store;
+/// returned for the log and the ledger. Carry them out first with `alerts export` if they
+/// matter. The sinks' counters stay, for `outbox status`.
+pub fn forget_removed(
+    store: &Store,
+    configured: &[String],
+    now_ms: i64,
+) -> Result<Vec<Dropped>, daemoneye_lib::storage::StoreError> {
+    let mut dropped = Vec::new();
+    for sink in store.outbox_status(now_ms)? {
+        if sink.pending > 0 && !configured.contains(&sink.sink) {
+            tracing::warn!(
+                sink = %sink.sink,
+                pending = sink.pending,
+                "a sink no longer configured held deliveries: dropped (see the audit ledger)"
+            );
+            dropped.extend(store.outbox_forget_sink(&sink.sink)?);
+        }
+    }
+    Ok(dropped)
+}
+
 /// The outbox's bounds from `[outbox]`.
 pub fn limits(config: &Config) -> OutboxLimits {
     OutboxLimits {
@@ -288,7 +311,20 @@ impl Outbox {
             };
             let thread = std::thread::Builder::new()
                 .name(format!("sink-{}", spec.name))
-                .spawn(move || runner.run())?;
+                .spawn(move || {
+                    // A sink that panics stops, and says so in health, rather than leave a
+                    // loop that looks alive and delivers nothing. Its deliveries stay pending.
+                    let live = Arc::clone(&runner.live);
+                    let name = runner.name.clone();
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner.run()))
+                        .is_err()
+                    {
+                        tracing::error!(sink = %name, "sink panicked: stopped");
+                        lock(&live).state = RunState::GaveUp(
+                            "the sink panicked (a bug); restart the agent".to_owned(),
+                        );
+                    }
+                })?;
             lock(&self.threads).push(thread);
             lock(&self.handles).push(Handle {
                 name: spec.name,
@@ -440,6 +476,7 @@ impl Runner {
         let pace = i64::try_from(self.sink.pace().as_millis()).unwrap_or(i64::MAX);
         if let Some(last) = self.last_call_ms
             && pace > 0
+            && !self.once
             && now < last.saturating_add(pace)
         {
             return Turn::Sleep(millis(last.saturating_add(pace) - now));
@@ -456,7 +493,10 @@ impl Runner {
                 return Turn::Sleep(until_ms.map_or(IDLE_POLL, |until| millis(until - now)));
             }
         };
-        let due = match self.store.outbox_due(&self.name, max.max(1), now) {
+        // `--once` makes its one attempt even while the head waits for its retry time (a
+        // wait persisted by an earlier run).
+        let due_at = if self.once { i64::MAX } else { now };
+        let due = match self.store.outbox_due(&self.name, max.max(1), due_at) {
             Ok(due) => due,
             Err(err) => {
                 tracing::warn!(sink = %self.name, error = %err, "cannot read the outbox");
@@ -480,8 +520,10 @@ impl Runner {
         if acknowledged > 0 {
             let seqs: Vec<u64> = due[..acknowledged].iter().map(|p| p.seq).collect();
             if let Err(err) = self.store.outbox_delivered(&self.name, &seqs, now) {
-                // The deliveries stay pending and go again: at least once.
+                // The deliveries stay pending and go again: at least once. A probe that was
+                // answered but not recorded is handed out again with them.
                 tracing::warn!(sink = %self.name, error = %err, "cannot record deliveries");
+                self.undo_probe(permit);
                 return Turn::Sleep(STORE_RETRY);
             }
             let alerts = due[..acknowledged]
@@ -867,6 +909,37 @@ mod tests {
             BreakerState::Closed { failures: 0 }
         );
         rig.outbox.stop();
+    }
+
+    #[test]
+    fn a_removed_sinks_deliveries_are_dropped_at_start_and_returned() {
+        let rig = rig(Vec::new(), open_gate(), SinkKind::Webhook);
+        rig.outbox.stop();
+        let limits = OutboxLimits::default();
+        rig.store
+            .write("test", |w| {
+                for n in 0..3 {
+                    w.enqueue(&["gone"], &id(n), b"{}", 0, &limits)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let kept = ["fake".to_owned()];
+        let dropped = forget_removed(&rig.store, &kept, 0).unwrap();
+        let got: Vec<String> = dropped.iter().map(|d| d.alert_id.to_string()).collect();
+        assert_eq!(got, ids(0..3));
+        assert!(dropped.iter().all(
+            |d| d.sink == "gone" && d.reason == daemoneye_lib::storage::DropReason::SinkRemoved
+        ));
+        let gone = rig
+            .store
+            .outbox_status(0)
+            .unwrap()
+            .into_iter()
+            .find(|s| s.sink == "gone")
+            .unwrap();
+        assert_eq!((gone.pending, gone.dropped), (0, 3));
+        assert!(forget_removed(&rig.store, &kept, 0).unwrap().is_empty());
     }
 
     #[test]

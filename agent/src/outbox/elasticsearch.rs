@@ -316,10 +316,18 @@ fn items(reply: &Reply, count: usize) -> Result<(), BatchError> {
             return invalid(format!("item {index} is not a create"));
         };
         let error = item.error.as_ref().map_or_else(String::new, |error| {
+            // The receiver's words: one line, escaped, and cut like every answer quoted.
+            let cut = |text: &str| -> String {
+                let mut short: String = text.chars().take(super::http::REASON_BODY_CHARS).collect();
+                if text.chars().nth(super::http::REASON_BODY_CHARS).is_some() {
+                    short.push('…');
+                }
+                daemoneye_lib::text::escape(&short).into_owned()
+            };
             format!(
                 ": {} {}",
-                error.kind.as_deref().unwrap_or("error"),
-                daemoneye_lib::text::escape(error.reason.as_deref().unwrap_or_default())
+                cut(error.kind.as_deref().unwrap_or("error")),
+                cut(error.reason.as_deref().unwrap_or_default())
             )
         });
         let status = item.status;

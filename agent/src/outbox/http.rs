@@ -58,7 +58,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_SECRET: u64 = 64 * 1024;
 
 /// How much of an error body a reason quotes.
-const REASON_BODY_CHARS: usize = 200;
+pub const REASON_BODY_CHARS: usize = 200;
 
 /// A secret read from a file: kept out of `Debug` output.
 #[derive(Clone, PartialEq, Eq)]

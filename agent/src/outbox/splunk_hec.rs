@@ -215,7 +215,12 @@ fn classify(reply: &Reply) -> Answer {
         .and_then(|answer| answer.code);
     let what = reply.describe();
     match (reply.status, code) {
-        (200..=299, _) => Answer::Delivered,
+        // Only HEC's own success answer counts: a proxy or a wrong path answering 200 with
+        // something else has not indexed anything.
+        (200..=299, Some(0)) => Answer::Delivered,
+        (200..=299, _) => Answer::Failed(SinkError::retry(format!(
+            "invalid response: a success status without HEC's {{\"code\":0}}: {what}"
+        ))),
         (400, Some(7)) => Answer::Failed(SinkError::give_up(format!(
             "the index is not allowed for this token or does not exist: {what}"
         ))),
@@ -284,6 +289,8 @@ mod tests {
     fn hec_answers_fall_into_the_documented_classes() {
         for (status, body, expected) in [
             (200, r#"{"text":"Success","code":0}"#, "delivered"),
+            (200, "<html>proxy login</html>", "retry"),
+            (200, r#"{"text":"Server is busy","code":9}"#, "retry"),
             (400, r#"{"text":"No data","code":5}"#, "malformed"),
             (
                 400,

@@ -67,7 +67,7 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixDatagram, UnixStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use daemoneye_lib::config::{HumanDuration, SinkConfig};
@@ -397,7 +397,7 @@ impl SyslogSink {
                         Ok(Conn::UnixDatagram(socket))
                     }
                     Err(err) if err.raw_os_error() == Some(libc::EPROTOTYPE) => {
-                        let stream = UnixStream::connect(path)
+                        let stream = connect_stream(path)
                             .map_err(|err| self.io_error(&err, "connecting"))?;
                         stream
                             .set_write_timeout(timeout)
@@ -668,3 +668,23 @@ impl Sink for SyslogSink {
 
 #[cfg(test)]
 mod tests;
+
+/// Connects a Unix stream socket without blocking: `UnixStream::connect` blocks while the
+/// listener's backlog is full (a wedged syslog daemon), and has no timeout. Non-blocking,
+/// a full backlog is `EAGAIN` at once (a retry); the connected stream is then made blocking
+/// again, its writes bounded by the send timeout.
+fn connect_stream(path: &Path) -> std::io::Result<UnixStream> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
+    use std::os::fd::AsRawFd;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let address = UnixAddr::new(path)?;
+    connect(fd.as_raw_fd(), &address)?;
+    let stream = UnixStream::from(fd);
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
