@@ -6,7 +6,7 @@
 //!
 //! [`Bundles`] is synchronous and guarded by a mutex; every call runs on a blocking thread.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use daemoneye_lib::bundle::{Kind, LicenseState};
@@ -19,6 +19,7 @@ use crate::audit;
 use crate::bundles::{Bundles, Decision};
 use crate::control::health::BundlesView;
 use crate::detector::{self, Detector, PackGate};
+use crate::lock;
 use crate::pipeline::PipelineHandle;
 use crate::run::now_ms;
 use crate::supervisor::Supervisor;
@@ -93,10 +94,6 @@ pub struct BundleService {
     rebuilding: tokio::sync::Mutex<()>,
     /// When the stored bundles were last re-read.
     last_recheck: Mutex<Option<std::time::Instant>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl BundleService {

@@ -35,3 +35,11 @@ pub mod run;
 pub mod store;
 pub mod supervisor;
 pub mod tables;
+
+/// Locks `mutex`, even if a panic poisoned it: what the agent keeps behind its mutexes (live
+/// states, caches, counters) stays usable after a panicked holder.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -32,6 +32,7 @@ use tokio::sync::watch;
 
 use crate::backoff::{Backoff, STABLE_AFTER};
 use crate::link::{ProcmondLink, ReceivedScan};
+use crate::lock;
 
 /// How long procmond has to answer an audit request (an append or a checkpoint waits for
 /// fsync; a proof reads O(log n) hashes).
@@ -264,14 +265,6 @@ fn describe_state(state: &State) -> String {
         ),
         State::Stopped => "stopped".to_owned(),
     }
-}
-
-fn lock(status: &Mutex<Status>) -> std::sync::MutexGuard<'_, Status> {
-    // The status is plain data replaced field by field; a panic elsewhere cannot leave it
-    // half-written in a way that matters, so a poisoned lock is still used.
-    status
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 async fn supervise(shared: Arc<Shared>, settings: Settings, mut shutdown: watch::Receiver<bool>) {

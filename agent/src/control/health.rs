@@ -65,7 +65,7 @@ fn severity(level: Level) -> u8 {
     }
 }
 
-fn component(name: &str, status: Level, detail: String) -> proto::ComponentHealth {
+pub(super) fn component(name: &str, status: Level, detail: String) -> proto::ComponentHealth {
     proto::ComponentHealth {
         name: name.to_owned(),
         status: status as i32,

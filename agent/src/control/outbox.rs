@@ -122,17 +122,13 @@ pub fn status_of(store: &Store, outbox: &Outbox, now: i64) -> Result<proto::Outb
 /// when it is unlicensed, its breaker is open, its head is failing, or it dropped alerts since
 /// the agent started; ok otherwise.
 pub fn health(status: Result<&proto::OutboxStatus, &str>) -> Vec<proto::ComponentHealth> {
+    use super::health::component;
     use proto::Status as Level;
-    let component = |name: String, level: Level, detail: String| proto::ComponentHealth {
-        name,
-        status: level as i32,
-        detail,
-    };
     let status = match status {
         Ok(status) => status,
         Err(err) => {
             return vec![component(
-                "outbox".to_owned(),
+                "outbox",
                 Level::Failed,
                 format!("cannot read the outbox: {err}"),
             )];
@@ -147,14 +143,10 @@ pub fn health(status: Result<&proto::OutboxStatus, &str>) -> Vec<proto::Componen
         .collect();
     let pending: u64 = status.sinks.iter().map(|sink| sink.pending).sum();
     let mut out = vec![if orphans.is_empty() {
-        component(
-            "outbox".to_owned(),
-            Level::Ok,
-            format!("{pending} deliveries pending"),
-        )
+        component("outbox", Level::Ok, format!("{pending} deliveries pending"))
     } else {
         component(
-            "outbox".to_owned(),
+            "outbox",
             Level::Degraded,
             format!(
                 "sinks no longer configured hold deliveries: {}; they are dropped at the next start (carry them out first with alerts export)",
@@ -212,7 +204,7 @@ pub fn health(status: Result<&proto::OutboxStatus, &str>) -> Vec<proto::Componen
                 ),
             )
         };
-        out.push(component(format!("sink {}", sink.name), level, detail));
+        out.push(component(&format!("sink {}", sink.name), level, detail));
     }
     out
 }

@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use daemoneye_lib::config::{Config, SinkConfig, SinkKind};
@@ -32,6 +32,7 @@ use daemoneye_lib::storage::{Dropped, OutboxLimits, Store};
 use super::build::{self, BuildError, Context};
 use super::retry::{self, Backoff, Breaker, BreakerConfig, BreakerState, Permit};
 use super::{Delivery, Sink, SinkError};
+use crate::lock;
 
 /// The longest a loop sleeps without looking at the store (a missed wake-up costs this much).
 pub const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -242,10 +243,6 @@ impl Timing {
             },
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Outbox {
