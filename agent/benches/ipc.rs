@@ -82,6 +82,7 @@ fn ipc(c: &mut Criterion) {
                 uid: nix::unistd::getuid().as_raw(),
             },
             Arc::new(AuditLog::unavailable("not kept by this benchmark")),
+            procmond::exec_events::ExecEvents::off("not used by this benchmark"),
         );
         tokio::spawn(server::serve(
             listener,

@@ -190,14 +190,23 @@ impl std::ops::AddAssign<&ScanErrors> for ScanErrors {
     }
 }
 
-/// What a process event reports: a process seen for the first time, or no longer seen.
+/// What a process event reports: a process seen for the first time, or no longer seen (both
+/// from the difference of two scans), or a program the kernel reported executed.
+///
+/// New variants are only ever added at the end: the store keeps events as postcard, which
+/// numbers the variants in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// In this scan, not in the previous one.
     Start,
     /// In the previous scan, not in this one.
     Exit,
+    /// The kernel reported an `exec` and procmond read the process right after it.
+    Exec,
+    /// The kernel reported an `exec`, but the process exited before procmond could read it:
+    /// the record holds only what the kernel gave (pid, parent).
+    ExecLost,
 }
 
 impl EventKind {
@@ -206,11 +215,23 @@ impl EventKind {
         match self {
             Self::Start => "start",
             Self::Exit => "exit",
+            Self::Exec | Self::ExecLost => "exec",
+        }
+    }
+
+    /// The SQL value of the `lost` column: 1 for an exec whose process exited before it was
+    /// read, 0 for another exec, `None` (NULL) for events of scans.
+    pub fn lost(self) -> Option<bool> {
+        match self {
+            Self::Start | Self::Exit => None,
+            Self::Exec => Some(false),
+            Self::ExecLost => Some(true),
         }
     }
 }
 
-/// A row of the `process_events` table: the difference between two consecutive scans.
+/// A row of the `process_events` table: the difference between two consecutive scans, or an
+/// exec the kernel reported (then `record.scan_id` is the newest scan when it was stored).
 ///
 /// A process is the same process in both scans when its pid and its start time are equal (pids
 /// are reused; start times tell the reuse apart). The record is the process as last seen: from

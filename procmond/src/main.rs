@@ -16,6 +16,7 @@ use daemoneye_lib::ledger::entry::Body;
 use daemoneye_lib::logging::{self, LogFormat};
 use daemoneye_lib::text;
 use procmond::audit::{self, AuditLog};
+use procmond::exec_events::ExecEvents;
 use procmond::ledger_check;
 use procmond::output::{self, Format};
 use procmond::privilege::{self, PrivilegeOutcome};
@@ -170,6 +171,9 @@ fn serve(socket: &Path, config: &Config, data_dir: Option<&Path>) -> anyhow::Res
     // The user comes first, on its own: a configured user that cannot be used is a
     // configuration error, reported as such, not a failure to prepare a directory.
     let target = privilege::choose_user(config.collector.user.as_deref(), data_dir)?;
+    // The kernel's process events need CAP_NET_ADMIN to subscribe to, and nothing after:
+    // subscribe now, while procmond may still hold it; the threads start after the drop.
+    let subscription = subscribe_to_exec_events(config);
     // The ledger directory is handed to the user procmond drops to: after the drop it can
     // still write its files, and its signing key is that user's alone.
     let ledger_dir = data_dir.map(|dir| dir.join("ledger"));
@@ -213,6 +217,7 @@ fn serve(socket: &Path, config: &Config, data_dir: Option<&Path>) -> anyhow::Res
         });
     }
     let options = CollectorOptions::from_config(&config.collection);
+    let exec = start_exec_events(subscription, &options, &audit);
     let collector = Collector::new(options).context("starting the collector")?;
     let limits = Limits {
         max_frame_bytes: config.ipc.max_frame_bytes,
@@ -223,6 +228,7 @@ fn serve(socket: &Path, config: &Config, data_dir: Option<&Path>) -> anyhow::Res
         limits,
         privileges,
         Arc::clone(&audit),
+        exec,
     ));
     let served = Arc::clone(&state);
     let checker = ledger_check::Checker::start(
@@ -249,6 +255,55 @@ fn serve(socket: &Path, config: &Config, data_dir: Option<&Path>) -> anyhow::Res
     checker.stop();
     audit.close(reason);
     Ok(())
+}
+
+/// Subscribes to the kernel's exec events, or says why they are off.
+#[cfg(target_os = "linux")]
+fn subscribe_to_exec_events(
+    config: &Config,
+) -> Result<procmond::exec_events::Subscription, String> {
+    if !config.collection.exec_events {
+        return Err("off in the configuration (collection.exec_events = false)".to_owned());
+    }
+    procmond::exec_events::subscribe()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn subscribe_to_exec_events(_config: &Config) -> Result<std::convert::Infallible, String> {
+    Err("the kernel's exec events are read on Linux only".to_owned())
+}
+
+/// Starts reading and pushing exec events over an accepted subscription.
+#[cfg(target_os = "linux")]
+fn start_exec_events(
+    subscription: Result<procmond::exec_events::Subscription, String>,
+    options: &CollectorOptions,
+    audit: &Arc<AuditLog>,
+) -> ExecEvents {
+    let started = subscription.and_then(|subscription| {
+        ExecEvents::start(subscription, options.clone(), Arc::clone(audit))
+            .map_err(|err| format!("starting the exec event threads: {err}"))
+    });
+    match started {
+        Ok(exec) => {
+            tracing::info!("hearing the kernel's exec events");
+            exec
+        }
+        Err(why) => {
+            tracing::warn!(reason = %why, "exec events are off: scans alone see processes");
+            ExecEvents::off(why)
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_exec_events(
+    subscription: Result<std::convert::Infallible, String>,
+    _options: &CollectorOptions,
+    _audit: &Arc<AuditLog>,
+) -> ExecEvents {
+    let Err(why) = subscription;
+    ExecEvents::off(why)
 }
 
 /// Signs a ledger checkpoint every `interval` when entries were added since the last one.

@@ -19,10 +19,11 @@ use std::time::Instant;
 use daemoneye_lib::ipc::proto::{self, ErrorCode, Role, collector_request, collector_response};
 use daemoneye_lib::ipc::rpc::{self, CollectorLink, Responder};
 use daemoneye_lib::ipc::transport::{LocalStream, SocketListener};
-use daemoneye_lib::ipc::{Connection, IpcError, Limits, convert};
+use daemoneye_lib::ipc::{Connection, IpcError, Limits, convert, features};
 
 use crate::audit::AuditLog;
 use crate::collector::{Collector, Scan, epoch_millis};
+use crate::exec_events::ExecEvents;
 use crate::privilege::{self, PrivilegeOutcome};
 use crate::tasks::{self, TaskError};
 
@@ -44,6 +45,8 @@ pub struct ServerState {
     last_scan_at: AtomicI64,
     /// The audit ledger, where every scan is recorded.
     audit: Arc<AuditLog>,
+    /// The kernel's exec events, pushed to the agent's connection.
+    exec: ExecEvents,
 }
 
 impl ServerState {
@@ -53,9 +56,11 @@ impl ServerState {
         limits: Limits,
         privileges: PrivilegeOutcome,
         audit: Arc<AuditLog>,
+        exec: ExecEvents,
     ) -> Self {
         Self {
             audit,
+            exec,
             collector: Mutex::new(collector),
             limits,
             started: Instant::now(),
@@ -93,6 +98,7 @@ impl ServerState {
             ledger_available: self.audit.available(),
             ledger_detail: self.audit.describe(),
             ledger_damage: self.audit.damage(),
+            exec_events: Some(self.exec.health()),
         }
     }
 }
@@ -122,18 +128,32 @@ pub async fn serve(
 }
 
 async fn serve_connection(stream: LocalStream, state: &Arc<ServerState>) -> Result<(), IpcError> {
-    // No optional feature yet: procmond has no event source to push from (the "events"
-    // feature arrives with the kernel's process events), so it agrees to none.
-    let conn =
-        Connection::server_handshake(stream, state.limits, Role::Collector, &[Role::Agent], &[])
-            .await?;
+    // Exec events are offered only while they flow; the newest connection that asks for them
+    // gets them (an agent has one connection; a reconnect replaces the old one).
+    let features: &[&str] = if state.exec.is_on() {
+        &[features::EVENTS]
+    } else {
+        &[]
+    };
+    let conn = Connection::server_handshake(
+        stream,
+        state.limits,
+        Role::Collector,
+        &[Role::Agent],
+        features,
+    )
+    .await?;
+    let pushes = conn
+        .negotiated()
+        .has(features::EVENTS)
+        .then(|| state.exec.subscribe_connection());
     tracing::info!(
         version = conn.negotiated().version,
         agent_version = %conn.negotiated().peer_software_version,
         "agent connected"
     );
     let state = Arc::clone(state);
-    rpc::serve::<CollectorLink, _, _, _>(conn, MAX_IN_FLIGHT, None, move |request, responder| {
+    rpc::serve::<CollectorLink, _, _, _>(conn, MAX_IN_FLIGHT, pushes, move |request, responder| {
         let state = Arc::clone(&state);
         async move { answer(request, &state, responder).await }
     })

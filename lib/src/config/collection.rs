@@ -17,6 +17,9 @@ pub struct CollectionConfig {
     pub hash_max_bytes: u64,
     /// Time one scan may spend hashing executables (default 5 s).
     pub hash_time_budget: HumanDuration,
+    /// Hear the kernel's exec events as they happen (Linux's process connector; default
+    /// true). Off, or where the host does not provide them, scans alone see processes.
+    pub exec_events: bool,
 }
 
 impl Default for CollectionConfig {
@@ -25,6 +28,7 @@ impl Default for CollectionConfig {
             interval: HumanDuration::new(Duration::from_secs(10)),
             hash_max_bytes: 512 * 1024 * 1024,
             hash_time_budget: HumanDuration::new(Duration::from_secs(5)),
+            exec_events: true,
         }
     }
 }

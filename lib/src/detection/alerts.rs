@@ -258,6 +258,7 @@ mod tests {
                 key: key.iter().map(|k| (*k).to_owned()).collect(),
                 window: None,
             },
+            on: super::super::rules::RunsOn::Scan,
             tests: Vec::new(),
             source: "test".into(),
         }

@@ -54,13 +54,41 @@ impl Engine {
             .collect()
     }
 
-    /// Loads `data`, then runs every rule.
+    /// The tables the rules that run on exec events read.
+    pub fn exec_tables_needed(&self) -> BTreeSet<Table> {
+        self.rules
+            .iter()
+            .filter(|rule| rule.on.exec())
+            .flat_map(|rule| rule.sql.tables().iter().copied())
+            .collect()
+    }
+
+    /// Whether any rule runs on exec events.
+    pub fn runs_on_exec(&self) -> bool {
+        self.rules.iter().any(|rule| rule.on.exec())
+    }
+
+    /// Loads `data` (a scan), then runs every rule that runs on scans.
     pub fn evaluate(&mut self, data: &Dataset<'_>) -> Result<Vec<RuleRun>, SandboxError> {
+        self.evaluate_where(data, |rule| rule.on.scans())
+    }
+
+    /// Loads `data` (a micro-batch of exec events), then runs every rule that runs on them.
+    pub fn evaluate_exec(&mut self, data: &Dataset<'_>) -> Result<Vec<RuleRun>, SandboxError> {
+        self.evaluate_where(data, |rule| rule.on.exec())
+    }
+
+    fn evaluate_where(
+        &mut self,
+        data: &Dataset<'_>,
+        runs: impl Fn(&Rule) -> bool,
+    ) -> Result<Vec<RuleRun>, SandboxError> {
         self.sandbox.load(data)?;
         Ok(self
             .rules
             .iter()
             .enumerate()
+            .filter(|(_, rule)| runs(rule))
             .map(|(index, rule)| {
                 let started = std::time::Instant::now();
                 let outcome = self.sandbox.run(&rule.sql);

@@ -38,6 +38,61 @@ pub struct Dedup {
     pub window: Option<Duration>,
 }
 
+/// What a rule runs on: every scan, the kernel's exec events as they arrive, or both.
+///
+/// On exec events `processes` (and the `process_creation` view) holds only the processes that
+/// just executed, in micro-batches: a rule that looks at one process at a time (its path, its
+/// command line, its parent's) means the same on both, while a rule that compares processes
+/// with each other, counts them or looks for one that is absent means something else on a
+/// micro-batch. So the default is `scan`, and a rule says `on = "both"` (or `"exec"`) when it
+/// judges each process on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RunsOn {
+    /// Every scan (the default).
+    #[default]
+    Scan,
+    /// Exec events only.
+    Exec,
+    /// Scans and exec events.
+    Both,
+}
+
+impl RunsOn {
+    /// Whether the rule runs on scans.
+    pub fn scans(self) -> bool {
+        matches!(self, Self::Scan | Self::Both)
+    }
+
+    /// Whether the rule runs on exec events.
+    pub fn exec(self) -> bool {
+        matches!(self, Self::Exec | Self::Both)
+    }
+
+    /// The value as rule files write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scan => "scan",
+            Self::Exec => "exec",
+            Self::Both => "both",
+        }
+    }
+}
+
+impl std::str::FromStr for RunsOn {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "scan" => Ok(Self::Scan),
+            "exec" => Ok(Self::Exec),
+            "both" => Ok(Self::Both),
+            other => Err(format!(
+                "invalid on {}: expected scan, exec or both",
+                text::quoted(other)
+            )),
+        }
+    }
+}
+
 /// A fixture: rows to load, and how many rows the rule must return over them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fixture {
@@ -77,6 +132,8 @@ pub struct Rule {
     pub columns: Vec<String>,
     /// How repeats are folded.
     pub dedup: Dedup,
+    /// Whether it runs on scans, on exec events or both.
+    pub on: RunsOn,
     /// Fixtures.
     pub tests: Vec<Fixture>,
     /// Where it came from (a file path, or `builtin:<file>`).
@@ -150,6 +207,7 @@ struct RawRule {
     description: String,
     sql: String,
     dedup: Option<RawDedup>,
+    on: Option<String>,
     #[serde(default)]
     test: Vec<toml::Table>,
 }
@@ -255,6 +313,7 @@ fn check_rule(source: &str, entry: &toml::Value, sandbox: &Sandbox) -> Result<Ru
         return Err("name must be 1 to 200 characters".to_owned());
     }
     let severity: Severity = raw.severity.parse()?;
+    let on: RunsOn = raw.on.as_deref().map_or(Ok(RunsOn::Scan), str::parse)?;
     for technique in &raw.mitre {
         if !is_attack_id(technique) {
             return Err(format!(
@@ -323,6 +382,7 @@ fn check_rule(source: &str, entry: &toml::Value, sandbox: &Sandbox) -> Result<Ru
         sql,
         columns,
         dedup,
+        on,
         tests,
         source: source.to_owned(),
     })

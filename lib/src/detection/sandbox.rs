@@ -199,6 +199,9 @@ pub struct Dataset<'a> {
     pub snapshots: Option<&'a [ProcessRecord]>,
     /// `process_events`.
     pub events: Option<&'a [ProcessEvent]>,
+    /// The parents of exec'd processes that are not in `processes` themselves (see
+    /// [`schema::EXEC_PARENTS`]): `Some(&[])` on a scan.
+    pub parents: Option<&'a [ProcessRecord]>,
     /// `scans`.
     pub scans: Option<&'a [ScanSummary]>,
     /// `alerts`, each with whether it was acknowledged.
@@ -331,7 +334,7 @@ impl Sandbox {
             clear(&tx, "process_events")?;
             let sql = format!(
                 "INSERT INTO process_events VALUES (?{})",
-                ", ?".repeat(schema::PROCESS_COLUMNS.len() + 1)
+                ", ?".repeat(schema::PROCESS_COLUMNS.len() + 2)
             );
             let mut insert = tx
                 .prepare(&sql)
@@ -342,8 +345,23 @@ impl Sandbox {
                     .raw_bind_parameter(1, event.event.as_str())
                     .and_then(|()| bind_record(&mut insert, 2, &event.record))
                     .and_then(|()| insert.raw_bind_parameter(observed_at, event.observed_at))
+                    .and_then(|()| insert.raw_bind_parameter(observed_at + 1, event.event.lost()))
                     .and_then(|()| insert.raw_execute())
                     .map_err(|err| load_error("process_events", &err))?;
+            }
+        }
+        if let Some(parents) = data.parents {
+            clear(&tx, schema::EXEC_PARENTS)?;
+            let mut insert = tx
+                .prepare(&format!(
+                    "INSERT OR IGNORE INTO {} VALUES (?, ?, ?)",
+                    schema::EXEC_PARENTS
+                ))
+                .map_err(|err| load_error(schema::EXEC_PARENTS, &err))?;
+            for parent in parents {
+                insert
+                    .execute(params![parent.pid, parent.path, parent.cmdline])
+                    .map_err(|err| load_error(schema::EXEC_PARENTS, &err))?;
             }
         }
         if let Some(scans) = data.scans {
@@ -539,6 +557,7 @@ fn authorize(ctx: &AuthContext<'_>) -> Authorization {
         // without taking a column, as `count(*)` does); its internal tables are never readable.
         AuthAction::Read { table_name, .. } => {
             Table::from_name(table_name).is_some()
+                || table_name == schema::EXEC_PARENTS
                 || (ctx.database_name.is_none() && !table_name.starts_with("sqlite_"))
         }
         AuthAction::Function { function_name } => precheck::is_allowed_function(function_name),

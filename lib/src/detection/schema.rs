@@ -172,7 +172,7 @@ impl Table {
             Self::ProcessEvents => {
                 let mut columns = vec!["event"];
                 columns.extend(typed(PROCESS_COLUMNS));
-                columns.push("observed_at");
+                columns.extend(["observed_at", "lost"]);
                 columns
             }
             Self::Scans => typed(SCAN_COLUMNS),
@@ -194,7 +194,7 @@ impl Table {
             Self::Processes | Self::ProcessSnapshots => find(PROCESS_COLUMNS),
             Self::ProcessEvents => match column {
                 "event" => Some(Text),
-                "observed_at" => Some(Integer),
+                "observed_at" | "lost" => Some(Integer),
                 _ => find(PROCESS_COLUMNS),
             },
             Self::Scans => find(SCAN_COLUMNS),
@@ -219,6 +219,12 @@ fn column_list(columns: &[(&str, ColumnType)]) -> String {
         .join(", ")
 }
 
+/// A table only the `process_creation` view reads: on an evaluation of exec events, where
+/// `processes` holds only the processes that just executed, it gives their parents' image and
+/// command line (from the newest scan or an earlier exec). Empty on scans. Queries cannot name
+/// it (it is not a [`Table`]); the authorizer lets the view read it.
+pub const EXEC_PARENTS: &str = "exec_parents";
+
 /// The DDL that creates every table, index and view, in one batch.
 pub fn ddl() -> String {
     let process = column_list(PROCESS_COLUMNS);
@@ -229,7 +235,9 @@ pub fn ddl() -> String {
         "CREATE TABLE processes ({processes});\n\
          CREATE TABLE process_snapshots ({process});\n\
          CREATE INDEX process_snapshots_by_scan ON process_snapshots (scan_id, pid);\n\
-         CREATE TABLE process_events (event TEXT, {process}, observed_at INTEGER);\n\
+         CREATE TABLE process_events (event TEXT, {process}, observed_at INTEGER, \
+            lost INTEGER);\n\
+         CREATE TABLE {EXEC_PARENTS} (pid INTEGER PRIMARY KEY, path TEXT, cmdline TEXT);\n\
          CREATE TABLE scans ({scans});\n\
          CREATE TABLE alerts ({alerts});\n\
          CREATE TABLE users ({users});\n\
@@ -238,9 +246,11 @@ pub fn ddl() -> String {
             p.cwd AS CurrentDirectory, \
             COALESCE((SELECT u.username FROM users u WHERE u.uid = p.uid), \
                      CAST(p.uid AS TEXT)) AS User, \
-            NULL AS LogonId, p.parent AS ParentProcessId, pp.path AS ParentImage, \
-            pp.cmdline AS ParentCommandLine, p.scan_id AS scan_id \
-          FROM processes p LEFT JOIN processes pp ON pp.pid = p.parent;\n",
+            NULL AS LogonId, p.parent AS ParentProcessId, \
+            COALESCE(pp.path, xp.path) AS ParentImage, \
+            COALESCE(pp.cmdline, xp.cmdline) AS ParentCommandLine, p.scan_id AS scan_id \
+          FROM processes p LEFT JOIN processes pp ON pp.pid = p.parent \
+            LEFT JOIN {EXEC_PARENTS} xp ON xp.pid = p.parent AND pp.pid IS NULL;\n",
         scans =
             column_list(SCAN_COLUMNS).replacen("scan_id INTEGER", "scan_id INTEGER PRIMARY KEY", 1),
         alerts = column_list(ALERT_COLUMNS),

@@ -10,7 +10,7 @@ use super::frame::MessageType;
 use super::proto;
 use crate::alert::{Alert, Severity};
 use crate::ids::AlertId;
-use crate::models::{OnDisk, ProcessRecord, ScanErrors, ScanSummary};
+use crate::models::{EventKind, OnDisk, ProcessEvent, ProcessRecord, ScanErrors, ScanSummary};
 
 impl From<&ProcessRecord> for proto::ProcessRecord {
     fn from(r: &ProcessRecord) -> Self {
@@ -100,6 +100,68 @@ impl TryFrom<proto::ProcessRecord> for ProcessRecord {
             collected_at: r.collected_at,
         })
     }
+}
+
+/// The most exec events one pushed batch may hold: far above what procmond sends (it sends a
+/// batch every few milliseconds, at most 256 events), low enough that a hostile batch decoded
+/// stays small.
+pub const MAX_EXEC_EVENTS_PER_BATCH: usize = 4096;
+
+/// An exec event as procmond pushes it.
+pub fn exec_event_to_proto(event: &ProcessEvent) -> proto::ExecEvent {
+    let lost = event.event == EventKind::ExecLost;
+    proto::ExecEvent {
+        pid: event.record.pid,
+        parent: event.record.parent,
+        observed_at: event.observed_at,
+        process: (!lost).then(|| proto::ProcessRecord::from(&event.record)),
+        lost,
+    }
+}
+
+/// A pushed exec event, checked: a read event carries its process, with the event's pid; a
+/// lost one carries none (its record then holds the pid and parent the kernel gave).
+pub fn exec_event_from_proto(event: proto::ExecEvent) -> Result<ProcessEvent, IpcError> {
+    let refuse = |reason: String| IpcError::Decode {
+        kind: MessageType::CollectorPush,
+        reason,
+    };
+    let (kind, record) = match (event.lost, event.process) {
+        (true, None) => (
+            EventKind::ExecLost,
+            ProcessRecord {
+                pid: event.pid,
+                parent: event.parent,
+                ..ProcessRecord::default()
+            },
+        ),
+        (false, Some(process)) => {
+            if process.pid != event.pid {
+                return Err(refuse(format!(
+                    "exec event of pid {} carries process {}",
+                    event.pid, process.pid
+                )));
+            }
+            (EventKind::Exec, ProcessRecord::try_from(process)?)
+        }
+        (true, Some(_)) => {
+            return Err(refuse(format!(
+                "exec event of pid {} is lost but carries a process",
+                event.pid
+            )));
+        }
+        (false, None) => {
+            return Err(refuse(format!(
+                "exec event of pid {} carries no process and is not lost",
+                event.pid
+            )));
+        }
+    };
+    Ok(ProcessEvent {
+        event: kind,
+        record,
+        observed_at: event.observed_at,
+    })
 }
 
 impl From<&ScanErrors> for proto::ScanErrors {
@@ -574,6 +636,54 @@ mod tests {
             },
         ] {
             assert!(Alert::try_from(bad.clone()).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn exec_events_round_trip_and_inconsistent_ones_are_refused() {
+        let read = ProcessEvent {
+            event: EventKind::Exec,
+            record: ProcessRecord {
+                pid: 77,
+                parent: Some(70),
+                cmdline: Some("/bin/true x".into()),
+                ..ProcessRecord::default()
+            },
+            observed_at: 1_700_000_000_000,
+        };
+        let lost = ProcessEvent {
+            event: EventKind::ExecLost,
+            record: ProcessRecord {
+                pid: 78,
+                parent: Some(70),
+                ..ProcessRecord::default()
+            },
+            observed_at: 1_700_000_000_001,
+        };
+        for event in [&read, &lost] {
+            assert_eq!(
+                &exec_event_from_proto(exec_event_to_proto(event)).unwrap(),
+                event
+            );
+        }
+        let mut other_pid = exec_event_to_proto(&read);
+        other_pid.pid = 5;
+        let mut lost_with_process = exec_event_to_proto(&read);
+        lost_with_process.lost = true;
+        let mut read_without_process = exec_event_to_proto(&read);
+        read_without_process.process = None;
+        let mut bad_on_disk = exec_event_to_proto(&read);
+        if let Some(process) = bad_on_disk.process.as_mut() {
+            process.on_disk = 7;
+        }
+        for (bad, why) in [
+            (other_pid, "carries process 77"),
+            (lost_with_process, "is lost but carries a process"),
+            (read_without_process, "carries no process and is not lost"),
+            (bad_on_disk, "on_disk must be 1, 0 or -1"),
+        ] {
+            let err = exec_event_from_proto(bad).unwrap_err().to_string();
+            assert!(err.contains(why), "{err}");
         }
     }
 }

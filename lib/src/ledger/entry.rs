@@ -61,6 +61,7 @@
 //!                            host: str, alert_hash: hash
 //! 18    alerts_exported      count: u64, first_index: u64, last_index: u64,      agent
 //!                            alerts_hash: hash
+//! 19    exec_events_dropped  count: u64, total: u64, reason: str                 procmond
 //! ```
 //!
 //! `store_recovered` says that the agent found its event store damaged at start-up, moved
@@ -88,7 +89,12 @@
 //! A `scan`'s `records_hash` is [`records_hash`] of the scan's records: the ledger's hash
 //! function over their canonical encoding, specified byte by byte in `entry/records.rs`.
 //!
-//! Kinds 1 to 5 record what procmond itself did: an entry of those kinds with source 2
+//! `exec_events_dropped` says that procmond lost `count` of the kernel's exec events since the
+//! previous such entry (`total` since it started): it could not keep up with them, the
+//! kernel's buffer overran, or no agent was listening. `reason` names the cause of the newest
+//! loss. procmond writes at most one a minute while events are being lost.
+//!
+//! Kinds 1 to 5 and 19 record what procmond itself did: an entry of those kinds with source 2
 //! (agent) is refused by both [`Entry::encode`] and [`Entry::decode`], and procmond refuses
 //! them in an `AppendAudit` request ([`Body::agent_may_append`]).
 //!
@@ -169,7 +175,7 @@ pub const HEADER_BYTES: usize = 11;
 pub const MAX_BODY_BYTES: usize = MAX_ENTRY_BYTES - HEADER_BYTES;
 
 /// The kind names, indexed by kind number minus one.
-pub const KIND_NAMES: [&str; 18] = [
+pub const KIND_NAMES: [&str; 19] = [
     "ledger_created",
     "procmond_started",
     "procmond_stopped",
@@ -188,6 +194,7 @@ pub const KIND_NAMES: [&str; 18] = [
     "alerts_dropped",
     "alert_recorded",
     "alerts_exported",
+    "exec_events_dropped",
 ];
 
 /// What an entry says: one variant per kind, with the kind's fields in encoding order.
@@ -357,6 +364,15 @@ pub enum Body {
         /// The digest of what was carried (see `ledger::alert_export`).
         alerts_hash: Hash,
     },
+    /// Kind 19: procmond lost exec events. Procmond only.
+    ExecEventsDropped {
+        /// Events lost since the previous such entry.
+        count: u64,
+        /// Events lost since procmond started.
+        total: u64,
+        /// The cause of the newest loss.
+        reason: String,
+    },
 }
 
 /// One record of the audit ledger.
@@ -402,6 +418,7 @@ impl Body {
             Self::AlertsDropped { .. } => 16,
             Self::AlertRecorded { .. } => 17,
             Self::AlertsExported { .. } => 18,
+            Self::ExecEventsDropped { .. } => 19,
         }
     }
 
@@ -410,10 +427,10 @@ impl Body {
         KIND_NAMES[self.kind_code() as usize - 1]
     }
 
-    /// Whether the agent may ask for this entry: false for kinds 1 to 5, which record what
-    /// procmond itself did.
+    /// Whether the agent may ask for this entry: false for kinds 1 to 5 and 19, which record
+    /// what procmond itself did.
     pub const fn agent_may_append(&self) -> bool {
-        self.kind_code() > 5
+        self.kind_code() > 5 && self.kind_code() != 19
     }
 
     /// The body's encoding: its fields only, without the entry header. This is what the agent
@@ -598,6 +615,15 @@ impl Body {
                 ("last_index", U64(*last_index)),
                 ("alerts_hash", H(alerts_hash)),
             ],
+            Self::ExecEventsDropped {
+                count,
+                total,
+                reason,
+            } => vec![
+                ("count", U64(*count)),
+                ("total", U64(*total)),
+                ("reason", Str(reason)),
+            ],
         }
     }
 
@@ -748,7 +774,7 @@ fn kind_code_of(name: &str) -> Option<u8> {
     u8::try_from(index + 1).ok()
 }
 
-/// Kinds 1 to 5 come from procmond only.
+/// Kinds 1 to 5 and 19 come from procmond only.
 fn check_source(body: &Body, source: Source) -> Result<(), EntryError> {
     if source == Source::Agent && !body.agent_may_append() {
         return Err(EntryError::SourceNotAllowed {

@@ -86,6 +86,7 @@
 //! for the old format.
 
 mod codec;
+mod exec;
 mod ingest;
 mod open;
 mod outbox;

@@ -232,7 +232,7 @@ fn bad_bundle_layers_are_refused_naming_the_bundle() {
         (
             "[collection]\ncolour = 1\n".to_owned(),
             "collection.colour",
-            "unknown key (expected one of interval, hash_max_bytes, hash_time_budget)",
+            "unknown key (expected one of interval, hash_max_bytes, hash_time_budget, exec_events)",
         ),
         ("[colour]\n".to_owned(), "colour", "unknown section"),
         (

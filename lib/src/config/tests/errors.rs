@@ -125,7 +125,7 @@ fn bad_override(
 #[test]
 fn invalid_values_name_source_key_and_reason() {
     let unknown_collection_key =
-        "unknown key (expected one of interval, hash_max_bytes, hash_time_budget)";
+        "unknown key (expected one of interval, hash_max_bytes, hash_time_budget, exec_events)";
     let bad_duration = "invalid duration \"ten\": expected a number and a unit such as \
                         \"500ms\", \"10s\", \"5m\" or \"7d\"";
     let cases = [

@@ -98,6 +98,11 @@ pub(super) fn decode_fields(code: u8, r: &mut Reader<'_>) -> Result<Body, EntryE
             last_index: r.u64("last_index")?,
             alerts_hash: r.hash("alerts_hash")?,
         },
+        19 => Body::ExecEventsDropped {
+            count: r.u64("count")?,
+            total: r.u64("total")?,
+            reason: r.str("reason")?,
+        },
         _ => return Err(EntryError::UnknownKind(code)),
     })
 }

@@ -106,6 +106,11 @@ fn samples() -> Vec<Body> {
             last_index: 4242,
             alerts_hash: h(0x60),
         },
+        Body::ExecEventsDropped {
+            count: 120,
+            total: 4000,
+            reason: "the kernel's buffer overran".into(),
+        },
     ]
 }
 
@@ -537,11 +542,11 @@ fn known_answer_bundle_refused() {
 }
 
 #[test]
-fn agent_may_append_is_false_exactly_for_kinds_1_to_5() {
+fn agent_may_append_is_false_exactly_for_kinds_1_to_5_and_19() {
     for body in samples() {
         assert_eq!(
             body.agent_may_append(),
-            body.kind_code() > 5,
+            body.kind_code() > 5 && body.kind_code() != 19,
             "{}",
             body.kind()
         );
@@ -558,7 +563,8 @@ fn agent_may_append_is_false_exactly_for_kinds_1_to_5() {
             "procmond_started",
             "procmond_stopped",
             "privileges_dropped",
-            "scan"
+            "scan",
+            "exec_events_dropped"
         ]
     );
 }
@@ -832,6 +838,13 @@ fn body() -> impl Strategy<Value = Body> {
                 alerts_hash
             }
         ),
+        (any::<u64>(), any::<u64>(), text()).prop_map(|(count, total, reason)| {
+            Body::ExecEventsDropped {
+                count,
+                total,
+                reason,
+            }
+        }),
     ]
 }
 

@@ -1,0 +1,859 @@
+//! Real-time exec events from the kernel's process connector (Linux), so that a process that
+//! lives for a millisecond between two scans is still seen.
+//!
+//! # Source
+//!
+//! A `NETLINK_CONNECTOR` socket bound to the `CN_IDX_PROC` multicast group, after a
+//! `PROC_CN_MCAST_LISTEN` message: the kernel then sends a `proc_event` for every fork, exec
+//! and exit on the host. Binding to the group and the listen message need `CAP_NET_ADMIN`, so
+//! [`subscribe`] runs while procmond is still root, before the privilege drop; the open socket
+//! keeps receiving afterwards and procmond keeps no capability for it. The kernel answers the
+//! listen message with an acknowledgement carrying an error number: `subscribe` waits for it,
+//! so "on" means the kernel accepted. Where it did not (not root, a container without the
+//! privilege, a network namespace other than the host's, where the connector does not exist),
+//! procmond says why and scans alone.
+//!
+//! The socket is the `netlink-sys` crate's (rust-netlink, the plumbing under `rtnetlink`): it
+//! keeps the `unsafe` system calls out of this crate. No crate parses the connector's
+//! messages, so [`parse`] does, with every length checked against the datagram: they are a
+//! handful of fixed-layout C structs (`linux/netlink.h`, `linux/connector.h`,
+//! `linux/cn_proc.h`) in the host's byte order.
+//!
+//! # Threads and bounds
+//!
+//! - The *listener* thread receives datagrams, keeps a bounded map of which process forked
+//!   which (so that an exec whose process is gone still names its parent), and hands each exec
+//!   of a process (not of a thread) to the reader through a queue of [`QUEUE`] events. A full
+//!   queue drops the event and counts it. The kernel numbers its messages per CPU; a gap in a
+//!   CPU's numbers is events the socket's buffer overran, counted the same way.
+//! - The *reader* thread reads each exec'd process through the scan's own reader
+//!   (`crate::linux::observe`), takes the executable's hash from its cache or hashes it within
+//!   [`HASH_BUDGET`] (only while the queue is short: under a storm the hash is left to the
+//!   next scan), and pushes the events to the agent in batches: every [`BATCH_WAIT`] or
+//!   [`BATCH_MAX`] events. A process that exited before it could be read yields an event with
+//!   what the kernel gave (pid, parent, time) marked lost.
+//! - Drops are counted in health at once and written to the audit ledger (`exec_events_dropped`)
+//!   at most once every [`LEDGER_EVERY`] while they go on.
+//!
+//! Nothing is pushed while no agent has subscribed; events of that time are not counted as
+//! drops (procmond has just started), but those lost after an agent went away are.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use daemoneye_lib::ipc::convert;
+use daemoneye_lib::ipc::proto;
+use daemoneye_lib::ledger::entry::Body;
+use daemoneye_lib::models::{EventKind, ProcessEvent, ProcessRecord};
+use tokio::sync::mpsc;
+
+use crate::audit::AuditLog;
+use crate::collector::{CollectorOptions, epoch_millis};
+use crate::hasher::{FileKey, HashCache, HashOutcome, hash_file};
+
+/// Exec events waiting for the reader.
+pub const QUEUE: usize = 8192;
+/// The most events in one pushed batch.
+pub const BATCH_MAX: usize = 256;
+/// How long the first event of a batch waits for others.
+pub const BATCH_WAIT: Duration = Duration::from_millis(5);
+/// Time the reader may spend hashing one executable it has not seen.
+pub const HASH_BUDGET: Duration = Duration::from_millis(50);
+/// The reader hashes only while fewer events than this wait behind it.
+const HASH_WHEN_QUEUE_BELOW: u64 = 64;
+/// Executables whose hash the reader keeps.
+const HASH_CACHE: usize = 4096;
+/// Batches queued for the agent's connection before new ones are dropped.
+pub const PUSH_QUEUE: usize = 64;
+/// At most one ledger entry per this much time while events are being dropped.
+pub const LEDGER_EVERY: Duration = Duration::from_secs(60);
+/// Processes whose parent the listener remembers (from their fork).
+const FORKS_REMEMBERED: usize = 65_536;
+/// The socket's receive buffer: room for about 40,000 events while the listener is busy.
+const RECEIVE_BUFFER: usize = 4 * 1024 * 1024;
+/// How long [`subscribe`] waits for the kernel's acknowledgement.
+const ACK_WAIT: Duration = Duration::from_secs(2);
+
+// linux/netlink.h, linux/connector.h, linux/cn_proc.h
+const NLMSG_HDRLEN: usize = 16;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const CN_MSG_LEN: usize = 20;
+const CN_IDX_PROC: u32 = 1;
+const CN_VAL_PROC: u32 = 1;
+const PROC_CN_MCAST_LISTEN: u32 = 1;
+const PROC_EVENT_NONE: u32 = 0;
+const PROC_EVENT_FORK: u32 = 1;
+const PROC_EVENT_EXEC: u32 = 2;
+const PROC_EVENT_EXIT: u32 = 0x8000_0000;
+/// `what`, `cpu`, `timestamp_ns`: the header of every `proc_event`.
+const PROC_EVENT_HEADER: usize = 16;
+
+/// What one connector message says, as far as procmond cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// The acknowledgement of a listen message, with its error number (0: accepted).
+    Ack { err: u32 },
+    /// `parent` forked `child` (thread-group ids, and whether the child is a thread).
+    Fork { parent: u32, child: u32, thread: bool },
+    /// `pid` executed a program (thread-group id; a thread's exec is reported as its group's).
+    Exec { pid: u32, at_ns: u64 },
+    /// A process (not a thread) exited.
+    Exit { pid: u32 },
+    /// Anything else (uid, sid, comm, ptrace, coredump changes; thread exits).
+    Other,
+}
+
+/// One parsed message with the kernel's per-CPU sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Message {
+    pub cpu: u32,
+    pub seq: u32,
+    pub event: Event,
+}
+
+/// Parses one datagram into its connector messages. A message that is not the process
+/// connector's, or is cut short, is skipped; the rest of the datagram is still read when its
+/// length can be trusted.
+pub fn parse(datagram: &[u8]) -> Vec<Message> {
+    let mut out = Vec::new();
+    let mut rest = datagram;
+    while rest.len() >= NLMSG_HDRLEN {
+        let len = u32_at(rest, 0).map_or(0, |len| len as usize);
+        let kind = u16_at(rest, 4).unwrap_or(0);
+        if len < NLMSG_HDRLEN || len > rest.len() {
+            break;
+        }
+        let body = &rest[NLMSG_HDRLEN..len];
+        if kind == NLMSG_DONE
+            && let Some(message) = parse_cn(body)
+        {
+            out.push(message);
+        }
+        let aligned = len.div_ceil(4) * 4;
+        rest = rest.get(aligned..).unwrap_or(&[]);
+    }
+    out
+}
+
+fn parse_cn(body: &[u8]) -> Option<Message> {
+    let (idx, val, seq) = (u32_at(body, 0)?, u32_at(body, 4)?, u32_at(body, 8)?);
+    let data_len = usize::from(u16_at(body, 16)?);
+    if idx != CN_IDX_PROC || val != CN_VAL_PROC {
+        return None;
+    }
+    let data = body.get(CN_MSG_LEN..CN_MSG_LEN.checked_add(data_len)?)?;
+    let what = u32_at(data, 0)?;
+    let cpu = u32_at(data, 4)?;
+    let at_ns = u64_at(data, 8)?;
+    let field = |n: usize| u32_at(data, PROC_EVENT_HEADER + 4 * n);
+    let event = match what {
+        PROC_EVENT_NONE => Event::Ack { err: field(0)? },
+        PROC_EVENT_FORK => {
+            let (parent_tgid, child_pid, child_tgid) = (field(1)?, field(2)?, field(3)?);
+            Event::Fork {
+                parent: parent_tgid,
+                child: child_tgid,
+                thread: child_pid != child_tgid,
+            }
+        }
+        PROC_EVENT_EXEC => Event::Exec {
+            pid: field(1)?,
+            at_ns,
+        },
+        PROC_EVENT_EXIT => {
+            let (pid, tgid) = (field(0)?, field(1)?);
+            if pid == tgid {
+                Event::Exit { pid: tgid }
+            } else {
+                Event::Other
+            }
+        }
+        _ => Event::Other,
+    };
+    Some(Message { cpu, seq, event })
+}
+
+fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_ne_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// The listen message: a netlink header, a connector header and the operation.
+fn listen_message(port: u32) -> Vec<u8> {
+    let total = NLMSG_HDRLEN + CN_MSG_LEN + 4;
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(&(total as u32).to_ne_bytes());
+    out.extend_from_slice(&NLMSG_DONE.to_ne_bytes());
+    out.extend_from_slice(&0u16.to_ne_bytes()); // flags
+    out.extend_from_slice(&0u32.to_ne_bytes()); // seq
+    out.extend_from_slice(&port.to_ne_bytes());
+    out.extend_from_slice(&CN_IDX_PROC.to_ne_bytes());
+    out.extend_from_slice(&CN_VAL_PROC.to_ne_bytes());
+    out.extend_from_slice(&0u32.to_ne_bytes()); // seq
+    out.extend_from_slice(&0u32.to_ne_bytes()); // ack
+    out.extend_from_slice(&4u16.to_ne_bytes()); // len
+    out.extend_from_slice(&0u16.to_ne_bytes()); // flags
+    out.extend_from_slice(&PROC_CN_MCAST_LISTEN.to_ne_bytes());
+    out
+}
+
+/// A subscription the kernel accepted.
+pub struct Subscription {
+    socket: netlink_sys::Socket,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Subscription")
+    }
+}
+
+/// Subscribes to the kernel's process events. Must run before the privilege drop.
+pub fn subscribe() -> Result<Subscription, String> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let explain = |step: &str, err: io::Error| -> String {
+        let hint = match err.raw_os_error() {
+            Some(nix::libc::EPERM) | Some(nix::libc::EACCES) => {
+                " (the kernel's process connector needs CAP_NET_ADMIN: run procmond as root)"
+            }
+            Some(nix::libc::ECONNREFUSED) | Some(nix::libc::EPROTONOSUPPORT) => {
+                " (no process connector here: another network namespace, or a kernel without \
+                 CONFIG_PROC_EVENTS)"
+            }
+            _ => "",
+        };
+        format!("{step}: {err}{hint}")
+    };
+    let mut socket = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_CONNECTOR)
+        .map_err(|err| explain("opening a netlink connector socket", err))?;
+    let port = std::process::id();
+    socket
+        .bind(&netlink_sys::SocketAddr::new(port, CN_IDX_PROC))
+        .map_err(|err| explain("joining the process events group", err))?;
+    // Root may raise the buffer beyond rmem_max; if not, the default buffer still works.
+    if setsockopt(&socket, sockopt::RcvBufForce, &RECEIVE_BUFFER).is_err() {
+        let _ = setsockopt(&socket, sockopt::RcvBuf, &RECEIVE_BUFFER);
+    }
+    setsockopt(
+        &socket,
+        sockopt::ReceiveTimeout,
+        &nix::sys::time::TimeVal::new(0, 200_000),
+    )
+    .map_err(|err| explain("setting a receive timeout", err.into()))?;
+    socket
+        .send(&listen_message(port), 0)
+        .map_err(|err| explain("asking for process events", err))?;
+    let deadline = Instant::now() + ACK_WAIT;
+    let mut buf = Vec::with_capacity(64 * 1024);
+    while Instant::now() < deadline {
+        buf.clear();
+        match socket.recv(&mut buf, 0) {
+            Ok(_) => {}
+            Err(err) if is_timeout(&err) || err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(explain("waiting for the kernel's answer", err)),
+        }
+        if u16_at(&buf, 4) == Some(NLMSG_ERROR) {
+            let errno = u32_at(&buf, NLMSG_HDRLEN).map_or(0, |e| (e as i32).unsigned_abs());
+            return Err(explain(
+                "asking for process events",
+                io::Error::from_raw_os_error(errno as i32),
+            ));
+        }
+        for message in parse(&buf) {
+            if let Event::Ack { err } = message.event {
+                return if err == 0 {
+                    Ok(Subscription { socket })
+                } else {
+                    Err(explain(
+                        "asking for process events",
+                        io::Error::from_raw_os_error(err as i32),
+                    ))
+                };
+            }
+        }
+    }
+    Err(format!(
+        "the kernel did not acknowledge the subscription to process events within {ACK_WAIT:?}"
+    ))
+}
+
+fn is_timeout(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Counts and state shared with health and the connections.
+#[derive(Debug, Default)]
+pub struct Stats {
+    on: AtomicBool,
+    detail: Mutex<String>,
+    received: AtomicU64,
+    pushed: AtomicU64,
+    lost: AtomicU64,
+    dropped: AtomicU64,
+    last_drop_at: AtomicI64,
+    last_drop_reason: Mutex<String>,
+    queued: AtomicU64,
+}
+
+impl Stats {
+    fn drop_events(&self, count: u64, reason: &str) {
+        if count == 0 {
+            return;
+        }
+        self.dropped.fetch_add(count, Ordering::Relaxed);
+        self.last_drop_at.store(epoch_millis(), Ordering::Relaxed);
+        let mut last = self
+            .last_drop_reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.as_str() != reason {
+            reason.clone_into(&mut last);
+        }
+    }
+
+    /// Health's view.
+    pub fn health(&self) -> proto::ExecEventsHealth {
+        let last = self.last_drop_at.load(Ordering::Relaxed);
+        proto::ExecEventsHealth {
+            on: self.on.load(Ordering::Relaxed),
+            detail: self
+                .detail
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+            received: self.received.load(Ordering::Relaxed),
+            pushed: self.pushed.load(Ordering::Relaxed),
+            lost: self.lost.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            last_drop_at: (last != 0).then_some(last),
+            last_drop_reason: self
+                .last_drop_reason
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+        }
+    }
+}
+
+/// The connection exec events are pushed on, with its next sequence number.
+#[derive(Debug, Default)]
+struct Subscriber {
+    sender: Option<mpsc::Sender<proto::CollectorPush>>,
+    next_sequence: u64,
+    /// Whether an agent ever subscribed (before that, nothing is counted as dropped).
+    ever: bool,
+}
+
+/// procmond's exec events: off with a reason, or on with threads running.
+#[derive(Debug)]
+pub struct ExecEvents {
+    stats: Arc<Stats>,
+    subscriber: Arc<Mutex<Subscriber>>,
+}
+
+impl ExecEvents {
+    /// Exec events that are off, and why.
+    pub fn off(detail: impl Into<String>) -> Self {
+        let stats = Stats::default();
+        *stats
+            .detail
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = detail.into();
+        Self {
+            stats: Arc::new(stats),
+            subscriber: Arc::default(),
+        }
+    }
+
+    /// Starts the listener and the reader over an accepted subscription (after the privilege
+    /// drop: the threads must not hold root's capabilities).
+    pub fn start(
+        subscription: Subscription,
+        options: CollectorOptions,
+        audit: Arc<AuditLog>,
+    ) -> anyhow::Result<Self> {
+        let clock = crate::linux::Clock::read()?;
+        let stats = Arc::new(Stats::default());
+        stats.on.store(true, Ordering::Relaxed);
+        let subscriber: Arc<Mutex<Subscriber>> = Arc::default();
+        let (queue_tx, queue_rx) = sync_channel::<Pending>(QUEUE);
+        {
+            let stats = Arc::clone(&stats);
+            let subscriber = Arc::clone(&subscriber);
+            std::thread::Builder::new()
+                .name("exec-listen".to_owned())
+                .spawn(move || listen(&subscription, &queue_tx, &stats, &subscriber))?;
+        }
+        {
+            let stats = Arc::clone(&stats);
+            let subscriber = Arc::clone(&subscriber);
+            std::thread::Builder::new()
+                .name("exec-read".to_owned())
+                .spawn(move || {
+                    let mut reader = Reader {
+                        options,
+                        clock,
+                        hashes: HashCache::default(),
+                        stats,
+                        subscriber,
+                        audit,
+                        ledgered_total: 0,
+                        ledgered_at: None,
+                    };
+                    reader.run(&queue_rx);
+                })?;
+        }
+        Ok(Self { stats, subscriber })
+    }
+
+    /// Whether events flow.
+    pub fn is_on(&self) -> bool {
+        self.stats.on.load(Ordering::Relaxed)
+    }
+
+    /// Health's view.
+    pub fn health(&self) -> proto::ExecEventsHealth {
+        self.stats.health()
+    }
+
+    /// Makes a connection the one events are pushed to (replacing any other): returns the
+    /// queue its writer sends from.
+    pub fn subscribe_connection(&self) -> mpsc::Receiver<proto::CollectorPush> {
+        let (tx, rx) = mpsc::channel(PUSH_QUEUE);
+        let mut subscriber = self
+            .subscriber
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        subscriber.sender = Some(tx);
+        subscriber.next_sequence = 1;
+        subscriber.ever = true;
+        rx
+    }
+}
+
+/// An exec waiting to be read.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    pid: u32,
+    parent: Option<u32>,
+    observed_at: i64,
+}
+
+/// Turns the kernel's monotonic nanoseconds into Unix milliseconds.
+struct Clock {
+    /// Unix ms minus monotonic ms, measured at start.
+    offset_ms: i64,
+}
+
+impl Clock {
+    fn now() -> Self {
+        let mono = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+            .map(|t| t.tv_sec() * 1000 + t.tv_nsec() / 1_000_000)
+            .unwrap_or(0);
+        Self {
+            offset_ms: epoch_millis() - mono,
+        }
+    }
+
+    fn to_epoch_ms(&self, ns: u64) -> i64 {
+        self.offset_ms + i64::try_from(ns / 1_000_000).unwrap_or(i64::MAX / 2)
+    }
+}
+
+fn listen(
+    subscription: &Subscription,
+    queue: &SyncSender<Pending>,
+    stats: &Stats,
+    subscriber: &Mutex<Subscriber>,
+) {
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut forks: HashMap<u32, u32> = HashMap::new();
+    let mut last_seq: HashMap<u32, u32> = HashMap::new();
+    let mut clock = Clock::now();
+    let mut clock_at = Instant::now();
+    let counting = || {
+        subscriber
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .ever
+    };
+    loop {
+        buf.clear();
+        match subscription.socket.recv(&mut buf, 0) {
+            Ok(_) => {}
+            Err(err) if is_timeout(&err) || err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) if err.raw_os_error() == Some(nix::libc::ENOBUFS) => {
+                // The sequence numbers say how many; this only notes the cause.
+                tracing::warn!("the kernel's process event buffer overran");
+                continue;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "process events: receive failed; events are off");
+                stats.on.store(false, Ordering::Relaxed);
+                *stats
+                    .detail
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    format!("receiving process events failed: {err}");
+                return;
+            }
+        }
+        if clock_at.elapsed() > Duration::from_secs(60) {
+            // Wall clock and monotonic clock drift apart (NTP, suspend): measure again.
+            clock = Clock::now();
+            clock_at = Instant::now();
+        }
+        for message in parse(&buf) {
+            if let Some(previous) = last_seq.insert(message.cpu, message.seq) {
+                let gap = message.seq.wrapping_sub(previous).wrapping_sub(1);
+                // A huge gap is a counter reset (another listener's arrival does not reset
+                // it; a CPU brought back online may): not counted.
+                if gap > 0 && gap < 1 << 24 && counting() {
+                    stats.drop_events(u64::from(gap), "the kernel's event buffer overran");
+                }
+            }
+            match message.event {
+                Event::Fork {
+                    parent,
+                    child,
+                    thread: false,
+                } => {
+                    if forks.len() >= FORKS_REMEMBERED {
+                        forks.clear();
+                    }
+                    forks.insert(child, parent);
+                }
+                Event::Exit { pid } => {
+                    forks.remove(&pid);
+                }
+                Event::Exec { pid, at_ns } => {
+                    stats.received.fetch_add(1, Ordering::Relaxed);
+                    let pending = Pending {
+                        pid,
+                        parent: forks.get(&pid).copied(),
+                        observed_at: clock.to_epoch_ms(at_ns),
+                    };
+                    match queue.try_send(pending) {
+                        Ok(()) => {
+                            stats.queued.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(TrySendError::Full(_)) => {
+                            if counting() {
+                                stats.drop_events(1, "procmond could not read them fast enough");
+                            }
+                        }
+                        Err(TrySendError::Disconnected(_)) => return,
+                    }
+                }
+                Event::Fork { .. } | Event::Ack { .. } | Event::Other => {}
+            }
+        }
+    }
+}
+
+struct Reader {
+    options: CollectorOptions,
+    clock: crate::linux::Clock,
+    hashes: HashCache,
+    stats: Arc<Stats>,
+    subscriber: Arc<Mutex<Subscriber>>,
+    audit: Arc<AuditLog>,
+    ledgered_total: u64,
+    ledgered_at: Option<Instant>,
+}
+
+impl Reader {
+    fn run(&mut self, queue: &Receiver<Pending>) {
+        let mut batch: Vec<ProcessEvent> = Vec::with_capacity(BATCH_MAX);
+        let mut batch_started: Option<Instant> = None;
+        let mut dropped_reported = 0u64;
+        loop {
+            let wait = batch_started.map_or(Duration::from_secs(1), |started| {
+                BATCH_WAIT.saturating_sub(started.elapsed())
+            });
+            match queue.recv_timeout(wait) {
+                Ok(pending) => {
+                    self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                    batch.push(self.read(pending));
+                    batch_started.get_or_insert_with(Instant::now);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            let due = batch.len() >= BATCH_MAX
+                || batch_started.is_some_and(|started| started.elapsed() >= BATCH_WAIT);
+            if due {
+                let dropped = self.stats.dropped.load(Ordering::Relaxed);
+                self.push(std::mem::take(&mut batch), dropped - dropped_reported);
+                dropped_reported = dropped;
+                batch_started = None;
+            }
+            self.ledger_drops();
+        }
+    }
+
+    /// Reads one exec'd process; lost when it is gone (or a zombie) already.
+    fn read(&mut self, pending: Pending) -> ProcessEvent {
+        let observed = crate::linux::observe(pending.pid, &self.options, &self.clock);
+        let gone = observed.start_ticks.is_none() || observed.record.state.as_deref() == Some("Z");
+        if gone {
+            self.stats.lost.fetch_add(1, Ordering::Relaxed);
+            return ProcessEvent {
+                event: EventKind::ExecLost,
+                record: ProcessRecord {
+                    pid: pending.pid,
+                    parent: pending.parent.or(observed.record.parent),
+                    collected_at: epoch_millis(),
+                    ..ProcessRecord::default()
+                },
+                observed_at: pending.observed_at,
+            };
+        }
+        let mut record = observed.record;
+        if let Some(exe) = &observed.exe {
+            record.exe_sha256 = self.hash(&exe.open_path, exe.key);
+        }
+        record.collected_at = epoch_millis();
+        ProcessEvent {
+            event: EventKind::Exec,
+            record,
+            observed_at: pending.observed_at,
+        }
+    }
+
+    fn hash(&mut self, path: &std::path::Path, key: FileKey) -> Option<String> {
+        if let Some(hash) = self.hashes.get(&key) {
+            return Some(hash.to_owned());
+        }
+        if self.stats.queued.load(Ordering::Relaxed) >= HASH_WHEN_QUEUE_BELOW {
+            return None;
+        }
+        match hash_file(
+            path,
+            key,
+            self.options.hash_max_bytes,
+            Instant::now() + HASH_BUDGET,
+        ) {
+            HashOutcome::Hashed(hex) => {
+                if self.hashes.len() >= HASH_CACHE {
+                    self.hashes = HashCache::default();
+                }
+                self.hashes.insert(key, hex.clone());
+                Some(hex)
+            }
+            _ => None,
+        }
+    }
+
+    fn push(&mut self, batch: Vec<ProcessEvent>, dropped: u64) {
+        if batch.is_empty() && dropped == 0 {
+            return;
+        }
+        let count = batch.len() as u64;
+        let mut subscriber = self
+            .subscriber
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(sender) = subscriber.sender.clone() else {
+            if subscriber.ever {
+                self.stats.drop_events(count, "no agent was listening");
+            }
+            return;
+        };
+        let push = proto::CollectorPush {
+            sequence: subscriber.next_sequence,
+            kind: Some(proto::collector_push::Kind::ExecEvents(
+                proto::ExecEventBatch {
+                    events: batch.iter().map(convert::exec_event_to_proto).collect(),
+                    dropped,
+                },
+            )),
+        };
+        match sender.try_send(push) {
+            Ok(()) => {
+                subscriber.next_sequence += 1;
+                self.stats.pushed.fetch_add(count, Ordering::Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                drop(subscriber);
+                self.stats
+                    .drop_events(count, "the agent did not take them fast enough");
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                subscriber.sender = None;
+                drop(subscriber);
+                self.stats.drop_events(count, "no agent was listening");
+            }
+        }
+    }
+
+    /// Writes an `exec_events_dropped` entry when events were dropped since the last one and
+    /// the last one is at least [`LEDGER_EVERY`] old.
+    fn ledger_drops(&mut self) {
+        let total = self.stats.dropped.load(Ordering::Relaxed);
+        if total == self.ledgered_total
+            || self
+                .ledgered_at
+                .is_some_and(|at| at.elapsed() < LEDGER_EVERY)
+        {
+            return;
+        }
+        let reason = self
+            .stats
+            .last_drop_reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        tracing::warn!(
+            dropped = total - self.ledgered_total,
+            total,
+            reason,
+            "exec events dropped"
+        );
+        self.audit.record(Body::ExecEventsDropped {
+            count: total - self.ledgered_total,
+            total,
+            reason,
+        });
+        self.ledgered_total = total;
+        self.ledgered_at = Some(Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(what: u32, cpu: u32, seq: u32, fields: &[u32]) -> Vec<u8> {
+        let mut data = Vec::new();
+        data.extend_from_slice(&what.to_ne_bytes());
+        data.extend_from_slice(&cpu.to_ne_bytes());
+        data.extend_from_slice(&123_000_000u64.to_ne_bytes());
+        for field in fields {
+            data.extend_from_slice(&field.to_ne_bytes());
+        }
+        let mut cn = Vec::new();
+        cn.extend_from_slice(&CN_IDX_PROC.to_ne_bytes());
+        cn.extend_from_slice(&CN_VAL_PROC.to_ne_bytes());
+        cn.extend_from_slice(&seq.to_ne_bytes());
+        cn.extend_from_slice(&0u32.to_ne_bytes());
+        cn.extend_from_slice(&(data.len() as u16).to_ne_bytes());
+        cn.extend_from_slice(&0u16.to_ne_bytes());
+        cn.extend_from_slice(&data);
+        let mut out = Vec::new();
+        out.extend_from_slice(&((NLMSG_HDRLEN + cn.len()) as u32).to_ne_bytes());
+        out.extend_from_slice(&NLMSG_DONE.to_ne_bytes());
+        out.extend_from_slice(&[0; 10]);
+        out.extend_from_slice(&cn);
+        out
+    }
+
+    #[test]
+    fn fork_exec_exit_and_ack_are_read_from_their_kernel_layouts() {
+        let mut datagram = message(PROC_EVENT_FORK, 1, 7, &[100, 100, 200, 200]);
+        datagram.extend(message(PROC_EVENT_EXEC, 1, 8, &[200, 200]));
+        datagram.extend(message(PROC_EVENT_EXIT, 0, 3, &[200, 200, 0, 17, 100, 100]));
+        datagram.extend(message(PROC_EVENT_EXIT, 0, 4, &[201, 200, 0, 17, 100, 100]));
+        datagram.extend(message(PROC_EVENT_FORK, 0, 5, &[100, 100, 202, 100]));
+        datagram.extend(message(PROC_EVENT_NONE, 0, 6, &[1]));
+        let events: Vec<(u32, u32, Event)> = parse(&datagram)
+            .into_iter()
+            .map(|m| (m.cpu, m.seq, m.event))
+            .collect();
+        assert_eq!(
+            events,
+            [
+                (
+                    1,
+                    7,
+                    Event::Fork {
+                        parent: 100,
+                        child: 200,
+                        thread: false
+                    }
+                ),
+                (
+                    1,
+                    8,
+                    Event::Exec {
+                        pid: 200,
+                        at_ns: 123_000_000
+                    }
+                ),
+                (0, 3, Event::Exit { pid: 200 }),
+                (0, 4, Event::Other),
+                (
+                    0,
+                    5,
+                    Event::Fork {
+                        parent: 100,
+                        child: 100,
+                        thread: true
+                    }
+                ),
+                (0, 6, Event::Ack { err: 1 }),
+            ]
+        );
+    }
+
+    #[test]
+    fn short_lying_or_foreign_messages_are_skipped_without_panicking() {
+        let good = message(PROC_EVENT_EXEC, 0, 1, &[9, 9]);
+        // Cut anywhere: never a panic, never a made-up event.
+        for cut in 0..good.len() {
+            let events = parse(&good[..cut]);
+            assert!(events.is_empty(), "cut at {cut}: {events:?}");
+        }
+        // A netlink length beyond the datagram ends the parse.
+        let mut lying = good.clone();
+        lying[..4].copy_from_slice(&10_000u32.to_ne_bytes());
+        assert!(parse(&lying).is_empty());
+        // A connector length beyond the message skips that message only.
+        let mut long_cn = good.clone();
+        long_cn[NLMSG_HDRLEN + 16..NLMSG_HDRLEN + 18].copy_from_slice(&500u16.to_ne_bytes());
+        long_cn.extend(message(PROC_EVENT_EXEC, 0, 2, &[10, 10]));
+        assert_eq!(parse(&long_cn).len(), 1);
+        // Another connector's message is not the process connector's.
+        let mut foreign = good.clone();
+        foreign[NLMSG_HDRLEN..NLMSG_HDRLEN + 4].copy_from_slice(&7u32.to_ne_bytes());
+        assert!(parse(&foreign).is_empty());
+        // Not NLMSG_DONE: skipped.
+        let mut other_type = good;
+        other_type[4..6].copy_from_slice(&NLMSG_ERROR.to_ne_bytes());
+        assert!(parse(&other_type).is_empty());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_datagrams_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = parse(&bytes);
+        }
+    }
+
+    #[test]
+    fn the_listen_message_has_the_kernels_layout() {
+        let message = listen_message(42);
+        assert_eq!(message.len(), 40);
+        assert_eq!(u32_at(&message, 0), Some(40));
+        assert_eq!(u16_at(&message, 4), Some(NLMSG_DONE));
+        assert_eq!(u32_at(&message, 12), Some(42));
+        assert_eq!(u32_at(&message, 16), Some(CN_IDX_PROC));
+        assert_eq!(u16_at(&message, 32), Some(4));
+        assert_eq!(u32_at(&message, 36), Some(PROC_CN_MCAST_LISTEN));
+    }
+}
