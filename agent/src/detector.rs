@@ -141,6 +141,11 @@ impl Detector {
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
+
+    /// The engine, to evaluate exec events.
+    pub fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
 }
 
 #[cfg(test)]

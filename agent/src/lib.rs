@@ -26,6 +26,7 @@ pub mod bundle_service;
 pub mod bundles;
 pub mod control;
 pub mod detector;
+pub mod exec;
 pub mod link;
 pub mod outbox;
 pub mod output;

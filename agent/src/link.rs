@@ -16,14 +16,19 @@ use daemoneye_lib::ipc::proto::{
 };
 use daemoneye_lib::ipc::rpc::{self, CollectorLink};
 use daemoneye_lib::ipc::transport::{self, PeerPolicy};
-use daemoneye_lib::ipc::{Connection, IpcError, Limits, MessageType, convert};
+use daemoneye_lib::ipc::{Connection, IpcError, Limits, MessageType, convert, features};
 use daemoneye_lib::ledger::entry::Body;
 use daemoneye_lib::models::{ProcessRecord, ScanErrors, ScanSummary};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
 
 /// The most records one scan may have (2^18). Far above any real host (a 10,000-process host
 /// is busy), and low enough that a hostile collector's scan, decoded, stays near 100 MiB.
 pub const MAX_SCAN_RECORDS: usize = 256 * 1024;
+
+/// Pushed batches of exec events the link holds before it counts the next ones as dropped:
+/// at one batch every few milliseconds, about a second of events.
+pub const PUSH_QUEUE: usize = 256;
 
 /// A scan received from procmond.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,35 +54,63 @@ pub struct ProcmondLink {
 }
 
 impl ProcmondLink {
-    /// Connects to procmond's socket as the agent.
+    /// Connects to procmond's socket as the agent, asking for no pushed events.
     pub async fn connect(
         path: &Path,
         limits: Limits,
         policy: &PeerPolicy,
     ) -> Result<Self, IpcError> {
+        Ok(Self::connect_with(path, limits, policy, false).await?.0)
+    }
+
+    /// Connects to procmond's socket as the agent; with `events`, offers the `events` feature
+    /// and returns the queue of what procmond pushes when it agreed (`None` when it did not:
+    /// its exec events are off, and its health says why).
+    pub async fn connect_with(
+        path: &Path,
+        limits: Limits,
+        policy: &PeerPolicy,
+        events: bool,
+    ) -> Result<(Self, Option<mpsc::Receiver<proto::CollectorPush>>), IpcError> {
         let (stream, server) = transport::connect(path, policy).await?;
-        let mut link = Self::handshake(stream, limits).await?;
+        let (mut link, pushes) = Self::handshake_with(stream, limits, events).await?;
         // The kernel's word, not the peer's: the supervisor uses it to tell that the process
         // answering is the one it started.
         link.server_pid = server.pid;
-        Ok(link)
+        Ok((link, pushes))
     }
 
-    /// Handshakes as the agent over an already connected stream.
-    ///
-    /// It offers no optional feature yet: the agent has no consumer for process events
-    /// (`CollectorPush`) until the exec-events work adds one, and procmond would push only
-    /// what was agreed.
+    /// Handshakes as the agent over an already connected stream, asking for no events.
     pub async fn handshake<S>(stream: S, limits: Limits) -> Result<Self, IpcError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        Ok(Self::handshake_with(stream, limits, false).await?.0)
+    }
+
+    /// Handshakes as the agent, offering the `events` feature when `events` is set.
+    pub async fn handshake_with<S>(
+        stream: S,
+        limits: Limits,
+        events: bool,
+    ) -> Result<(Self, Option<mpsc::Receiver<proto::CollectorPush>>), IpcError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let offered: &[&str] = if events { &[features::EVENTS] } else { &[] };
         let conn =
-            Connection::client_handshake(stream, limits, Role::Agent, Role::Collector, &[]).await?;
+            Connection::client_handshake(stream, limits, Role::Agent, Role::Collector, offered)
+                .await?;
         let server_pid = conn.negotiated().peer_pid;
-        // With no feature agreed nothing is pushed; a queue of one holds nothing.
-        let (client, _pushes) = rpc::Client::new(conn, 1);
-        Ok(Self { client, server_pid })
+        let agreed = conn.negotiated().has(features::EVENTS);
+        // Without the feature nothing is pushed; a queue of one holds nothing.
+        let (client, pushes) = rpc::Client::new(conn, if agreed { PUSH_QUEUE } else { 1 });
+        Ok((Self { client, server_pid }, agreed.then_some(pushes)))
+    }
+
+    /// Pushed batches that arrived while the queue was full (the agent fell behind).
+    pub fn pushes_dropped(&self) -> u64 {
+        self.client.pushes_dropped()
     }
 
     /// procmond's pid, from the kernel when connected over a socket.

@@ -28,7 +28,8 @@ use daemoneye_lib::alert::{Alert, Severity};
 use daemoneye_lib::config::Config;
 use daemoneye_lib::detection::alerts::{self, AlertContext, Folded};
 use daemoneye_lib::detection::engine::RuleRun;
-use daemoneye_lib::models::{ProcessRecord, ScanSummary};
+use daemoneye_lib::detection::schema::Table;
+use daemoneye_lib::models::{EventKind, ProcessEvent, ProcessRecord, ScanSummary};
 use daemoneye_lib::storage::{Retention, RuleState, RuleStatus, Store};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -119,6 +120,14 @@ pub struct Pipeline {
     default_window: Duration,
     retention: Retention,
     outbox: Option<Arc<Outbox>>,
+    /// The newest stored scan: exec events are stored with it, parents looked up in it.
+    latest_scan: Option<i64>,
+    /// Exec events that arrived before the first scan was stored (at most
+    /// [`MAX_WAITING_EXEC`]).
+    waiting_exec: Vec<ProcessEvent>,
+    /// Processes recently exec'd, by pid: the parents of the next ones, before a scan sees
+    /// them (at most [`MAX_RECENT_EXEC`]).
+    recent_exec: HashMap<u32, ProcessRecord>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -131,6 +140,35 @@ impl std::fmt::Debug for Pipeline {
     }
 }
 
+/// Exec events kept in memory while no scan is stored yet.
+const MAX_WAITING_EXEC: usize = 10_000;
+/// Recently exec'd processes remembered as parents.
+const MAX_RECENT_EXEC: usize = 4096;
+
+fn store_latest(store: &Store) -> anyhow::Result<Option<i64>> {
+    Ok(store
+        .latest_scan()
+        .context("reading the newest scan")?
+        .map(|scan| scan.scan_id))
+}
+
+/// Splits exec events into rounds in which no pid appears twice (`processes` holds a pid
+/// once): a process that executes twice in one batch is evaluated once per program.
+fn rounds(events: &[ProcessEvent]) -> Vec<Vec<&ProcessEvent>> {
+    let mut rounds: Vec<(std::collections::HashSet<u32>, Vec<&ProcessEvent>)> = Vec::new();
+    for event in events {
+        let pid = event.record.pid;
+        match rounds.iter_mut().find(|(pids, _)| !pids.contains(&pid)) {
+            Some((pids, round)) => {
+                pids.insert(pid);
+                round.push(event);
+            }
+            None => rounds.push(([pid].into(), vec![event])),
+        }
+    }
+    rounds.into_iter().map(|(_, round)| round).collect()
+}
+
 /// Opens the event store `data_dir/events.redb`.
 pub fn open_store(data_dir: &Path) -> anyhow::Result<Store> {
     let path = data_dir.join("events.redb");
@@ -141,6 +179,7 @@ pub fn open_store(data_dir: &Path) -> anyhow::Result<Store> {
 impl Pipeline {
     /// A pipeline over `store` running `detector`.
     pub fn new(config: &Config, store: Arc<Store>, detector: Detector) -> anyhow::Result<Self> {
+        let store_ref = Arc::clone(&store);
         let states: HashMap<String, RuleState> = store
             .rule_states()
             .context("reading rule states")?
@@ -161,6 +200,9 @@ impl Pipeline {
                 scans_per_transaction: RETENTION_BATCH,
             },
             outbox: None,
+            latest_scan: store_latest(&store_ref)?,
+            waiting_exec: Vec::new(),
+            recent_exec: HashMap::new(),
         };
         pipeline.adopt_rules();
         Ok(pipeline)
@@ -277,15 +319,38 @@ impl Pipeline {
             .evaluate(&dataset)
             .context("loading the scan into the SQL sandbox")?;
         outcome.detection_time = runs.iter().map(|run| run.elapsed).sum();
-        self.record_runs(&runs, ingested.scan_id, &mut outcome);
+        self.keep(&runs, ingested.scan_id, now_ms, &mut outcome)?;
+        self.latest_scan = Some(ingested.scan_id);
+        if !self.waiting_exec.is_empty() {
+            let waiting = std::mem::take(&mut self.waiting_exec);
+            self.store_exec(&waiting)?;
+        }
+        let expired = self
+            .store
+            .enforce_retention(&self.retention, now_ms)
+            .context("deleting old scans")?;
+        outcome.expired_scans = expired.scans;
+        Ok(outcome)
+    }
+
+    /// Folds the alert candidates of `runs` against the stored alerts and writes alerts, their
+    /// deliveries and the rule states in one transaction.
+    fn keep(
+        &mut self,
+        runs: &[RuleRun],
+        scan_id: i64,
+        now_ms: i64,
+        outcome: &mut ScanOutcome,
+    ) -> anyhow::Result<()> {
+        self.record_runs(runs, scan_id, outcome);
 
         let ctx = AlertContext {
             host: &self.host,
             site: self.site.as_deref(),
-            scan_id: ingested.scan_id,
+            scan_id,
             now_ms,
         };
-        let candidates = self.detector.engine().alerts(&runs, &ctx);
+        let candidates = self.detector.engine().alerts(runs, &ctx);
         let windows: HashMap<&str, Duration> = self
             .detector
             .rules()
@@ -350,12 +415,116 @@ impl Pipeline {
             }
             outbox.note_dropped(dropped);
         }
-        let expired = self
-            .store
-            .enforce_retention(&self.retention, now_ms)
-            .context("deleting old scans")?;
-        outcome.expired_scans = expired.scans;
+        Ok(())
+    }
+
+    /// Stores a micro-batch of exec events with the newest scan, runs the rules that run on
+    /// exec events over it, and keeps their alerts. Before the first scan the events wait in
+    /// memory and are neither stored nor evaluated until it comes.
+    pub fn process_exec(
+        &mut self,
+        events: Vec<ProcessEvent>,
+        now_ms: i64,
+    ) -> anyhow::Result<ScanOutcome> {
+        let Some(scan_id) = self.store_exec(&events)? else {
+            let room = MAX_WAITING_EXEC.saturating_sub(self.waiting_exec.len());
+            if events.len() > room {
+                tracing::warn!(
+                    dropped = events.len() - room,
+                    "exec events before the first scan: the oldest are not kept"
+                );
+            }
+            self.waiting_exec.extend(events.into_iter().take(room));
+            return Ok(ScanOutcome::default());
+        };
+        let mut outcome = ScanOutcome {
+            scan_id,
+            generation: self.generation,
+            ..ScanOutcome::default()
+        };
+        if !self.detector.engine().runs_on_exec() {
+            self.remember_exec(&events);
+            return Ok(outcome);
+        }
+        let mut needed = self.detector.engine().exec_tables_needed();
+        // `processes` and `process_events` hold the batch itself, never a scan.
+        needed.remove(&Table::Processes);
+        needed.remove(&Table::ProcessEvents);
+        let tables = Tables::load(&self.store, &needed, None)?;
+        for round in rounds(&events) {
+            let records: Vec<ProcessRecord> = round
+                .iter()
+                .map(|event| ProcessRecord {
+                    scan_id,
+                    ..event.record.clone()
+                })
+                .collect();
+            let in_round: std::collections::HashSet<u32> =
+                records.iter().map(|record| record.pid).collect();
+            let mut parents = Vec::new();
+            for parent in records.iter().filter_map(|record| record.parent) {
+                if in_round.contains(&parent)
+                    || parents.iter().any(|p: &ProcessRecord| p.pid == parent)
+                {
+                    continue;
+                }
+                if let Some(found) = self.parent(parent)? {
+                    parents.push(found);
+                }
+            }
+            let batch: Vec<ProcessEvent> = round.iter().map(|event| (*event).clone()).collect();
+            let mut dataset = tables.dataset(&records);
+            dataset.processes = Some(&records);
+            dataset.parents = Some(&parents);
+            dataset.events = Some(&batch);
+            let runs = self
+                .detector
+                .engine_mut()
+                .evaluate_exec(&dataset)
+                .context("loading exec events into the SQL sandbox")?;
+            outcome.detection_time += runs.iter().map(|run| run.elapsed).sum::<Duration>();
+            self.keep(&runs, scan_id, now_ms, &mut outcome)?;
+            self.remember_exec(&batch);
+        }
         Ok(outcome)
+    }
+
+    /// Stores exec events with the newest scan; `None` while there is none.
+    fn store_exec(&mut self, events: &[ProcessEvent]) -> anyhow::Result<Option<i64>> {
+        if events.is_empty() {
+            return Ok(self.latest_scan);
+        }
+        let stored = self
+            .store
+            .append_exec_events(events)
+            .context("storing exec events")?;
+        if stored.is_some() {
+            self.latest_scan = stored;
+        }
+        Ok(stored)
+    }
+
+    /// The parent `pid` as last seen: exec'd since the newest scan, or in it.
+    fn parent(&self, pid: u32) -> anyhow::Result<Option<ProcessRecord>> {
+        if let Some(record) = self.recent_exec.get(&pid) {
+            return Ok(Some(record.clone()));
+        }
+        let Some(scan_id) = self.latest_scan else {
+            return Ok(None);
+        };
+        self.store
+            .snapshot_record(scan_id, pid)
+            .context("reading a parent process")
+    }
+
+    fn remember_exec(&mut self, events: &[ProcessEvent]) {
+        for event in events.iter().filter(|event| event.event == EventKind::Exec) {
+            if self.recent_exec.len() >= MAX_RECENT_EXEC {
+                self.recent_exec.clear();
+            }
+            self.recent_exec
+                .insert(event.record.pid, event.record.clone());
+        }
     }
 
     fn record_runs(&mut self, runs: &[RuleRun], scan_id: i64, outcome: &mut ScanOutcome) {
@@ -394,6 +563,11 @@ enum Command {
     Scan {
         summary: ScanSummary,
         records: Vec<ProcessRecord>,
+        now_ms: i64,
+        reply: oneshot::Sender<anyhow::Result<ScanOutcome>>,
+    },
+    Exec {
+        events: Vec<ProcessEvent>,
         now_ms: i64,
         reply: oneshot::Sender<anyhow::Result<ScanOutcome>>,
     },
@@ -451,6 +625,29 @@ impl PipelineHandle {
                             }
                             let _ = reply.send(outcome);
                         }
+                        Command::Exec {
+                            events,
+                            now_ms,
+                            reply,
+                        } => {
+                            let outcome =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    pipeline.process_exec(events, now_ms)
+                                }))
+                                .unwrap_or_else(|_| {
+                                    Err(anyhow::anyhow!("detection on exec events panicked"))
+                                });
+                            if let Ok(outcome) = &outcome
+                                && !outcome.raised.is_empty()
+                            {
+                                view_tx.send_replace(Arc::new(pipeline.view()));
+                                let _ = raised.blocking_send(Raised {
+                                    scan_id: outcome.scan_id,
+                                    alerts: outcome.raised.clone(),
+                                });
+                            }
+                            let _ = reply.send(outcome);
+                        }
                         Command::Replace { detector, reply } => {
                             pipeline.replace_detector(*detector);
                             view_tx.send_replace(Arc::new(pipeline.view()));
@@ -484,6 +681,26 @@ impl PipelineHandle {
         answer
             .await
             .map_err(|_| anyhow::anyhow!("the pipeline stopped during the scan"))?
+    }
+
+    /// Stores a micro-batch of exec events and runs the exec rules over it.
+    pub async fn process_exec(
+        &self,
+        events: Vec<ProcessEvent>,
+        now_ms: i64,
+    ) -> anyhow::Result<ScanOutcome> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Exec {
+                events,
+                now_ms,
+                reply,
+            })
+            .await
+            .map_err(|_| anyhow::anyhow!("the pipeline has stopped"))?;
+        answer
+            .await
+            .map_err(|_| anyhow::anyhow!("the pipeline stopped during exec events"))?
     }
 
     /// Replaces the rule set after the scan in progress, if any; returns its generation.

@@ -170,6 +170,9 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
         )
     })?;
 
+    // Exec events from every procmond in turn; `--once` runs one scan and asks for none.
+    let (exec_tx, exec_rx) = mpsc::channel(crate::link::PUSH_QUEUE);
+    let exec_status = Arc::new(crate::exec::ExecStatus::default());
     let collector_socket = transport::collector_socket(&options.data_dir);
     let collector_socket_path = collector_socket.clone();
     let mut args: Vec<OsString> = vec![
@@ -196,6 +199,7 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
         // longer than a few intervals more is stalled: procmond is replaced (a frozen one is
         // caught sooner, by the health checks beside the scan).
         scan_timeout: scan_deadline(collection.hash_time_budget.get(), collection.interval.get()),
+        pushes: (!options.once).then(|| exec_tx.clone()),
     };
     let signal = stop_signal()?;
     tokio::pin!(signal);
@@ -241,7 +245,14 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
         query_limits: detector::limits(&options.config),
         interval: options.interval,
         bundles: Arc::clone(&bundles),
+        exec: Arc::clone(&exec_status),
     }));
+    drop(exec_tx);
+    let consuming_exec = tokio::spawn(crate::exec::consume(
+        exec_rx,
+        pipeline.clone(),
+        Arc::clone(&exec_status),
+    ));
     let serving = tokio::spawn(control::serve(
         listener,
         Arc::clone(&state),
@@ -305,6 +316,7 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     // The pipeline finishes the scan it has, then stops; the ledger task then sees its
     // queue close once it has recorded every alert raised. `--once` makes its one delivery
     // attempt now; the loops of a running agent finish the batch they hold.
+    consuming_exec.abort();
     pipeline.stop().await;
     let _ = delivering.await;
     let _ = tokio::task::spawn_blocking(move || pipeline_thread.join()).await;

@@ -28,7 +28,7 @@ use daemoneye_lib::ipc::transport::PeerPolicy;
 use daemoneye_lib::ipc::{IpcError, Limits};
 use daemoneye_lib::ledger::entry::{Body, fit_str};
 use tokio::process::{Child, Command};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::backoff::{Backoff, STABLE_AFTER};
 use crate::link::{ProcmondLink, ReceivedScan};
@@ -67,6 +67,9 @@ pub struct Settings {
     pub startup_timeout: Duration,
     /// Time a scan may take before procmond is considered hung.
     pub scan_timeout: Duration,
+    /// Where procmond's pushed exec events go, from every procmond in turn; `None` asks for
+    /// none.
+    pub pushes: Option<mpsc::Sender<proto::CollectorPush>>,
 }
 
 /// Where procmond stands.
@@ -378,8 +381,21 @@ async fn run_child(
             }
             () = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
-        match ProcmondLink::connect(&settings.socket, settings.limits, &settings.policy).await {
-            Ok(link) => break link,
+        let events = settings.pushes.is_some();
+        match ProcmondLink::connect_with(
+            &settings.socket,
+            settings.limits,
+            &settings.policy,
+            events,
+        )
+        .await
+        {
+            Ok((link, pushes)) => {
+                if let (Some(pushes), Some(to)) = (pushes, settings.pushes.clone()) {
+                    tokio::spawn(forward_pushes(pushes, to));
+                }
+                break link;
+            }
             Err(err) if Instant::now() >= deadline => {
                 let ended = stop(&mut child).await;
                 return Some(format!(
@@ -503,5 +519,19 @@ pub fn describe_exit(status: std::io::Result<ExitStatus>) -> String {
             },
             (None, None) => "stopped for an unknown reason".to_owned(),
         },
+    }
+}
+
+/// Hands one connection's pushed batches on to the agent's consumer, in order, until the
+/// connection ends. When the consumer falls behind, the link's own queue fills and it counts
+/// what it drops (the consumer sees the gap in the sequence numbers).
+async fn forward_pushes(
+    mut pushes: mpsc::Receiver<proto::CollectorPush>,
+    to: mpsc::Sender<proto::CollectorPush>,
+) {
+    while let Some(push) = pushes.recv().await {
+        if to.send(push).await.is_err() {
+            return;
+        }
     }
 }

@@ -86,6 +86,8 @@ impl Tables {
     pub fn dataset<'a>(&'a self, records: &'a [ProcessRecord]) -> Dataset<'a> {
         Dataset {
             processes: self.processes.then_some(records),
+            // Only an evaluation of exec events has parents outside `processes`.
+            parents: self.processes.then_some(&[]),
             snapshots: self.snapshots.as_deref(),
             events: self.events.as_deref(),
             scans: self.scans.as_deref(),

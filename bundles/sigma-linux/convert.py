@@ -44,6 +44,7 @@ def main():
             f"description = {q(description)}",
             f"sql = {q(rule['sql'])}",
             'dedup = { key = ["ProcessId", "Image", "CommandLine"] }',
+            'on = "both"',
             "",
         ]
     (HERE / "rules").mkdir(exist_ok=True)

@@ -54,6 +54,16 @@ pub fn to_json(health: &proto::AgentHealth) -> Value {
             "last_at": health.last_scan_at,
             "last_processes": health.last_scan_processes,
         },
+        "exec_events": collector.exec_events.as_ref().map(|e| json!({
+            "on": e.on,
+            "detail": e.detail,
+            "received": e.received,
+            "pushed": e.pushed,
+            "lost": e.lost,
+            "dropped": e.dropped,
+            "last_drop_at": e.last_drop_at,
+            "last_drop_reason": e.last_drop_reason,
+        })),
     })
 }
 

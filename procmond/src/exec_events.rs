@@ -22,16 +22,20 @@
 //! # Threads and bounds
 //!
 //! - The *listener* thread receives datagrams, keeps a bounded map of which process forked
-//!   which (so that an exec whose process is gone still names its parent), and hands each exec
-//!   of a process (not of a thread) to the reader through a queue of [`QUEUE`] events. A full
-//!   queue drops the event and counts it. The kernel numbers its messages per CPU; a gap in a
-//!   CPU's numbers is events the socket's buffer overran, counted the same way.
-//! - The *reader* thread reads each exec'd process through the scan's own reader
-//!   (`crate::linux::observe`), takes the executable's hash from its cache or hashes it within
-//!   [`HASH_BUDGET`] (only while the queue is short: under a storm the hash is left to the
-//!   next scan), and pushes the events to the agent in batches: every [`BATCH_WAIT`] or
-//!   [`BATCH_MAX`] events. A process that exited before it could be read yields an event with
-//!   what the kernel gave (pid, parent, time) marked lost.
+//!   which (so that an exec whose process is gone still names its parent), and reads each
+//!   exec'd process (not thread) at once, through the scan's own reader
+//!   (`crate::linux::observe_exec`, which reads the command line before anything else: it
+//!   goes with the process's memory the moment it exits). No hand-off comes between the kernel's message and
+//!   the read: a `/bin/true` lives for well under a millisecond. While it reads, the socket's
+//!   buffer holds what arrives; the kernel numbers its messages per CPU, and a gap in a CPU's
+//!   numbers is events that buffer overran, counted as dropped. A process that exited before
+//!   it could be read yields an event with what the kernel gave (pid, parent, time) marked
+//!   lost.
+//! - The *pusher* thread takes the read events through a queue of [`QUEUE`] (a full queue
+//!   drops the event and counts it), takes each executable's hash from its cache or hashes it
+//!   within [`HASH_BUDGET`] (only while the queue is short: under a storm the hash is left to
+//!   the next scan), and pushes the events to the agent in batches: every [`BATCH_WAIT`] or
+//!   [`BATCH_MAX`] events.
 //! - Drops are counted in health at once and written to the audit ledger (`exec_events_dropped`)
 //!   at most once every [`LEDGER_EVERY`] while they go on.
 //!
@@ -52,11 +56,11 @@ use daemoneye_lib::models::{EventKind, ProcessEvent, ProcessRecord};
 use tokio::sync::mpsc;
 
 use crate::audit::AuditLog;
-use crate::collector::{CollectorOptions, epoch_millis};
+use crate::collector::{CollectorOptions, ExeRef, epoch_millis};
 use crate::hasher::{FileKey, HashCache, HashOutcome, hash_file};
 
-/// Exec events waiting for the reader.
-pub const QUEUE: usize = 8192;
+/// Read exec events waiting for the pusher.
+pub const QUEUE: usize = 2048;
 /// The most events in one pushed batch.
 pub const BATCH_MAX: usize = 256;
 /// How long the first event of a batch waits for others.
@@ -99,7 +103,11 @@ pub enum Event {
     /// The acknowledgement of a listen message, with its error number (0: accepted).
     Ack { err: u32 },
     /// `parent` forked `child` (thread-group ids, and whether the child is a thread).
-    Fork { parent: u32, child: u32, thread: bool },
+    Fork {
+        parent: u32,
+        child: u32,
+        thread: bool,
+    },
     /// `pid` executed a program (thread-group id; a thread's exec is reported as its group's).
     Exec { pid: u32, at_ns: u64 },
     /// A process (not a thread) exited.
@@ -391,24 +399,34 @@ impl ExecEvents {
         let stats = Arc::new(Stats::default());
         stats.on.store(true, Ordering::Relaxed);
         let subscriber: Arc<Mutex<Subscriber>> = Arc::default();
-        let (queue_tx, queue_rx) = sync_channel::<Pending>(QUEUE);
+        let (queue_tx, queue_rx) = sync_channel::<Read>(QUEUE);
         {
             let stats = Arc::clone(&stats);
             let subscriber = Arc::clone(&subscriber);
+            let options = options.clone();
             std::thread::Builder::new()
                 .name("exec-listen".to_owned())
-                .spawn(move || listen(&subscription, &queue_tx, &stats, &subscriber))?;
+                .spawn(move || {
+                    let listener = Listener {
+                        options: &options,
+                        clock: &clock,
+                        queue: &queue_tx,
+                        stats: &stats,
+                        subscriber: &subscriber,
+                    };
+                    listener.run(&subscription);
+                })?;
         }
         {
             let stats = Arc::clone(&stats);
             let subscriber = Arc::clone(&subscriber);
             std::thread::Builder::new()
-                .name("exec-read".to_owned())
+                .name("exec-push".to_owned())
                 .spawn(move || {
-                    let mut reader = Reader {
+                    let mut reader = Pusher {
                         options,
-                        clock,
                         hashes: HashCache::default(),
+                        too_slow: std::collections::HashSet::new(),
                         stats,
                         subscriber,
                         audit,
@@ -446,12 +464,11 @@ impl ExecEvents {
     }
 }
 
-/// An exec waiting to be read.
-#[derive(Debug, Clone, Copy)]
-struct Pending {
-    pid: u32,
-    parent: Option<u32>,
-    observed_at: i64,
+/// An exec read, waiting for its hash and its batch.
+#[derive(Debug)]
+struct Read {
+    event: ProcessEvent,
+    exe: Option<ExeRef>,
 }
 
 /// Turns the kernel's monotonic nanoseconds into Unix milliseconds.
@@ -475,101 +492,144 @@ impl Clock {
     }
 }
 
-fn listen(
-    subscription: &Subscription,
-    queue: &SyncSender<Pending>,
-    stats: &Stats,
-    subscriber: &Mutex<Subscriber>,
-) {
-    let mut buf = Vec::with_capacity(64 * 1024);
-    let mut forks: HashMap<u32, u32> = HashMap::new();
-    let mut last_seq: HashMap<u32, u32> = HashMap::new();
-    let mut clock = Clock::now();
-    let mut clock_at = Instant::now();
-    let counting = || {
-        subscriber
+struct Listener<'a> {
+    options: &'a CollectorOptions,
+    clock: &'a crate::linux::Clock,
+    queue: &'a SyncSender<Read>,
+    stats: &'a Stats,
+    subscriber: &'a Mutex<Subscriber>,
+}
+
+impl Listener<'_> {
+    fn counting(&self) -> bool {
+        self.subscriber
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .ever
-    };
-    loop {
-        buf.clear();
-        match subscription.socket.recv(&mut buf, 0) {
-            Ok(_) => {}
-            Err(err) if is_timeout(&err) || err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) if err.raw_os_error() == Some(nix::libc::ENOBUFS) => {
-                // The sequence numbers say how many; this only notes the cause.
-                tracing::warn!("the kernel's process event buffer overran");
-                continue;
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "process events: receive failed; events are off");
-                stats.on.store(false, Ordering::Relaxed);
-                *stats
-                    .detail
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                    format!("receiving process events failed: {err}");
-                return;
-            }
-        }
-        if clock_at.elapsed() > Duration::from_secs(60) {
-            // Wall clock and monotonic clock drift apart (NTP, suspend): measure again.
-            clock = Clock::now();
-            clock_at = Instant::now();
-        }
-        for message in parse(&buf) {
-            if let Some(previous) = last_seq.insert(message.cpu, message.seq) {
-                let gap = message.seq.wrapping_sub(previous).wrapping_sub(1);
-                // A huge gap is a counter reset (another listener's arrival does not reset
-                // it; a CPU brought back online may): not counted.
-                if gap > 0 && gap < 1 << 24 && counting() {
-                    stats.drop_events(u64::from(gap), "the kernel's event buffer overran");
+    }
+
+    fn run(&self, subscription: &Subscription) {
+        let stats = self.stats;
+        let mut buf = Vec::with_capacity(64 * 1024);
+        let mut forks: HashMap<u32, u32> = HashMap::new();
+        let mut last_seq: HashMap<u32, u32> = HashMap::new();
+        let mut clock = Clock::now();
+        let mut clock_at = Instant::now();
+        loop {
+            buf.clear();
+            match subscription.socket.recv(&mut buf, 0) {
+                Ok(_) => {}
+                Err(err) if is_timeout(&err) || err.kind() == io::ErrorKind::Interrupted => {
+                    continue;
+                }
+                Err(err) if err.raw_os_error() == Some(nix::libc::ENOBUFS) => {
+                    // The sequence numbers say how many; this only notes the cause.
+                    tracing::warn!("the kernel's process event buffer overran");
+                    continue;
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "process events: receive failed; events are off");
+                    stats.on.store(false, Ordering::Relaxed);
+                    *stats
+                        .detail
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        format!("receiving process events failed: {err}");
+                    return;
                 }
             }
-            match message.event {
-                Event::Fork {
-                    parent,
-                    child,
-                    thread: false,
-                } => {
-                    if forks.len() >= FORKS_REMEMBERED {
-                        forks.clear();
+            if clock_at.elapsed() > Duration::from_secs(60) {
+                // Wall clock and monotonic clock drift apart (NTP, suspend): measure again.
+                clock = Clock::now();
+                clock_at = Instant::now();
+            }
+            for message in parse(&buf) {
+                if let Some(previous) = last_seq.insert(message.cpu, message.seq) {
+                    let gap = message.seq.wrapping_sub(previous).wrapping_sub(1);
+                    // A huge gap is a counter reset (a CPU brought back online): not counted.
+                    if gap > 0 && gap < 1 << 24 && self.counting() {
+                        stats.drop_events(u64::from(gap), "the kernel's event buffer overran");
                     }
-                    forks.insert(child, parent);
                 }
-                Event::Exit { pid } => {
-                    forks.remove(&pid);
-                }
-                Event::Exec { pid, at_ns } => {
-                    stats.received.fetch_add(1, Ordering::Relaxed);
-                    let pending = Pending {
-                        pid,
-                        parent: forks.get(&pid).copied(),
-                        observed_at: clock.to_epoch_ms(at_ns),
-                    };
-                    match queue.try_send(pending) {
-                        Ok(()) => {
-                            stats.queued.fetch_add(1, Ordering::Relaxed);
+                match message.event {
+                    Event::Fork {
+                        parent,
+                        child,
+                        thread: false,
+                    } => {
+                        if forks.len() >= FORKS_REMEMBERED {
+                            forks.clear();
                         }
-                        Err(TrySendError::Full(_)) => {
-                            if counting() {
-                                stats.drop_events(1, "procmond could not read them fast enough");
+                        forks.insert(child, parent);
+                    }
+                    Event::Exit { pid } => {
+                        forks.remove(&pid);
+                    }
+                    Event::Exec { pid, at_ns } => {
+                        stats.received.fetch_add(1, Ordering::Relaxed);
+                        let read =
+                            self.read(pid, forks.get(&pid).copied(), clock.to_epoch_ms(at_ns));
+                        match self.queue.try_send(read) {
+                            Ok(()) => {
+                                stats.queued.fetch_add(1, Ordering::Relaxed);
                             }
+                            Err(TrySendError::Full(_)) => {
+                                if self.counting() {
+                                    stats.drop_events(1, "procmond could not keep up with them");
+                                }
+                            }
+                            Err(TrySendError::Disconnected(_)) => return,
                         }
-                        Err(TrySendError::Disconnected(_)) => return,
                     }
+                    Event::Fork { .. } | Event::Ack { .. } | Event::Other => {}
                 }
-                Event::Fork { .. } | Event::Ack { .. } | Event::Other => {}
             }
+        }
+    }
+
+    /// Reads one exec'd process; lost when it is gone (or a zombie whose command line went
+    /// with its memory) before it could be read.
+    fn read(&self, pid: u32, parent: Option<u32>, observed_at: i64) -> Read {
+        let observed = crate::linux::observe_exec(pid, self.options, self.clock);
+        // The command line is what an exec event is for: without it (the process exited, and
+        // was perhaps reaped, before it could be read) the event is lost.
+        let gone = observed.record.cmdline.is_none();
+        let collected_at = epoch_millis();
+        if gone {
+            self.stats.lost.fetch_add(1, Ordering::Relaxed);
+            return Read {
+                event: ProcessEvent {
+                    event: EventKind::ExecLost,
+                    record: ProcessRecord {
+                        pid,
+                        parent: observed.record.parent.or(parent),
+                        collected_at,
+                        ..ProcessRecord::default()
+                    },
+                    observed_at,
+                },
+                exe: None,
+            };
+        }
+        Read {
+            event: ProcessEvent {
+                event: EventKind::Exec,
+                record: ProcessRecord {
+                    collected_at,
+                    ..observed.record
+                },
+                observed_at,
+            },
+            exe: observed.exe,
         }
     }
 }
 
-struct Reader {
+struct Pusher {
     options: CollectorOptions,
-    clock: crate::linux::Clock,
     hashes: HashCache,
+    /// Executables that could not be hashed within the budget.
+    too_slow: std::collections::HashSet<FileKey>,
     stats: Arc<Stats>,
     subscriber: Arc<Mutex<Subscriber>>,
     audit: Arc<AuditLog>,
@@ -577,19 +637,34 @@ struct Reader {
     ledgered_at: Option<Instant>,
 }
 
-impl Reader {
-    fn run(&mut self, queue: &Receiver<Pending>) {
+impl Pusher {
+    fn run(&mut self, queue: &Receiver<Read>) {
         let mut batch: Vec<ProcessEvent> = Vec::with_capacity(BATCH_MAX);
         let mut batch_started: Option<Instant> = None;
         let mut dropped_reported = 0u64;
         loop {
+            #[cfg(debug_assertions)]
+            hold_at_test_gate();
             let wait = batch_started.map_or(Duration::from_secs(1), |started| {
                 BATCH_WAIT.saturating_sub(started.elapsed())
             });
             match queue.recv_timeout(wait) {
-                Ok(pending) => {
+                Ok(read) => {
                     self.stats.queued.fetch_sub(1, Ordering::Relaxed);
-                    batch.push(self.read(pending));
+                    let mut event = read.event;
+                    if let Some(exe) = &read.exe {
+                        // A process that has exited since leaves no /proc/PID/exe: the path
+                        // it ran is checked against the same identity instead.
+                        let by_path = event.record.path.as_deref().map(std::path::Path::new);
+                        event.record.exe_sha256 =
+                            self.hash(&exe.open_path, exe.key).or_else(|| {
+                                let gone = !exe.open_path.exists();
+                                by_path
+                                    .filter(|_| gone)
+                                    .and_then(|path| self.hash(path, exe.key))
+                            });
+                    }
+                    batch.push(event);
                     batch_started.get_or_insert_with(Instant::now);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -607,40 +682,17 @@ impl Reader {
         }
     }
 
-    /// Reads one exec'd process; lost when it is gone (or a zombie) already.
-    fn read(&mut self, pending: Pending) -> ProcessEvent {
-        let observed = crate::linux::observe(pending.pid, &self.options, &self.clock);
-        let gone = observed.start_ticks.is_none() || observed.record.state.as_deref() == Some("Z");
-        if gone {
-            self.stats.lost.fetch_add(1, Ordering::Relaxed);
-            return ProcessEvent {
-                event: EventKind::ExecLost,
-                record: ProcessRecord {
-                    pid: pending.pid,
-                    parent: pending.parent.or(observed.record.parent),
-                    collected_at: epoch_millis(),
-                    ..ProcessRecord::default()
-                },
-                observed_at: pending.observed_at,
-            };
-        }
-        let mut record = observed.record;
-        if let Some(exe) = &observed.exe {
-            record.exe_sha256 = self.hash(&exe.open_path, exe.key);
-        }
-        record.collected_at = epoch_millis();
-        ProcessEvent {
-            event: EventKind::Exec,
-            record,
-            observed_at: pending.observed_at,
-        }
-    }
-
+    /// The executable's hash: from the cache, or read within [`HASH_BUDGET`]. A file that
+    /// could not be hashed in time (too large, or the budget ran out) is not tried again by
+    /// exec events, so that one large program run often cannot spend the pusher's time over
+    /// and over: the scans, with their own budget, hash it.
     fn hash(&mut self, path: &std::path::Path, key: FileKey) -> Option<String> {
         if let Some(hash) = self.hashes.get(&key) {
             return Some(hash.to_owned());
         }
-        if self.stats.queued.load(Ordering::Relaxed) >= HASH_WHEN_QUEUE_BELOW {
+        if self.too_slow.contains(&key)
+            || self.stats.queued.load(Ordering::Relaxed) >= HASH_WHEN_QUEUE_BELOW
+        {
             return None;
         }
         match hash_file(
@@ -656,7 +708,14 @@ impl Reader {
                 self.hashes.insert(key, hex.clone());
                 Some(hex)
             }
-            _ => None,
+            HashOutcome::TooLarge | HashOutcome::BudgetExhausted => {
+                if self.too_slow.len() >= HASH_CACHE {
+                    self.too_slow.clear();
+                }
+                self.too_slow.insert(key);
+                None
+            }
+            HashOutcome::ChangedDuringRead | HashOutcome::Unreadable(_) => None,
         }
     }
 
@@ -732,6 +791,22 @@ impl Reader {
         });
         self.ledgered_total = total;
         self.ledgered_at = Some(Instant::now());
+    }
+}
+
+/// Debug builds only: while the file `DAEMONEYE_TEST_EXEC_GATE` names exists, the pusher
+/// takes nothing from its queue (five minutes at most), so that an end-to-end test can make
+/// procmond fall behind a storm of execs on any machine, however fast. Release builds contain
+/// none of this.
+#[cfg(debug_assertions)]
+fn hold_at_test_gate() {
+    let Some(gate) = std::env::var_os("DAEMONEYE_TEST_EXEC_GATE").map(std::path::PathBuf::from)
+    else {
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while gate.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

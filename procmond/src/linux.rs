@@ -195,18 +195,42 @@ pub(crate) fn list_pids() -> io::Result<Vec<u32>> {
 
 /// Reads one process. Never fails: what cannot be read stays `None` and is counted.
 pub(crate) fn observe(pid: u32, options: &CollectorOptions, clock: &Clock) -> Observed {
+    observe_from(pid, options, clock, false)
+}
+
+/// Reads a process the kernel just reported executed: as [`observe`], but the command line
+/// comes before everything else, even `stat`, since it goes with the process's memory the
+/// moment it exits. A record with a command line but no start time (`start_ticks` `None`) is
+/// a process that exited during the read.
+pub(crate) fn observe_exec(pid: u32, options: &CollectorOptions, clock: &Clock) -> Observed {
+    observe_from(pid, options, clock, true)
+}
+
+fn observe_from(pid: u32, options: &CollectorOptions, clock: &Clock, exec: bool) -> Observed {
     let mut problems = Problems::default();
     let mut record = ProcessRecord {
         pid,
         ..ProcessRecord::default()
     };
     let dir = ProcDir::open(pid).map_err(|err| problems.note(classify(&err)));
+    let early_cmdline = match (&dir, exec) {
+        (Ok(dir), true) => match dir.read("cmdline", options.cmdline_max_bytes) {
+            Ok(data) => procfs::parse_cmdline(&data),
+            Err(err) => {
+                problems.note(classify(&err));
+                None
+            }
+        },
+        _ => None,
+    };
     let stat = dir
         .as_ref()
         .ok()
         .and_then(|dir| problems.read(dir, "stat", procfs::parse_stat));
     let (Ok(dir), Some(stat)) = (dir, stat) else {
-        // The process is gone, or its stat is unreadable: a record with only its PID.
+        // The process is gone, or its stat is unreadable: a record with only its PID (and
+        // the command line read before, for an exec).
+        record.cmdline = early_cmdline;
         return Observed {
             record,
             exe: None,
@@ -228,6 +252,19 @@ pub(crate) fn observe(pid: u32, options: &CollectorOptions, clock: &Clock) -> Ob
     record.resident_size = Some(stat.rss_pages.saturating_mul(clock.page_size));
     record.start_time = i64::try_from(clock.start_epoch(start_ticks)).ok();
 
+    // What a process loses first when it exits (its memory, so its command line, and its
+    // executable link) is read first: an exec event reads a process that may live for a
+    // millisecond.
+    if exec {
+        record.cmdline = early_cmdline;
+    } else {
+        match dir.read("cmdline", options.cmdline_max_bytes) {
+            Ok(data) => record.cmdline = procfs::parse_cmdline(&data),
+            Err(err) => problems.note(classify(&err)),
+        }
+    }
+    let exe = read_exe(&dir, pid, &mut record, &mut problems, clock);
+
     record.cwd = read_link_lossy(&dir, "cwd", &mut problems);
     record.root = read_link_lossy(&dir, "root", &mut problems);
 
@@ -236,19 +273,12 @@ pub(crate) fn observe(pid: u32, options: &CollectorOptions, clock: &Clock) -> Ob
         [record.gid, record.egid, record.sgid] = ids.gid.map(Some);
     }
 
-    match dir.read("cmdline", options.cmdline_max_bytes) {
-        Ok(data) => record.cmdline = procfs::parse_cmdline(&data),
-        Err(err) => problems.note(classify(&err)),
-    }
-
     if let Some(io) = problems.read(&dir, "io", procfs::parse_io) {
         record.disk_bytes_read = Some(io.read_bytes);
         record.disk_bytes_written = Some(io.write_bytes);
     }
 
     record.cgroup_path = problems.read(&dir, "cgroup", procfs::parse_cgroup);
-
-    let exe = read_exe(&dir, pid, &mut record, &mut problems, clock);
 
     Observed {
         record,

@@ -110,9 +110,18 @@ pub fn copy_exe(from: &str, dir: &Path, name: &str) -> PathBuf {
     to
 }
 
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// A running `daemoneye-agent` in a private data directory, killed on drop.
 pub struct Agent {
     child: Child,
+    /// A command the agent is started under (`unshare --net --`), kept for [`Agent::restart`].
+    wrapper: Vec<String>,
     /// `--interval`, kept for [`Agent::restart`].
     interval_secs: f64,
     /// Extra environment, kept for [`Agent::restart`].
@@ -139,10 +148,29 @@ impl Agent {
         Self::start_in(dir, config, interval_secs, env)
     }
 
+    /// [`Agent::start`] under `wrapper`, a command that runs the rest of its arguments
+    /// (`["unshare", "--net", "--"]`).
+    pub fn start_with_wrapper(wrapper: &[&str], config: &str, interval_secs: f64) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut agent = Self::start_in_wrapped(dir, wrapper, config, interval_secs, &[]);
+        agent.wrapper = wrapper.iter().map(|part| (*part).to_owned()).collect();
+        agent
+    }
+
     /// [`Agent::start_with_env`] in `dir`, which the test may have prepared: the data
     /// directory is `<dir>/data` (it may exist already, with a store in it).
     pub fn start_in(
         dir: tempfile::TempDir,
+        config: &str,
+        interval_secs: f64,
+        env: &[(&str, &Path)],
+    ) -> Self {
+        Self::start_in_wrapped(dir, &[], config, interval_secs, env)
+    }
+
+    fn start_in_wrapped(
+        dir: tempfile::TempDir,
+        wrapper: &[&str],
         config: &str,
         interval_secs: f64,
         env: &[(&str, &Path)],
@@ -154,9 +182,12 @@ impl Agent {
             .iter()
             .map(|(key, value)| ((*key).to_owned(), value.to_path_buf()))
             .collect();
-        let (child, log, stdout) = spawn_agent(&data_dir, &config_file, interval_secs, &env);
+        let wrapper: Vec<String> = wrapper.iter().map(|part| (*part).to_owned()).collect();
+        let (child, log, stdout) =
+            spawn_agent(&wrapper, &data_dir, &config_file, interval_secs, &env);
         Self {
             child,
+            wrapper,
             interval_secs,
             env,
             dir,
@@ -191,8 +222,13 @@ impl Agent {
     /// [`Agent::stop`]); the log and stdout lists start empty.
     pub fn restart(&mut self) {
         let config_file = self.dir.path().join("config.toml");
-        let (child, log, stdout) =
-            spawn_agent(&self.data_dir, &config_file, self.interval_secs, &self.env);
+        let (child, log, stdout) = spawn_agent(
+            &self.wrapper,
+            &self.data_dir,
+            &config_file,
+            self.interval_secs,
+            &self.env,
+        );
         self.child = child;
         self.log = log;
         self.stdout = stdout;
@@ -294,12 +330,21 @@ impl Agent {
 type Spawned = (Child, Arc<Mutex<Vec<String>>>, Arc<Mutex<Vec<String>>>);
 
 fn spawn_agent(
+    wrapper: &[String],
     data_dir: &Path,
     config_file: &Path,
     interval_secs: f64,
     env: &[(String, PathBuf)],
 ) -> Spawned {
-    let mut child = Command::new(bin("daemoneye-agent"))
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(bin("daemoneye-agent"));
+            command
+        }
+        None => Command::new(bin("daemoneye-agent")),
+    };
+    let mut child = command
         .arg("--data-dir")
         .arg(data_dir)
         .arg("--config")

@@ -25,6 +25,12 @@ pub fn report(state: &AgentState) -> proto::AgentHealth {
         interval: state.interval,
     };
     let mut components = assess(&status, &scans, &state.store_health, &when);
+    let running = matches!(status.state, State::Running { .. });
+    components.push(crate::exec::health(
+        status.last_health.as_ref().filter(|_| running),
+        &state.exec,
+        when.now_ms,
+    ));
     components.push(rules_component(&state.pipeline.rules()));
     let view = state.bundles.health_view();
     components.push(bundles_component(&view));

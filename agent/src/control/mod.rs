@@ -84,6 +84,8 @@ pub struct AgentState {
     pub outbox: Arc<Outbox>,
     /// `site.id`, for test alerts.
     pub site: Option<String>,
+    /// What became of procmond's exec events.
+    pub exec: Arc<crate::exec::ExecStatus>,
 }
 
 /// What [`AgentState::new`] is made of.
@@ -108,6 +110,8 @@ pub struct Parts {
     pub outbox: Arc<Outbox>,
     /// `site.id`.
     pub site: Option<String>,
+    /// What became of procmond's exec events.
+    pub exec: Arc<crate::exec::ExecStatus>,
 }
 
 impl AgentState {
@@ -124,6 +128,7 @@ impl AgentState {
             bundles,
             outbox,
             site,
+            exec,
         } = parts;
         Self {
             started: Instant::now(),
@@ -139,6 +144,7 @@ impl AgentState {
             bundles,
             outbox,
             site,
+            exec,
         }
     }
 

@@ -38,6 +38,7 @@
 //! interval = "10s"            # time between two process scans; 100ms to 1d
 //! hash_max_bytes = 536870912  # larger executables are not hashed; more than zero
 //! hash_time_budget = "5s"     # time one scan may spend hashing executables; 1ms to 1h
+//! exec_events = true          # hear the kernel's exec events as they happen (Linux, as root)
 //!
 //! [collector]
 //! # user = "daemoneye"        # user the collector drops privileges to; never "root"
@@ -159,6 +160,10 @@ interval = "10s"
 hash_max_bytes = 536870912
 # Time one scan may spend hashing executables; the rest wait for the next scan.
 hash_time_budget = "5s"
+# Hear the kernel's exec events as they happen (Linux's process connector: procmond subscribes
+# while it is still root). Off, or where the host does not provide them, scans alone see
+# processes, and health-check says so.
+exec_events = true
 
 [collector]
 # User the collector drops privileges to (never root). Unset means "daemoneye" if that user

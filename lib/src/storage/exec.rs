@@ -58,8 +58,8 @@ impl Store {
                     },
                     ..event.clone()
                 };
-                buf = codec::encode_postcard(&stamped, buf)
-                    .map_err(self.encode_err(name::EVENTS))?;
+                buf =
+                    codec::encode_postcard(&stamped, buf).map_err(self.encode_err(name::EVENTS))?;
                 table
                     .insert(&codec::event_key(newest, seq), buf.as_slice())
                     .map_err(self.db_err(OPERATION))?;
