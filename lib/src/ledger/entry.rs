@@ -697,7 +697,7 @@ impl Entry {
         let source_code = reader.u8("source")?;
         let source =
             Source::from_code(source_code).ok_or(EntryError::UnknownSource(source_code))?;
-        if source == Source::Agent && kind <= 5 {
+        if source == Source::Agent && (kind <= 5 || kind == 19) {
             return Err(EntryError::SourceNotAllowed {
                 kind: KIND_NAMES[usize::from(kind) - 1],
                 claimed: source,

@@ -116,7 +116,7 @@ fn each_bad_field_is_named() {
         ),
         (
             ("description = \"x\"", "descripton = \"x\""),
-            "unknown field `descripton`, expected one of `id`, `name`, `severity`, `mitre`, `description`, `sql`, `dedup`, `test`",
+            "unknown field `descripton`, expected one of `id`, `name`, `severity`, `mitre`, `description`, `sql`, `dedup`, `on`, `test`",
         ),
     ] {
         check_bad(replace, &format!("{prefix}{reason}"));
@@ -233,4 +233,108 @@ expect_rows = 0
         assert_eq!(reused, fresh, "{}", rule.id);
         assert!(reused.iter().all(FixtureOutcome::passed), "{reused:?}");
     }
+}
+
+#[test]
+fn on_says_whether_a_rule_runs_on_scans_exec_events_or_both() {
+    let loaded = parse("f.toml", GOOD, &sandbox());
+    assert_eq!(loaded.rules[0].on, RunsOn::Scan, "the default");
+    for (text, want) in [
+        ("scan", RunsOn::Scan),
+        ("exec", RunsOn::Exec),
+        ("both", RunsOn::Both),
+    ] {
+        let with = GOOD.replacen(
+            "severity = \"high\"",
+            &format!("severity = \"high\"\non = \"{text}\""),
+            1,
+        );
+        let loaded = parse("f.toml", &with, &sandbox());
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        assert_eq!(loaded.rules[0].on, want);
+        assert_eq!(want.as_str(), text);
+    }
+    assert!(RunsOn::Both.scans() && RunsOn::Both.exec());
+    assert!(RunsOn::Scan.scans() && !RunsOn::Scan.exec());
+    assert!(!RunsOn::Exec.scans() && RunsOn::Exec.exec());
+    check_bad(
+        (
+            "severity = \"high\"",
+            "severity = \"high\"\non = \"always\"",
+        ),
+        "f.toml: DE-LNX-0001: invalid on \"always\": expected scan, exec or both",
+    );
+}
+
+#[test]
+fn exec_rules_alone_run_on_exec_events_and_see_parents_outside_the_batch() {
+    use crate::detection::engine::Engine;
+    use crate::detection::sandbox::Dataset;
+    use crate::models::ProcessRecord;
+    let text = r#"
+[[rule]]
+id = "T-SCAN"
+name = "scan only"
+severity = "low"
+sql = "SELECT pid FROM processes"
+
+[[rule]]
+id = "T-EXEC"
+name = "shell from a web server"
+severity = "high"
+on = "exec"
+sql = "SELECT ProcessId AS pid, ParentImage FROM process_creation WHERE ParentImage LIKE '%/nginx'"
+
+[[rule]]
+id = "T-BOTH"
+name = "both"
+severity = "low"
+on = "both"
+sql = "SELECT pid FROM processes WHERE cmdline LIKE 'sh -c%'"
+"#;
+    let loaded = parse("f.toml", text, &sandbox());
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    let mut engine = Engine::new(loaded.rules, Limits::default()).unwrap();
+    assert!(engine.runs_on_exec());
+    let batch = [ProcessRecord {
+        pid: 20,
+        parent: Some(10),
+        path: Some("/usr/bin/dash".into()),
+        cmdline: Some("sh -c id".into()),
+        ..ProcessRecord::default()
+    }];
+    let parents = [ProcessRecord {
+        pid: 10,
+        path: Some("/usr/sbin/nginx".into()),
+        cmdline: Some("nginx: worker process".into()),
+        ..ProcessRecord::default()
+    }];
+    let runs = engine
+        .evaluate_exec(&Dataset {
+            processes: Some(&batch),
+            parents: Some(&parents),
+            users: Some(&[]),
+            ..Dataset::default()
+        })
+        .unwrap();
+    let ran: Vec<&str> = runs
+        .iter()
+        .map(|run| engine.rules()[run.rule].id.as_str())
+        .collect();
+    assert_eq!(ran, ["T-EXEC", "T-BOTH"]);
+    let exec = runs[0].outcome.as_ref().unwrap();
+    assert_eq!(exec.rows.len(), 1, "the parent is found outside the batch");
+    // On a scan, the exec-only rule does not run, and no parent is left over.
+    let runs = engine
+        .evaluate(&Dataset {
+            processes: Some(&batch),
+            parents: Some(&[]),
+            ..Dataset::default()
+        })
+        .unwrap();
+    let ran: Vec<&str> = runs
+        .iter()
+        .map(|run| engine.rules()[run.rule].id.as_str())
+        .collect();
+    assert_eq!(ran, ["T-SCAN", "T-BOTH"]);
 }

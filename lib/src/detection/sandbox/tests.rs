@@ -339,13 +339,16 @@ fn every_process_column_holds_the_field_of_its_name() {
     }
     fields.insert("event".into(), "start".into());
     fields.insert("observed_at".into(), 132.into());
+    fields.insert("lost".into(), serde_json::Value::Null);
     let result = run(&sandbox, "SELECT * FROM process_events").unwrap();
     let columns: BTreeSet<&str> = result.columns.iter().map(String::as_str).collect();
-    assert_eq!(columns.len(), process_columns.len() + 2);
+    assert_eq!(columns.len(), process_columns.len() + 3);
     assert_eq!(result.columns.first().map(String::as_str), Some("event"));
     assert_eq!(
-        result.columns.last().map(String::as_str),
-        Some("observed_at")
+        result.columns[result.columns.len() - 2..],
+        ["observed_at", "lost"]
     );
+    // A start from a scan says nothing of `lost`: NULL.
+    assert_eq!(result.rows[0].last(), Some(&Cell::Null));
     check_columns_by_name("process_events", &result, &fields);
 }

@@ -180,7 +180,7 @@ fn bad_version_kind_and_source_fail() {
         EntryError::UnknownVersion(2).to_string(),
         "unknown entry version 2"
     );
-    for kind in [0u8, 19, 99, 0xff] {
+    for kind in [0u8, 20, 99, 0xff] {
         let mut bytes = good.clone();
         bytes[1] = kind;
         assert_eq!(Entry::decode(&bytes), Err(EntryError::UnknownKind(kind)));
@@ -445,7 +445,7 @@ fn display_never_breaks_the_line() {
 fn every_kind_round_trips() {
     let bodies = samples();
     let codes: Vec<u8> = bodies.iter().map(Body::kind_code).collect();
-    assert_eq!(codes, (1..=18).collect::<Vec<u8>>());
+    assert_eq!(codes, (1..=19).collect::<Vec<u8>>());
     for body in bodies {
         for source in [Source::Procmond, Source::Agent] {
             if source == Source::Agent && !body.agent_may_append() {
