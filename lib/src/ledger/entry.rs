@@ -89,10 +89,8 @@
 //! A `scan`'s `records_hash` is [`records_hash`] of the scan's records: the ledger's hash
 //! function over their canonical encoding, specified byte by byte in `entry/records.rs`.
 //!
-//! `exec_events_dropped` says that procmond lost `count` of the kernel's exec events since the
-//! previous such entry (`total` since it started): it could not keep up with them, the
-//! kernel's buffer overran, or no agent was listening. `reason` names the cause of the newest
-//! loss. procmond writes at most one a minute while events are being lost.
+//! `exec_events_dropped`: procmond lost `count` exec events since the previous such entry
+//! (`total` since it started; `reason`: the newest loss's cause), at most one a minute.
 //!
 //! Kinds 1 to 5 and 19 record what procmond itself did: an entry of those kinds with source 2
 //! (agent) is refused by both [`Entry::encode`] and [`Entry::decode`], and procmond refuses
@@ -131,8 +129,6 @@
 //! "fields":{…}}` and [`Entry`]'s `Display` one line `TIME SOURCE KIND name=value …`; both
 //! write hashes as lowercase hex. Neither is hashed or signed: only the bytes are.
 
-use std::fmt::{self, Write as _};
-
 use serde_json::{Map, Value, json};
 
 use super::Hash;
@@ -141,6 +137,7 @@ mod decode;
 mod error;
 mod records;
 mod source;
+mod text;
 
 pub use error::EntryError;
 pub use source::Source;
@@ -364,13 +361,12 @@ pub enum Body {
         /// The digest of what was carried (see `ledger::alert_export`).
         alerts_hash: Hash,
     },
-    /// Kind 19: procmond lost exec events. Procmond only.
+    /// Kind 19: procmond lost exec events (`count` since the last such entry, `total` since
+    /// it started, `reason` of the newest loss). Procmond only.
+    #[allow(missing_docs)]
     ExecEventsDropped {
-        /// Events lost since the previous such entry.
         count: u64,
-        /// Events lost since procmond started.
         total: u64,
-        /// The cause of the newest loss.
         reason: String,
     },
 }
@@ -740,34 +736,6 @@ impl Entry {
     }
 }
 
-/// One line: `TIME SOURCE KIND name=value …`, fields in encoding order. Strings are quoted,
-/// with `"` and `\` escaped and every control, line-separator and bidirectional-formatting
-/// character written as `\n`, `\r`, `\t` or `\u{…}`, so the line never breaks; an absent
-/// optional string is `-`; numbers are decimal; hashes lowercase hex.
-impl fmt::Display for Entry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} {}",
-            format_time_ms(self.time_ms),
-            self.source,
-            self.body.kind()
-        )?;
-        for (name, field) in self.body.fields() {
-            write!(f, " {name}=")?;
-            match field {
-                Field::Str(s) | Field::OptStr(Some(s)) => write_quoted(f, s)?,
-                Field::OptStr(None) => f.write_char('-')?,
-                Field::U32(v) => write!(f, "{v}")?,
-                Field::U64(v) => write!(f, "{v}")?,
-                Field::I64(v) => write!(f, "{v}")?,
-                Field::Hash(h) => f.write_str(&hex(h))?,
-            }
-        }
-        Ok(())
-    }
-}
-
 /// The kind number of the kind called `name`.
 fn kind_code_of(name: &str) -> Option<u8> {
     let index = KIND_NAMES.iter().position(|known| *known == name)?;
@@ -805,12 +773,6 @@ fn put_str(out: &mut Vec<u8>, field: &'static str, s: &str) -> Result<(), EntryE
 // Hex and times are written by `crate::text`, their one home; they stay reachable here, where
 // callers have always found them.
 pub use crate::text::{format_time_ms, hex};
-
-/// Write `s` in double quotes so that it stays on one line and cannot pass for anything else:
-/// `crate::text`'s escaping, the one policy for text shown to people.
-fn write_quoted(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
-    write!(f, "{}", crate::text::quoted(s))
-}
 
 #[cfg(test)]
 mod tests;
