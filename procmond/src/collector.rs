@@ -8,9 +8,11 @@
 //! whose unknown fields are `None`, and the problem is counted in [`ScanErrors`].
 //!
 //! What is skipped when nothing changed: an executable whose (device, inode, size, mtime,
-//! ctime) matches the previous scan is not read again (see [`crate::hasher`]). Everything else
-//! is read on every scan: a process can `chroot`, move to another cgroup or change its ids at
-//! any time, and the reads are cheap next to hashing.
+//! ctime) matches the previous scan is not read again (see [`crate::hasher`]). Without exec
+//! events everything else is read on every scan: a process can `chroot`, move to another
+//! cgroup or change its ids at any time. With them ([`Collector::scan_less_with`]) a process
+//! the events did not name is read light (`stat` and its `exe` link) except on its slot, one
+//! scan in [`FULL_EVERY`]: what can change with no event is at most that many scans old.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -67,6 +69,9 @@ pub struct Scan {
     pub hashed_files: u64,
     /// Executables whose hash came from the cache.
     pub cached_files: u64,
+    /// Processes of which only `stat` was read (light scans, while exec events say what
+    /// changed); the others were read whole.
+    pub light_reads: u64,
     /// One record per process.
     pub records: Vec<ProcessRecord>,
 }
@@ -92,6 +97,34 @@ pub(crate) struct Observed {
     pub errors: ScanErrors,
 }
 
+/// Each process is read whole at least once every this many scans (a minute at the default
+/// interval), whatever the events say: what changes with no event (working directory, root,
+/// cgroup, a rewritten command line, disk bytes, an executable replaced under its name) is at
+/// most that old.
+pub const FULL_EVERY: u64 = 6;
+
+/// What light scans keep.
+#[cfg(target_os = "linux")]
+struct Light {
+    changes: std::sync::Arc<crate::exec_events::Changes>,
+    /// Each process as last read whole, with the scan that read it.
+    full: HashMap<u32, (i64, Observed)>,
+}
+
+impl Observed {
+    /// A copy of what was read, kept for the light scans that follow.
+    #[cfg(target_os = "linux")]
+    fn clone_whole(&self) -> Self {
+        Self {
+            record: self.record.clone(),
+            exe: self.exe.clone(),
+            start_ticks: self.start_ticks,
+            cpu_ticks: self.cpu_ticks,
+            errors: ScanErrors::default(),
+        }
+    }
+}
+
 /// What is remembered of a process from one scan to the next.
 #[derive(Debug, Clone)]
 pub(crate) struct Previous {
@@ -102,6 +135,9 @@ pub(crate) struct Previous {
 /// Enumerates processes, remembering what the next scan can reuse.
 pub struct Collector {
     options: CollectorOptions,
+    /// While exec events flow: what they say changed, and each process as last read whole.
+    #[cfg(target_os = "linux")]
+    light: Option<Light>,
     #[cfg(not(target_os = "linux"))]
     system: System,
     hashes: HashCache,
@@ -127,7 +163,20 @@ impl Collector {
             next_scan_id: 1,
             #[cfg(target_os = "linux")]
             clock: crate::linux::Clock::read()?,
+            #[cfg(target_os = "linux")]
+            light: None,
         })
+    }
+
+    /// Scans from now on read whole only the processes that `changes` names, those not read
+    /// whole for [`FULL_EVERY`] scans, and those whose start time or executable link changed;
+    /// the others get only their `stat` read again (state, parent, CPU, memory, threads).
+    #[cfg(target_os = "linux")]
+    pub fn scan_less_with(&mut self, changes: std::sync::Arc<crate::exec_events::Changes>) {
+        self.light = Some(Light {
+            changes,
+            full: HashMap::new(),
+        });
     }
 
     /// Number of executables whose hash is cached.
@@ -150,7 +199,7 @@ impl Collector {
         let started_at = epoch_millis();
 
         let mut errors = ScanErrors::default();
-        let mut observed = self.observe_all(after_listing, &mut errors);
+        let (mut observed, light_reads) = self.observe_all(after_listing, &mut errors);
         // CPU times were read just now; the rate is over the time between two such moments.
         let observed_at = Instant::now();
         observed.sort_unstable_by_key(|o| o.record.pid);
@@ -220,50 +269,99 @@ impl Collector {
             errors,
             hashed_files,
             cached_files,
+            light_reads,
             records,
         }
     }
 
-    /// Lists the processes and reads each one, in parallel.
+    /// Lists the processes and reads each one, in parallel; also returns how many were read
+    /// light.
     #[cfg(target_os = "linux")]
     fn observe_all(
         &mut self,
         after_listing: impl FnOnce(),
         errors: &mut ScanErrors,
-    ) -> Vec<Observed> {
+    ) -> (Vec<Observed>, u64) {
         let pids = match crate::linux::list_pids() {
             Ok(pids) => pids,
             Err(err) => {
                 tracing::error!(%err, "cannot list /proc");
                 errors.unreadable += 1;
-                return Vec::new();
+                return (Vec::new(), 0);
             }
         };
         after_listing();
         let (options, clock) = (&self.options, &self.clock);
-        pids.par_iter()
-            .map(|&pid| crate::linux::observe(pid, options, clock))
-            .collect()
+        let scan_id = self.next_scan_id - 1;
+        let Some(light) = self.light.as_mut() else {
+            let observed = pids
+                .par_iter()
+                .map(|&pid| crate::linux::observe(pid, options, clock))
+                .collect();
+            return (observed, 0);
+        };
+        // `None`: events were lost, or stopped: every process is read whole.
+        let changed = light.changes.take();
+        let full = &light.full;
+        let observed: Vec<(bool, Observed)> = pids
+            .par_iter()
+            .map(|&pid| {
+                // Each process has its slot among FULL_EVERY scans for a whole read, so that the
+                // whole reads spread evenly over the scans.
+                let slot = (scan_id + i64::from(pid)) % FULL_EVERY as i64 == 0;
+                let reuse = changed
+                    .as_ref()
+                    .filter(|changed| !slot && !changed.contains(&pid))
+                    .and(
+                        full.get(&pid)
+                            .filter(|(read_in, _)| scan_id - read_in < FULL_EVERY as i64),
+                    );
+                if let Some((_, before)) = reuse
+                    && let Some(light) = crate::linux::observe_light(pid, before, clock)
+                {
+                    return (false, light);
+                }
+                (true, crate::linux::observe(pid, options, clock))
+            })
+            .collect();
+        // Remember what was read whole; forget processes that are gone.
+        let mut next = HashMap::with_capacity(observed.len());
+        for (whole, o) in &observed {
+            let pid = o.record.pid;
+            if o.start_ticks.is_none() {
+                continue;
+            }
+            if *whole {
+                next.insert(pid, (scan_id, o.clone_whole()));
+            } else if let Some(before) = light.full.remove(&pid) {
+                next.insert(pid, before);
+            }
+        }
+        light.full = next;
+        let light_reads = observed.iter().filter(|(whole, _)| !whole).count() as u64;
+        (observed.into_iter().map(|(_, o)| o).collect(), light_reads)
     }
 
-    /// Lists the processes and reads each one, in parallel.
+    /// Lists the processes and reads each one, in parallel (every one whole: no light reads).
     #[cfg(not(target_os = "linux"))]
     fn observe_all(
         &mut self,
         after_listing: impl FnOnce(),
         _errors: &mut ScanErrors,
-    ) -> Vec<Observed> {
+    ) -> (Vec<Observed>, u64) {
         self.system
             .refresh_processes_specifics(ProcessesToUpdate::All, true, refresh_kind());
         let pids: Vec<sysinfo::Pid> = self.system.processes().keys().copied().collect();
         after_listing();
         let (system, options) = (&self.system, &self.options);
-        pids.par_iter()
+        let observed = pids
+            .par_iter()
             .filter_map(|pid| {
                 let process = system.process(*pid)?;
                 Some(crate::portable::observe(process, options))
             })
-            .collect()
+            .collect();
+        (observed, 0)
     }
 
     /// Fills `exe_sha256` for every record, hashing each distinct executable at most once and

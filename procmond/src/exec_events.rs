@@ -173,6 +173,67 @@ fn is_timeout(err: &io::Error) -> bool {
     )
 }
 
+/// What the kernel's events say changed since the last scan, for the scan to read whole: the
+/// processes that executed a program or changed their ids. Bounded: past [`MAX_CHANGED`] pids,
+/// or when events were lost, or once events stop, the next scan reads everything.
+#[derive(Debug)]
+pub struct Changes {
+    inner: Mutex<ChangedPids>,
+    live: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct ChangedPids {
+    pids: std::collections::HashSet<u32>,
+    /// Something may have changed that `pids` does not name.
+    everything: bool,
+}
+
+/// Changed pids remembered between two scans before the next scan simply reads everything.
+pub const MAX_CHANGED: usize = 65_536;
+
+impl Changes {
+    /// Nothing noted yet; the first [`Changes::take`] asks for every process.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Self {
+            inner: Mutex::new(ChangedPids {
+                pids: std::collections::HashSet::new(),
+                // The first scan reads everything.
+                everything: true,
+            }),
+            live: AtomicBool::new(true),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ChangedPids> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Notes that `pid` executed a program or changed its ids.
+    pub fn note(&self, pid: u32) {
+        let mut inner = self.lock();
+        if inner.pids.len() >= MAX_CHANGED {
+            inner.everything = true;
+        } else {
+            inner.pids.insert(pid);
+        }
+    }
+
+    fn note_everything(&self) {
+        self.lock().everything = true;
+    }
+
+    /// Takes what changed since the last call: `None` when the scan must read every process.
+    pub fn take(&self) -> Option<std::collections::HashSet<u32>> {
+        let mut inner = self.lock();
+        let taken = std::mem::take(&mut *inner);
+        (self.live.load(Ordering::Relaxed) && !taken.everything).then_some(taken.pids)
+    }
+}
+
 /// Counts and state shared with health and the connections.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -241,6 +302,7 @@ struct Subscriber {
 pub struct ExecEvents {
     stats: Arc<Stats>,
     subscriber: Arc<Mutex<Subscriber>>,
+    changes: Option<Arc<Changes>>,
 }
 
 impl ExecEvents {
@@ -254,6 +316,7 @@ impl ExecEvents {
         Self {
             stats: Arc::new(stats),
             subscriber: Arc::default(),
+            changes: None,
         }
     }
 
@@ -269,10 +332,12 @@ impl ExecEvents {
         stats.on.store(true, Ordering::Relaxed);
         let subscriber: Arc<Mutex<Subscriber>> = Arc::default();
         let (queue_tx, queue_rx) = sync_channel::<Read>(QUEUE);
+        let changes = Arc::new(Changes::new());
         {
             let stats = Arc::clone(&stats);
             let subscriber = Arc::clone(&subscriber);
             let options = options.clone();
+            let changes = Arc::clone(&changes);
             std::thread::Builder::new()
                 .name("exec-listen".to_owned())
                 .spawn(move || {
@@ -282,8 +347,11 @@ impl ExecEvents {
                         queue: &queue_tx,
                         stats: &stats,
                         subscriber: &subscriber,
+                        changes: &changes,
                     };
                     listener.run(&subscription);
+                    // Events have stopped: from now on every scan reads everything.
+                    changes.live.store(false, Ordering::Relaxed);
                 })?;
         }
         {
@@ -305,7 +373,16 @@ impl ExecEvents {
                     reader.run(&queue_rx);
                 })?;
         }
-        Ok(Self { stats, subscriber })
+        Ok(Self {
+            stats,
+            subscriber,
+            changes: Some(changes),
+        })
+    }
+
+    /// What changed since the last scan, while events flow (`None`: they are off).
+    pub fn changes(&self) -> Option<Arc<Changes>> {
+        self.changes.clone()
     }
 
     /// Whether events flow.
@@ -367,6 +444,7 @@ struct Listener<'a> {
     queue: &'a SyncSender<Read>,
     stats: &'a Stats,
     subscriber: &'a Mutex<Subscriber>,
+    changes: &'a Changes,
 }
 
 impl Listener<'_> {
@@ -394,6 +472,7 @@ impl Listener<'_> {
                 Err(err) if err.raw_os_error() == Some(nix::libc::ENOBUFS) => {
                     // The sequence numbers say how many; this only notes the cause.
                     tracing::warn!("the kernel's process event buffer overran");
+                    self.changes.note_everything();
                     continue;
                 }
                 Err(err) => {
@@ -416,6 +495,10 @@ impl Listener<'_> {
                 if let Some(previous) = last_seq.insert(message.cpu, message.seq) {
                     let gap = message.seq.wrapping_sub(previous).wrapping_sub(1);
                     // A huge gap is a counter reset (a CPU brought back online): not counted.
+                    if gap > 0 {
+                        // Whatever was lost may have been an exec: the next scan reads all.
+                        self.changes.note_everything();
+                    }
                     if gap > 0 && gap < 1 << 24 && self.counting() {
                         stats.drop_events(u64::from(gap), "the kernel's event buffer overran");
                     }
@@ -434,7 +517,9 @@ impl Listener<'_> {
                     Event::Exit { pid } => {
                         forks.remove(&pid);
                     }
+                    Event::Ids { pid } => self.changes.note(pid),
                     Event::Exec { pid, at_ns } => {
+                        self.changes.note(pid);
                         stats.received.fetch_add(1, Ordering::Relaxed);
                         let read =
                             self.read(pid, forks.get(&pid).copied(), clock.to_epoch_ms(at_ns));

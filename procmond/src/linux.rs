@@ -240,17 +240,8 @@ fn observe_from(pid: u32, options: &CollectorOptions, clock: &Clock, exec: bool)
         };
     };
     let start_ticks = stat.starttime;
-    record.name = Some(stat.comm);
-    record.state = Some(stat.state.to_string());
-    record.parent = Some(stat.ppid);
-    record.pgroup = Some(stat.pgrp);
-    record.user_time = Some(clock.ticks_to_millis(stat.utime));
-    record.system_time = Some(clock.ticks_to_millis(stat.stime));
-    record.nice = Some(stat.nice);
-    record.threads = Some(stat.num_threads);
-    record.total_size = Some(stat.vsize);
-    record.resident_size = Some(stat.rss_pages.saturating_mul(clock.page_size));
-    record.start_time = i64::try_from(clock.start_epoch(start_ticks)).ok();
+    let cpu_ticks = stat.utime.saturating_add(stat.stime);
+    apply_stat(&mut record, stat, clock);
 
     // What a process loses first when it exits (its memory, so its command line, and its
     // executable link) is read first: an exec event reads a process that may live for a
@@ -284,9 +275,57 @@ fn observe_from(pid: u32, options: &CollectorOptions, clock: &Clock, exec: bool)
         record,
         exe,
         start_ticks: Some(start_ticks),
-        cpu_ticks: Some(stat.utime.saturating_add(stat.stime)),
+        cpu_ticks: Some(cpu_ticks),
         errors: problems.into_errors(),
     }
+}
+
+/// The fields `stat` gives, in the schema's units.
+fn apply_stat(record: &mut ProcessRecord, stat: procfs::Stat, clock: &Clock) {
+    record.name = Some(stat.comm);
+    record.state = Some(stat.state.to_string());
+    record.parent = Some(stat.ppid);
+    record.pgroup = Some(stat.pgrp);
+    record.user_time = Some(clock.ticks_to_millis(stat.utime));
+    record.system_time = Some(clock.ticks_to_millis(stat.stime));
+    record.nice = Some(stat.nice);
+    record.threads = Some(stat.num_threads);
+    record.total_size = Some(stat.vsize);
+    record.resident_size = Some(stat.rss_pages.saturating_mul(clock.page_size));
+    record.start_time = i64::try_from(clock.start_epoch(stat.starttime)).ok();
+}
+
+/// Reads again only what changes without an event (`stat`: state, parent, CPU, memory,
+/// threads) of a process read whole before (`full`), when it is still the same process
+/// (same start time) and still runs the same file from the same path (its `exe` link, which
+/// the kernel marks ` (deleted)` once the file is gone, matches the path read before).
+/// `None` when anything else must be read again: the caller then reads the process whole.
+pub(crate) fn observe_light(pid: u32, full: &Observed, clock: &Clock) -> Option<Observed> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|data| procfs::parse_stat(&data))?;
+    if Some(stat.starttime) != full.start_ticks {
+        return None;
+    }
+    let link = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let same_file = match (&link, &full.record.path) {
+        (Some(link), Some(path)) => link.as_os_str().as_bytes() == path.as_bytes(),
+        (None, None) => true,
+        _ => false,
+    };
+    if !same_file {
+        return None;
+    }
+    let cpu_ticks = stat.utime.saturating_add(stat.stime);
+    let mut record = full.record.clone();
+    apply_stat(&mut record, stat, clock);
+    Some(Observed {
+        record,
+        exe: full.exe.clone(),
+        start_ticks: full.start_ticks,
+        cpu_ticks: Some(cpu_ticks),
+        errors: ScanErrors::default(),
+    })
 }
 
 /// Reads a link such as `cwd` or `root`, noting why it failed.

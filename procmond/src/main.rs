@@ -218,7 +218,13 @@ fn serve(socket: &Path, config: &Config, data_dir: Option<&Path>) -> anyhow::Res
     }
     let options = CollectorOptions::from_config(&config.collection);
     let exec = start_exec_events(subscription, &options, &audit);
-    let collector = Collector::new(options).context("starting the collector")?;
+    #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
+    let mut collector = Collector::new(options).context("starting the collector")?;
+    // While the kernel's events say what changed, scans read the rest of the processes light.
+    #[cfg(target_os = "linux")]
+    if let Some(changes) = exec.changes() {
+        collector.scan_less_with(changes);
+    }
     let limits = Limits {
         max_frame_bytes: config.ipc.max_frame_bytes,
         ..Limits::default()

@@ -133,6 +133,7 @@ mod tests {
             },
             hashed_files: 1,
             cached_files: 0,
+            light_reads: 0,
             records,
         }
     }

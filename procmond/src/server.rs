@@ -292,6 +292,7 @@ fn scan(state: &ServerState) -> Scan {
         processes = scan.summary.process_count,
         errors = scan.summary.error_count,
         hashed_files = scan.hashed_files,
+        light_reads = scan.light_reads,
         "scan complete"
     );
     state.audit.record_scan(&scan);

@@ -345,3 +345,70 @@ fn a_chrooted_process_running_a_file_outside_its_root_is_on_disk() {
         Some(sha256sum(&perl).as_str())
     );
 }
+
+/// Light scans (exec events on): a process the events name is read whole, a deleted
+/// executable is still seen as deleted at once, and a stable process keeps everything the
+/// whole read gave while its `stat` fields are fresh.
+#[cfg(target_os = "linux")]
+#[test]
+fn light_scans_read_again_what_can_change_and_what_the_events_name() {
+    use procmond::exec_events::Changes;
+    let (_dir, dir) = tempdir();
+    let copy = dir.join("light-victim");
+    std::fs::copy(sleep_binary(), &copy).unwrap();
+    let victim = spawn(&copy, &["3000.7"]);
+    wait_for_exec(victim.0.id(), &copy);
+    // A shell that becomes `sleep` after a while, as an exec does.
+    let shell = spawn(
+        Path::new("/bin/sh"),
+        &["-c", "read _ </dev/null; sleep 0.3; exec sleep 3000.8"],
+    );
+    let stable = spawn(&sleep_binary(), &["3000.9"]);
+    wait_for_exec(stable.0.id(), &sleep_binary());
+
+    let changes = std::sync::Arc::new(Changes::new());
+    let mut collector = Collector::new(options()).unwrap();
+    collector.scan_less_with(std::sync::Arc::clone(&changes));
+    let first = collector.scan();
+    let before = find(&first.records, stable.0.id()).clone();
+    assert_eq!(
+        before.cmdline.as_deref(),
+        Some(&*format!("{} 3000.9", sleep_binary().display()))
+    );
+
+    wait_for_exec(shell.0.id(), &sleep_binary());
+    changes.note(shell.0.id());
+    std::fs::remove_file(&copy).unwrap();
+    let second = collector.scan();
+    // Most of the host's processes were not named, nor due for their whole read.
+    assert!(
+        second.light_reads > 0,
+        "no light read in {:?}",
+        second.summary
+    );
+    assert_eq!(
+        first.light_reads, 0,
+        "the first scan reads everything whole"
+    );
+    let execd = find(&second.records, shell.0.id());
+    assert_eq!(execd.cmdline.as_deref(), Some("sleep 3000.8"), "{execd:?}");
+    let deleted = find(&second.records, victim.0.id());
+    assert_eq!(deleted.on_disk, OnDisk::Gone, "{deleted:?}");
+    let after = find(&second.records, stable.0.id());
+    for (name, same) in [
+        ("cmdline", after.cmdline == before.cmdline),
+        ("path", after.path == before.path),
+        ("cwd", after.cwd == before.cwd),
+        ("uid", after.uid == before.uid),
+        ("cgroup", after.cgroup_path == before.cgroup_path),
+        ("hash", after.exe_sha256 == before.exe_sha256),
+        ("start", after.start_time == before.start_time),
+    ] {
+        assert!(same, "{name} differs: {before:?} then {after:?}");
+    }
+    assert_eq!(after.scan_id, second.summary.scan_id);
+    assert!(
+        after.cpu_percent.is_some(),
+        "CPU comes from the fresh stat: {after:?}"
+    );
+}

@@ -39,6 +39,8 @@ pub fn bin(name: &str) -> PathBuf {
             return;
         }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        // A benchmark runs from target/release and needs the release binaries there.
+        let release = bin_dir().ends_with("release");
         let status = Command::new(cargo)
             .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
             .args([
@@ -52,6 +54,7 @@ pub fn bin(name: &str) -> PathBuf {
                 "-p",
                 "daemoneye-bundler",
             ])
+            .args(release.then_some("--release"))
             .status()
             .expect("cargo runs");
         assert!(status.success(), "building the binaries failed");

@@ -13,6 +13,8 @@ pub(super) const PROC_EVENT_NONE: u32 = 0;
 pub(super) const PROC_EVENT_FORK: u32 = 1;
 pub(super) const PROC_EVENT_EXEC: u32 = 2;
 pub(super) const PROC_EVENT_EXIT: u32 = 0x8000_0000;
+pub(super) const PROC_EVENT_UID: u32 = 0x4;
+pub(super) const PROC_EVENT_GID: u32 = 0x40;
 /// `what`, `cpu`, `timestamp_ns`: the header of every `proc_event`.
 pub(super) const PROC_EVENT_HEADER: usize = 16;
 
@@ -31,7 +33,9 @@ pub enum Event {
     Exec { pid: u32, at_ns: u64 },
     /// A process (not a thread) exited.
     Exit { pid: u32 },
-    /// Anything else (uid, sid, comm, ptrace, coredump changes; thread exits).
+    /// A process changed its user or group ids (thread-group id).
+    Ids { pid: u32 },
+    /// Anything else (sid, comm, ptrace, coredump changes; thread exits).
     Other,
 }
 
@@ -100,6 +104,7 @@ pub(super) fn parse_cn(body: &[u8]) -> Option<Message> {
                 Event::Other
             }
         }
+        PROC_EVENT_UID | PROC_EVENT_GID => Event::Ids { pid: field(1)? },
         _ => Event::Other,
     };
     Some(Message { cpu, seq, event })
