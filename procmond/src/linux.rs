@@ -301,7 +301,10 @@ fn apply_stat(record: &mut ProcessRecord, stat: procfs::Stat, clock: &Clock) {
 /// the kernel marks ` (deleted)` once the file is gone, matches the path read before).
 /// `None` when anything else must be read again: the caller then reads the process whole.
 pub(crate) fn observe_light(pid: u32, full: &Observed, clock: &Clock) -> Option<Observed> {
-    let stat = std::fs::read(format!("/proc/{pid}/stat"))
+    // One open, one read to the end, one close: not `fs::read`, whose size probe costs a
+    // `statx` and small reads for a file that says it is empty.
+    let stat = File::open(format!("/proc/{pid}/stat"))
+        .and_then(|file| procfs::read_to_bound(file, 4096))
         .ok()
         .and_then(|data| procfs::parse_stat(&data))?;
     if Some(stat.starttime) != full.start_ticks {
