@@ -342,7 +342,29 @@ impl Pipeline {
         now_ms: i64,
         outcome: &mut ScanOutcome,
     ) -> anyhow::Result<()> {
+        self.keep_with(runs, scan_id, now_ms, outcome, true)
+    }
+
+    /// [`Pipeline::keep`]; with `always_write` false (exec micro-batches, many a second),
+    /// nothing is written when no rule matched and none failed: the rule states are kept in
+    /// memory and written with the next scan's.
+    fn keep_with(
+        &mut self,
+        runs: &[RuleRun],
+        scan_id: i64,
+        now_ms: i64,
+        outcome: &mut ScanOutcome,
+        always_write: bool,
+    ) -> anyhow::Result<()> {
         self.record_runs(runs, scan_id, outcome);
+        let quiet = runs.iter().all(|run| {
+            run.outcome
+                .as_ref()
+                .is_ok_and(|result| result.rows.is_empty())
+        });
+        if !always_write && quiet {
+            return Ok(());
+        }
 
         let ctx = AlertContext {
             host: &self.host,
@@ -483,7 +505,7 @@ impl Pipeline {
                 .evaluate_exec(&dataset)
                 .context("loading exec events into the SQL sandbox")?;
             outcome.detection_time += runs.iter().map(|run| run.elapsed).sum::<Duration>();
-            self.keep(&runs, scan_id, now_ms, &mut outcome)?;
+            self.keep_with(&runs, scan_id, now_ms, &mut outcome, false)?;
             self.remember_exec(&batch);
         }
         Ok(outcome)

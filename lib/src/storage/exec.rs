@@ -1,6 +1,8 @@
 //! Exec events from the kernel, stored beside the scans: each is a `process_events` row of the
 //! newest scan when it arrives (after that scan's own start and exit events, numbered on from
-//! them), so retention deletes it with that scan, and `Store::events(scan)` lists it.
+//! them), so retention deletes it with that scan, and `Store::events(scan)` lists it. Their
+//! commits are not synced on their own (`Durability::None`): the next scan's commit makes
+//! them durable.
 
 use redb::{ReadableDatabase, ReadableTable};
 
@@ -14,7 +16,12 @@ impl Store {
     /// nothing, while no scan is stored yet (the caller keeps the events until one is).
     pub fn append_exec_events(&self, events: &[ProcessEvent]) -> Result<Option<i64>, StoreError> {
         const OPERATION: &str = "store exec events";
-        let txn = self.db.begin_write().map_err(self.db_err(OPERATION))?;
+        let mut txn = self.db.begin_write().map_err(self.db_err(OPERATION))?;
+        // No fsync of its own: exec events come many times a second, and the next durable
+        // commit (every scan's ingest) makes them durable with it. A crash loses at most the
+        // exec events since the last scan; alerts raised from them are written durably.
+        txn.set_durability(redb::Durability::None)
+            .map_err(|err| self.encode_err(name::EVENTS)(err.to_string()))?;
         let stored = {
             let scans = txn
                 .open_table(codec::SCANS)
