@@ -690,19 +690,29 @@ impl PipelineHandle {
         records: Vec<ProcessRecord>,
         now_ms: i64,
     ) -> anyhow::Result<ScanOutcome> {
+        self.ask("the scan", |reply| Command::Scan {
+            summary,
+            records,
+            now_ms,
+            reply,
+        })
+        .await
+    }
+
+    /// Sends the command `make` builds around a reply channel and waits for the outcome.
+    async fn ask(
+        &self,
+        what: &str,
+        make: impl FnOnce(oneshot::Sender<anyhow::Result<ScanOutcome>>) -> Command,
+    ) -> anyhow::Result<ScanOutcome> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::Scan {
-                summary,
-                records,
-                now_ms,
-                reply,
-            })
+            .send(make(reply))
             .await
             .map_err(|_| anyhow::anyhow!("the pipeline has stopped"))?;
         answer
             .await
-            .map_err(|_| anyhow::anyhow!("the pipeline stopped during the scan"))?
+            .map_err(|_| anyhow::anyhow!("the pipeline stopped during {what}"))?
     }
 
     /// Stores a micro-batch of exec events and runs the exec rules over it.
@@ -711,18 +721,12 @@ impl PipelineHandle {
         events: Vec<ProcessEvent>,
         now_ms: i64,
     ) -> anyhow::Result<ScanOutcome> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Exec {
-                events,
-                now_ms,
-                reply,
-            })
-            .await
-            .map_err(|_| anyhow::anyhow!("the pipeline has stopped"))?;
-        answer
-            .await
-            .map_err(|_| anyhow::anyhow!("the pipeline stopped during exec events"))?
+        self.ask("exec events", |reply| Command::Exec {
+            events,
+            now_ms,
+            reply,
+        })
+        .await
     }
 
     /// Replaces the rule set after the scan in progress, if any; returns its generation.

