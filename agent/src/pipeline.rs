@@ -442,7 +442,8 @@ impl Pipeline {
 
     /// Stores a micro-batch of exec events with the newest scan, runs the rules that run on
     /// exec events over it, and keeps their alerts. Before the first scan the events wait in
-    /// memory and are neither stored nor evaluated until it comes.
+    /// memory (at most [`MAX_WAITING_EXEC`]) and are stored with it, not evaluated: the first
+    /// scan itself is, and sees every process still running.
     pub fn process_exec(
         &mut self,
         events: Vec<ProcessEvent>,
