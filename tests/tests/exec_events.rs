@@ -1,7 +1,7 @@
 //! Real-time exec events end to end: a real agent and procmond (as root, which CI is), the
 //! kernel's process connector, processes started by the test.
 //!
-//! - short-lived processes (1 to 9 ms, several hundred a second) appear in `process_events`
+//! - short-lived processes (2 to 10 ms, several hundred a second) appear in `process_events`
 //!   with their full command line, between two scans; the test prints the counts and the
 //!   exec-to-queryable latency;
 //! - `/bin/true`s, which live for well under a millisecond: every one yields an exec event,
@@ -99,8 +99,8 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 fn a_thousand_short_lived_processes_appear_with_their_command_lines() {
     let _serial = serial();
     let agent = agent_with_events("");
-    // 1,000 processes living 1 to 9 ms (four in nine under 5 ms), about 300 a second, each
-    // with an argument of its own: `sleep 0.00D NNNNe-12` sleeps D ms. Spawned on a thread of
+    // 1,000 processes living 2 to 10 ms (three in nine under 5 ms), about 300 a second, each
+    // with an argument of its own: `sleep 0.0DD NNNNe-12` sleeps DD ms. Spawned on a thread of
     // their own while this one polls what is queryable: a pid's first sighting gives its
     // exec-to-queryable latency.
     let spawner = std::thread::spawn(|| {
@@ -108,7 +108,7 @@ fn a_thousand_short_lived_processes_appear_with_their_command_lines() {
         let mut children = Vec::new();
         let started = Instant::now();
         for n in 0..1000u32 {
-            let lifetime = format!("0.00{}", n % 9 + 1);
+            let lifetime = format!("{:.3}", f64::from(n % 9 + 2) / 1000.0);
             let unique = format!("{}e-12", 70_000 + n);
             let child = spawn_quiet("/bin/sleep", &[&lifetime, &unique]);
             expected.insert(child.id(), format!("/bin/sleep {lifetime} {unique}"));
@@ -126,7 +126,7 @@ fn a_thousand_short_lived_processes_appear_with_their_command_lines() {
         (expected, started.elapsed().as_secs_f64())
     });
     let sql = "SELECT pid, cmdline, observed_at, lost FROM process_events \
-               WHERE event = 'exec' AND (cmdline LIKE '/bin/sleep 0.00%e-12' OR lost = 1)";
+               WHERE event = 'exec' AND (cmdline LIKE '/bin/sleep 0.0%e-12' OR lost = 1)";
     let mut seen: BTreeMap<u32, (String, i64)> = BTreeMap::new();
     let mut lost: BTreeSet<u32> = BTreeSet::new();
     let mut latencies = Vec::new();
