@@ -523,11 +523,13 @@ impl Listener<'_> {
                         stats.received.fetch_add(1, Ordering::Relaxed);
                         let read =
                             self.read(pid, forks.get(&pid).copied(), clock.to_epoch_ms(at_ns));
+                        // Counted before it is sent, so that the pusher never takes one
+                        // that is not counted yet.
+                        stats.queued.fetch_add(1, Ordering::Relaxed);
                         match self.queue.try_send(read) {
-                            Ok(()) => {
-                                stats.queued.fetch_add(1, Ordering::Relaxed);
-                            }
+                            Ok(()) => {}
                             Err(TrySendError::Full(_)) => {
+                                stats.queued.fetch_sub(1, Ordering::Relaxed);
                                 if self.counting() {
                                     stats.drop_events(1, "procmond could not keep up with them");
                                 }
