@@ -127,7 +127,7 @@ impl Detector {
         &self.origin
     }
 
-    /// The tables some rule reads.
+    /// The tables the rules that run on scans read.
     pub fn tables_needed(&self) -> std::collections::BTreeSet<Table> {
         self.engine.tables_needed()
     }

@@ -154,8 +154,8 @@ fn store_latest(store: &Store) -> anyhow::Result<Option<i64>> {
 
 /// Splits exec events into rounds in which no pid appears twice (`processes` holds a pid
 /// once): a process that executes twice in one batch is evaluated once per program.
-fn rounds(events: &[ProcessEvent]) -> Vec<Vec<&ProcessEvent>> {
-    let mut rounds: Vec<(std::collections::HashSet<u32>, Vec<&ProcessEvent>)> = Vec::new();
+fn rounds(events: Vec<ProcessEvent>) -> Vec<Vec<ProcessEvent>> {
+    let mut rounds: Vec<(std::collections::HashSet<u32>, Vec<ProcessEvent>)> = Vec::new();
     for event in events {
         let pid = event.record.pid;
         match rounds.iter_mut().find(|(pids, _)| !pids.contains(&pid)) {
@@ -179,7 +179,7 @@ pub fn open_store(data_dir: &Path) -> anyhow::Result<Store> {
 impl Pipeline {
     /// A pipeline over `store` running `detector`.
     pub fn new(config: &Config, store: Arc<Store>, detector: Detector) -> anyhow::Result<Self> {
-        let store_ref = Arc::clone(&store);
+        let latest_scan = store_latest(&store)?;
         let states: HashMap<String, RuleState> = store
             .rule_states()
             .context("reading rule states")?
@@ -200,7 +200,7 @@ impl Pipeline {
                 scans_per_transaction: RETENTION_BATCH,
             },
             outbox: None,
-            latest_scan: store_latest(&store_ref)?,
+            latest_scan,
             waiting_exec: Vec::new(),
             recent_exec: HashMap::new(),
         };
@@ -319,7 +319,7 @@ impl Pipeline {
             .evaluate(&dataset)
             .context("loading the scan into the SQL sandbox")?;
         outcome.detection_time = runs.iter().map(|run| run.elapsed).sum();
-        self.keep(&runs, ingested.scan_id, now_ms, &mut outcome)?;
+        self.keep(&runs, ingested.scan_id, now_ms, &mut outcome, true)?;
         self.latest_scan = Some(ingested.scan_id);
         if !self.waiting_exec.is_empty() {
             let waiting = std::mem::take(&mut self.waiting_exec);
@@ -334,21 +334,10 @@ impl Pipeline {
     }
 
     /// Folds the alert candidates of `runs` against the stored alerts and writes alerts, their
-    /// deliveries and the rule states in one transaction.
+    /// deliveries and the rule states in one transaction. With `always_write` false (exec
+    /// micro-batches, many a second) nothing is written when no rule matched and none failed:
+    /// the rule states are kept in memory and written with the next scan's.
     fn keep(
-        &mut self,
-        runs: &[RuleRun],
-        scan_id: i64,
-        now_ms: i64,
-        outcome: &mut ScanOutcome,
-    ) -> anyhow::Result<()> {
-        self.keep_with(runs, scan_id, now_ms, outcome, true)
-    }
-
-    /// [`Pipeline::keep`]; with `always_write` false (exec micro-batches, many a second),
-    /// nothing is written when no rule matched and none failed: the rule states are kept in
-    /// memory and written with the next scan's.
-    fn keep_with(
         &mut self,
         runs: &[RuleRun],
         scan_id: i64,
@@ -474,28 +463,25 @@ impl Pipeline {
         needed.remove(&Table::Processes);
         needed.remove(&Table::ProcessEvents);
         let tables = Tables::load(&self.store, &needed, None)?;
-        for round in rounds(&events) {
-            let records: Vec<ProcessRecord> = round
+        for batch in rounds(events) {
+            let records: Vec<ProcessRecord> = batch
                 .iter()
                 .map(|event| ProcessRecord {
                     scan_id,
                     ..event.record.clone()
                 })
                 .collect();
-            let in_round: std::collections::HashSet<u32> =
+            // Each parent once, and none that is in the round itself.
+            let mut seen: std::collections::HashSet<u32> =
                 records.iter().map(|record| record.pid).collect();
             let mut parents = Vec::new();
             for parent in records.iter().filter_map(|record| record.parent) {
-                if in_round.contains(&parent)
-                    || parents.iter().any(|p: &ProcessRecord| p.pid == parent)
+                if seen.insert(parent)
+                    && let Some(found) = self.parent(parent)?
                 {
-                    continue;
-                }
-                if let Some(found) = self.parent(parent)? {
                     parents.push(found);
                 }
             }
-            let batch: Vec<ProcessEvent> = round.iter().map(|event| (*event).clone()).collect();
             let mut dataset = tables.dataset(&records);
             dataset.processes = Some(&records);
             dataset.parents = Some(&parents);
@@ -506,7 +492,7 @@ impl Pipeline {
                 .evaluate_exec(&dataset)
                 .context("loading exec events into the SQL sandbox")?;
             outcome.detection_time += runs.iter().map(|run| run.elapsed).sum::<Duration>();
-            self.keep_with(&runs, scan_id, now_ms, &mut outcome, false)?;
+            self.keep(&runs, scan_id, now_ms, &mut outcome, false)?;
             self.remember_exec(&batch);
         }
         Ok(outcome)
@@ -601,6 +587,16 @@ enum Command {
     Stop,
 }
 
+/// Runs one scan's or micro-batch's `work`: a panic in it leaves the store as its
+/// transactions left it, and the next starts afresh.
+fn guarded(
+    what: &str,
+    work: impl FnOnce() -> anyhow::Result<ScanOutcome>,
+) -> anyhow::Result<ScanOutcome> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("{what} panicked")))
+}
+
 /// The rest of the agent's way to the pipeline thread.
 #[derive(Clone)]
 pub struct PipelineHandle {
@@ -622,62 +618,53 @@ impl PipelineHandle {
             .name("pipeline".to_owned())
             .spawn(move || {
                 while let Some(command) = queue.blocking_recv() {
-                    match command {
-                        Command::Scan {
-                            summary,
-                            records,
-                            now_ms,
-                            reply,
-                        } => {
-                            // A panic in one scan leaves the store as its transactions left
-                            // it; the next scan starts afresh.
-                            let outcome =
-                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    // The rule states a scan changes are published after every scan; a
+                    // micro-batch of exec events publishes them only when it raised alerts.
+                    let (outcome, reply, publish): (anyhow::Result<ScanOutcome>, _, bool) =
+                        match command {
+                            Command::Scan {
+                                summary,
+                                records,
+                                now_ms,
+                                reply,
+                            } => {
+                                let outcome = guarded("detection", || {
                                     pipeline.process(&summary, records, now_ms)
-                                }))
-                                .unwrap_or_else(|_| Err(anyhow::anyhow!("detection panicked")));
-                            view_tx.send_replace(Arc::new(pipeline.view()));
-                            if let Ok(outcome) = &outcome
-                                && !outcome.raised.is_empty()
-                            {
-                                // The receiver is gone only while the agent stops.
-                                let _ = raised.blocking_send(Raised {
-                                    scan_id: outcome.scan_id,
-                                    alerts: outcome.raised.clone(),
                                 });
+                                (outcome, reply, true)
                             }
-                            let _ = reply.send(outcome);
-                        }
-                        Command::Exec {
-                            events,
-                            now_ms,
-                            reply,
-                        } => {
-                            let outcome =
-                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            Command::Exec {
+                                events,
+                                now_ms,
+                                reply,
+                            } => {
+                                let outcome = guarded("detection on exec events", || {
                                     pipeline.process_exec(events, now_ms)
-                                }))
-                                .unwrap_or_else(|_| {
-                                    Err(anyhow::anyhow!("detection on exec events panicked"))
                                 });
-                            if let Ok(outcome) = &outcome
-                                && !outcome.raised.is_empty()
-                            {
-                                view_tx.send_replace(Arc::new(pipeline.view()));
-                                let _ = raised.blocking_send(Raised {
-                                    scan_id: outcome.scan_id,
-                                    alerts: outcome.raised.clone(),
-                                });
+                                (outcome, reply, false)
                             }
-                            let _ = reply.send(outcome);
-                        }
-                        Command::Replace { detector, reply } => {
-                            pipeline.replace_detector(*detector);
-                            view_tx.send_replace(Arc::new(pipeline.view()));
-                            let _ = reply.send(pipeline.generation);
-                        }
-                        Command::Stop => break,
+                            Command::Replace { detector, reply } => {
+                                pipeline.replace_detector(*detector);
+                                view_tx.send_replace(Arc::new(pipeline.view()));
+                                let _ = reply.send(pipeline.generation);
+                                continue;
+                            }
+                            Command::Stop => break,
+                        };
+                    let raised_some = outcome.as_ref().is_ok_and(|o| !o.raised.is_empty());
+                    if publish || raised_some {
+                        view_tx.send_replace(Arc::new(pipeline.view()));
                     }
+                    if let Ok(outcome) = &outcome
+                        && raised_some
+                    {
+                        // The receiver is gone only while the agent stops.
+                        let _ = raised.blocking_send(Raised {
+                            scan_id: outcome.scan_id,
+                            alerts: outcome.raised.clone(),
+                        });
+                    }
+                    let _ = reply.send(outcome);
                 }
             })
             .context("starting the pipeline thread")?;

@@ -86,7 +86,7 @@ pub(crate) struct ExeRef {
 }
 
 /// A record with what the scan keeps beside it until the end of the scan.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Observed {
     pub record: ProcessRecord,
     pub exe: Option<ExeRef>,
@@ -107,22 +107,9 @@ pub const FULL_EVERY: u64 = 6;
 #[cfg(target_os = "linux")]
 struct Light {
     changes: std::sync::Arc<crate::exec_events::Changes>,
-    /// Each process as last read whole, with the scan that read it.
-    full: HashMap<u32, (i64, Observed)>,
-}
-
-impl Observed {
-    /// A copy of what was read, kept for the light scans that follow.
-    #[cfg(target_os = "linux")]
-    fn clone_whole(&self) -> Self {
-        Self {
-            record: self.record.clone(),
-            exe: self.exe.clone(),
-            start_ticks: self.start_ticks,
-            cpu_ticks: self.cpu_ticks,
-            errors: ScanErrors::default(),
-        }
-    }
+    /// Each process as last read whole (its slot brings a whole read again within
+    /// [`FULL_EVERY`] scans).
+    full: HashMap<u32, Observed>,
 }
 
 /// What is remembered of a process from one scan to the next.
@@ -168,8 +155,8 @@ impl Collector {
         })
     }
 
-    /// Scans from now on read whole only the processes that `changes` names, those not read
-    /// whole for [`FULL_EVERY`] scans, and those whose start time or executable link changed;
+    /// Scans from now on read whole only the processes that `changes` names, those on their
+    /// slot (one scan in [`FULL_EVERY`]), and those whose start time or executable link changed;
     /// the others get only their `stat` read again (state, parent, CPU, memory, threads).
     #[cfg(target_os = "linux")]
     pub fn scan_less_with(&mut self, changes: std::sync::Arc<crate::exec_events::Changes>) {
@@ -312,11 +299,8 @@ impl Collector {
                 let reuse = changed
                     .as_ref()
                     .filter(|changed| !slot && !changed.contains(&pid))
-                    .and(
-                        full.get(&pid)
-                            .filter(|(read_in, _)| scan_id - read_in < FULL_EVERY as i64),
-                    );
-                if let Some((_, before)) = reuse
+                    .and(full.get(&pid));
+                if let Some(before) = reuse
                     && let Some(light) = crate::linux::observe_light(pid, before, clock)
                 {
                     return (false, light);
@@ -332,7 +316,7 @@ impl Collector {
                 continue;
             }
             if *whole {
-                next.insert(pid, (scan_id, o.clone_whole()));
+                next.insert(pid, o.clone());
             } else if let Some(before) = light.full.remove(&pid) {
                 next.insert(pid, before);
             }

@@ -61,19 +61,29 @@ fn exec_component(agent: &Agent) -> (String, String) {
     )
 }
 
+/// Waits until `agent`'s health report says `ready`; returns that report.
+fn health_when(agent: &Agent, what: &str, ready: impl Fn(&Value) -> Option<bool>) -> Value {
+    wait_for(what, Duration::from_secs(60), || {
+        let health = agent.health()?;
+        ready(&health)?.then_some(health)
+    })
+}
+
+/// Exec events on, and a first scan stored.
+fn events_on(health: &Value) -> Option<bool> {
+    Some(health["exec_events"]["on"].as_bool()? && health["scans"]["completed"].as_u64()? >= 1)
+}
+
+/// At least two scans.
+fn two_scans(health: &Value) -> Option<bool> {
+    Some(health["scans"]["completed"].as_u64()? >= 2)
+}
+
 /// Starts an agent (scans far apart) and waits for its exec events and its first scan.
 fn agent_with_events(config: &str) -> Agent {
     let agent = Agent::start(config, INTERVAL);
     agent.wait_for_procmond();
-    wait_for(
-        "exec events on and a first scan",
-        Duration::from_secs(60),
-        || {
-            let health = agent.health()?;
-            let on = health["exec_events"]["on"].as_bool()?;
-            (on && health["scans"]["completed"].as_u64()? >= 1).then_some(())
-        },
-    );
+    health_when(&agent, "exec events on and a first scan", events_on);
     agent
 }
 
@@ -369,10 +379,7 @@ fn without_the_connector_scans_go_on_and_health_says_why() {
     // Switched off by the operator.
     let off = Agent::start("[collection]\nexec_events = false\n", 1.0);
     off.wait_for_procmond();
-    let health = wait_for("two scans", Duration::from_secs(60), || {
-        let health = off.health()?;
-        (health["scans"]["completed"].as_u64()? >= 2).then_some(health)
-    });
+    let health = health_when(&off, "two scans", two_scans);
     let (status, detail) = exec_component(&off);
     assert_eq!(status, "degraded", "{detail}");
     assert!(
@@ -386,14 +393,7 @@ fn without_the_connector_scans_go_on_and_health_says_why() {
     // A network namespace of its own: the kernel's connector lives in the host's only.
     let unshared = Agent::start_with_wrapper(&["unshare", "--net", "--"], "", 1.0);
     unshared.wait_for_procmond();
-    wait_for(
-        "two scans without the connector",
-        Duration::from_secs(60),
-        || {
-            let health = unshared.health()?;
-            (health["scans"]["completed"].as_u64()? >= 2).then_some(())
-        },
-    );
+    health_when(&unshared, "two scans without the connector", two_scans);
     let (status, detail) = exec_component(&unshared);
     assert_eq!(status, "degraded", "{detail}");
     assert!(detail.starts_with("off: "), "{detail}");
@@ -415,16 +415,7 @@ fn a_storm_procmond_cannot_keep_up_with_is_counted_bounded_and_survived() {
         &[("DAEMONEYE_TEST_EXEC_GATE", gate.as_path())],
     );
     agent.wait_for_procmond();
-    wait_for(
-        "exec events on and a first scan",
-        Duration::from_secs(60),
-        || {
-            let health = agent.health()?;
-            (health["exec_events"]["on"].as_bool()? && health["scans"]["completed"].as_u64()? >= 1)
-                .then_some(())
-        },
-    );
-    let health = agent.health().expect("health");
+    let health = health_when(&agent, "exec events on and a first scan", events_on);
     let procmond = u32::try_from(health["procmond"]["pid"].as_u64().unwrap()).unwrap();
     let rss_before = daemoneye_e2e::rss_kib(procmond);
     let counts = |health: &Value| {
@@ -439,9 +430,8 @@ fn a_storm_procmond_cannot_keep_up_with_is_counted_bounded_and_survived() {
     // procmond's pusher is held: its queue fills, and what does not fit must be counted.
     std::fs::write(&gate, b"").unwrap();
     storm(6000);
-    let health = wait_for("drops counted", Duration::from_secs(60), || {
-        let health = agent.health()?;
-        (health["exec_events"]["dropped"].as_u64()? > 0).then_some(health)
+    let health = health_when(&agent, "drops counted", |health| {
+        Some(health["exec_events"]["dropped"].as_u64()? > 0)
     });
     let (received, dropped) = counts(&health);
     let (received, dropped) = (received - received_before, dropped - dropped_before);
@@ -461,15 +451,14 @@ fn a_storm_procmond_cannot_keep_up_with_is_counted_bounded_and_survived() {
 
     // Released, it catches up, says so in the ledger, and new execs flow again.
     std::fs::remove_file(&gate).unwrap();
-    wait_for("the queue drained", Duration::from_secs(60), || {
-        let health = agent.health()?;
+    health_when(&agent, "the queue drained", |health| {
         let exec = &health["exec_events"];
         let (received, pushed, dropped) = (
             exec["received"].as_u64()?,
             exec["pushed"].as_u64()?,
             exec["dropped"].as_u64()?,
         );
-        (pushed + dropped >= received).then_some(())
+        Some(pushed + dropped >= received)
     });
     let mut child = spawn_quiet("/bin/sleep", &["0.005", "424242e-12"]);
     let pid = child.id();

@@ -46,19 +46,20 @@ impl Engine {
         &self.rules
     }
 
-    /// The tables some rule reads: the caller loads only these.
+    /// The tables the rules that run on scans read: the caller loads only these.
     pub fn tables_needed(&self) -> BTreeSet<Table> {
-        self.rules
-            .iter()
-            .flat_map(|rule| rule.sql.tables().iter().copied())
-            .collect()
+        self.tables_read_by(|rule| rule.on.scans())
     }
 
     /// The tables the rules that run on exec events read.
     pub fn exec_tables_needed(&self) -> BTreeSet<Table> {
+        self.tables_read_by(|rule| rule.on.exec())
+    }
+
+    fn tables_read_by(&self, runs: impl Fn(&Rule) -> bool) -> BTreeSet<Table> {
         self.rules
             .iter()
-            .filter(|rule| rule.on.exec())
+            .filter(|rule| runs(rule))
             .flat_map(|rule| rule.sql.tables().iter().copied())
             .collect()
     }

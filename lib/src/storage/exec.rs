@@ -107,7 +107,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::{EventKind, ScanSummary};
+    use crate::models::EventKind;
+    use crate::storage::tests::{ingest, record, temp_store};
 
     fn exec(pid: u32, lost: bool) -> ProcessEvent {
         ProcessEvent {
@@ -129,26 +130,14 @@ mod tests {
     fn scan(store: &Store, pids: &[u32], at: i64) -> i64 {
         let records: Vec<ProcessRecord> = pids
             .iter()
-            .map(|&pid| ProcessRecord {
-                pid,
-                start_time: Some(i64::from(pid)),
-                ..ProcessRecord::default()
-            })
+            .map(|&pid| record(pid, Some(i64::from(pid))))
             .collect();
-        let summary = ScanSummary {
-            scan_id: 0,
-            started_at: at,
-            finished_at: at,
-            process_count: records.len() as u64,
-            error_count: 0,
-        };
-        store.ingest(&summary, &records).unwrap().scan_id
+        ingest(store, at, &records).scan_id
     }
 
     #[test]
     fn exec_events_wait_for_a_scan_then_follow_its_own_events() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("events.redb"), 1 << 20).unwrap();
+        let (_dir, store) = temp_store();
         assert_eq!(store.append_exec_events(&[exec(50, false)]).unwrap(), None);
         assert!(store.all_events(100).unwrap().items.is_empty());
 
@@ -185,8 +174,7 @@ mod tests {
 
     #[test]
     fn one_record_of_a_scan_is_found_by_pid() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("events.redb"), 1 << 20).unwrap();
+        let (_dir, store) = temp_store();
         let id = scan(&store, &[1, 7], 10);
         assert_eq!(store.snapshot_record(id, 7).unwrap().unwrap().pid, 7);
         assert!(store.snapshot_record(id, 8).unwrap().is_none());

@@ -17,13 +17,13 @@ mod retention;
 
 const CACHE: usize = 1 << 20;
 
-fn temp_store() -> (TempDir, Store) {
+pub(super) fn temp_store() -> (TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("store.redb"), CACHE).unwrap();
     (dir, store)
 }
 
-fn record(pid: u32, start_time: Option<i64>) -> ProcessRecord {
+pub(super) fn record(pid: u32, start_time: Option<i64>) -> ProcessRecord {
     ProcessRecord {
         pid,
         start_time,
@@ -79,7 +79,7 @@ fn summary(finished_at: i64, count: usize) -> ScanSummary {
     }
 }
 
-fn ingest(store: &Store, finished_at: i64, records: &[ProcessRecord]) -> Ingested {
+pub(super) fn ingest(store: &Store, finished_at: i64, records: &[ProcessRecord]) -> Ingested {
     store
         .ingest(&summary(finished_at, records.len()), records)
         .unwrap()

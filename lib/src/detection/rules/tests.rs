@@ -266,6 +266,16 @@ fn on_says_whether_a_rule_runs_on_scans_exec_events_or_both() {
     );
 }
 
+/// The ids of the rules `runs` ran, in order.
+fn ran<'a>(
+    engine: &'a crate::detection::engine::Engine,
+    runs: &[crate::detection::engine::RuleRun],
+) -> Vec<&'a str> {
+    runs.iter()
+        .map(|run| engine.rules()[run.rule].id.as_str())
+        .collect()
+}
+
 #[test]
 fn exec_rules_alone_run_on_exec_events_and_see_parents_outside_the_batch() {
     use crate::detection::engine::Engine;
@@ -317,11 +327,7 @@ sql = "SELECT pid FROM processes WHERE cmdline LIKE 'sh -c%'"
             ..Dataset::default()
         })
         .unwrap();
-    let ran: Vec<&str> = runs
-        .iter()
-        .map(|run| engine.rules()[run.rule].id.as_str())
-        .collect();
-    assert_eq!(ran, ["T-EXEC", "T-BOTH"]);
+    assert_eq!(ran(&engine, &runs), ["T-EXEC", "T-BOTH"]);
     let exec = runs[0].outcome.as_ref().unwrap();
     assert_eq!(exec.rows.len(), 1, "the parent is found outside the batch");
     // On a scan, the exec-only rule does not run, and no parent is left over.
@@ -332,9 +338,5 @@ sql = "SELECT pid FROM processes WHERE cmdline LIKE 'sh -c%'"
             ..Dataset::default()
         })
         .unwrap();
-    let ran: Vec<&str> = runs
-        .iter()
-        .map(|run| engine.rules()[run.rule].id.as_str())
-        .collect();
-    assert_eq!(ran, ["T-SCAN", "T-BOTH"]);
+    assert_eq!(ran(&engine, &runs), ["T-SCAN", "T-BOTH"]);
 }
